@@ -1,0 +1,220 @@
+// Package devstack starts the services OrderFlow needs on one machine without Docker: a
+// PostgreSQL cluster from the machine's own binaries, the Temporal dev server, and an
+// in-process Kafka-protocol broker. `orderflow dev` and the integration tests both use it,
+// so the tests run against exactly what `make run` runs.
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ErrNoPostgres is returned when no PostgreSQL server binaries can be found.
+var ErrNoPostgres = errors.New("PostgreSQL server binaries (initdb, pg_ctl) were not found: install them with `apt-get install postgresql` or set DATABASE_URL")
+
+// Postgres is a local PostgreSQL cluster run by pg_ctl.
+type Postgres struct {
+	dir    string
+	bindir string
+	port   int
+	owner  *user.User // nil when the cluster runs as the current user
+}
+
+// PostgresOptions says where the cluster lives and which port it listens on (0: any free).
+type PostgresOptions struct {
+	Dir  string
+	Port int
+}
+
+// StartPostgres starts the cluster in opts.Dir, creating it first if the folder holds
+// none, and creates the database "orderflow" if it is missing. As root it runs the server
+// as the "postgres" user, since PostgreSQL refuses to run as root.
+func StartPostgres(ctx context.Context, opts PostgresOptions) (*Postgres, error) {
+	bindir, err := postgresBindir()
+	if err != nil {
+		return nil, err
+	}
+	port := opts.Port
+	if port == 0 {
+		if port, err = FreePort(); err != nil {
+			return nil, err
+		}
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	p := &Postgres{dir: dir, bindir: bindir, port: port}
+	if os.Geteuid() == 0 {
+		if p.owner, err = user.Lookup("postgres"); err != nil {
+			return nil, fmt.Errorf("devstack: running as root needs a postgres user to run the server: %w", err)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("devstack: %w", err)
+	}
+	if err := p.chown(dir); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(dir, "PG_VERSION")); errors.Is(err, os.ErrNotExist) {
+		out, err := p.command(ctx, "initdb", "-D", dir, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-instructions").CombinedOutput()
+		if err != nil {
+			return nil, fmt.Errorf("devstack: initdb: %w: %s", err, out)
+		}
+	}
+	// A cluster left running by a killed process would make pg_ctl start fail; stop it.
+	_ = p.command(ctx, "pg_ctl", "-D", dir, "-m", "fast", "stop").Run()
+	serverOpts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200", port, dir)
+	logFile := filepath.Join(dir, "server.log")
+	out, err := p.command(ctx, "pg_ctl", "-D", dir, "-l", logFile, "-o", serverOpts, "-w", "-t", "60", "start").CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("devstack: pg_ctl start: %w: %s", err, out)
+	}
+	if err := p.CreateDatabase(ctx, "orderflow"); err != nil {
+		p.Stop()
+		return nil, err
+	}
+	return p, nil
+}
+
+// URL returns the connection URL of database name on this cluster.
+func (p *Postgres) URL(name string) string {
+	u := url.URL{Scheme: "postgres", User: url.User("postgres"), Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(p.port)), Path: "/" + name}
+	u.RawQuery = "sslmode=disable"
+	return u.String()
+}
+
+// CreateDatabase creates database name unless it exists.
+func (p *Postgres) CreateDatabase(ctx context.Context, name string) error {
+	conn, err := pgx.Connect(ctx, p.URL("postgres"))
+	if err != nil {
+		return fmt.Errorf("devstack: connect: %w", err)
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
+		return fmt.Errorf("devstack: %w", err)
+	}
+	if exists {
+		return nil
+	}
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return fmt.Errorf("devstack: create database %s: %w", name, err)
+	}
+	return nil
+}
+
+// Stop shuts the cluster down, waiting for it to finish.
+func (p *Postgres) Stop() error {
+	out, err := p.command(context.Background(), "pg_ctl", "-D", p.dir, "-m", "fast", "-w", "stop").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("devstack: pg_ctl stop: %w: %s", err, out)
+	}
+	return nil
+}
+
+func (p *Postgres) command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	path := filepath.Join(p.bindir, name)
+	if p.owner == nil {
+		return exec.CommandContext(ctx, path, args...)
+	}
+	cmd := exec.CommandContext(ctx, "runuser", append([]string{"-u", p.owner.Username, "--", path}, args...)...)
+	// runuser keeps the caller's working directory, which the postgres user may not be
+	// allowed to enter.
+	cmd.Dir = p.dir
+	return cmd
+}
+
+// chown gives dir, and every parent up to the first that is world-executable, to the
+// server's user so that it can reach its data folder.
+func (p *Postgres) chown(dir string) error {
+	if p.owner == nil {
+		return nil
+	}
+	uid, _ := strconv.Atoi(p.owner.Uid)
+	gid, _ := strconv.Atoi(p.owner.Gid)
+	if err := os.Chown(dir, uid, gid); err != nil {
+		return fmt.Errorf("devstack: %w", err)
+	}
+	for parent := filepath.Dir(dir); parent != "/"; parent = filepath.Dir(parent) {
+		st, err := os.Stat(parent)
+		if err != nil {
+			return fmt.Errorf("devstack: %w", err)
+		}
+		if st.Mode().Perm()&0o001 == 0 {
+			if err := os.Chmod(parent, st.Mode().Perm()|0o011); err != nil {
+				return fmt.Errorf("devstack: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// postgresBindir finds the folder holding initdb and pg_ctl: PATH first, then
+// pg_config, then Debian's versioned folders (newest first).
+func postgresBindir() (string, error) {
+	if p, err := exec.LookPath("initdb"); err == nil {
+		if _, err := exec.LookPath("pg_ctl"); err == nil {
+			if resolved, err := filepath.EvalSymlinks(p); err == nil {
+				return filepath.Dir(resolved), nil
+			}
+			return filepath.Dir(p), nil
+		}
+	}
+	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
+		dir := strings.TrimSpace(string(out))
+		if _, err := os.Stat(filepath.Join(dir, "initdb")); err == nil {
+			return dir, nil
+		}
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Sort(sort.Reverse(sort.StringSlice(dirs)))
+	for _, dir := range dirs {
+		if _, err := os.Stat(filepath.Join(dir, "initdb")); err == nil {
+			return dir, nil
+		}
+	}
+	return "", ErrNoPostgres
+}
+
+// FreePort asks the kernel for a free TCP port on the loopback interface.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("devstack: free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// waitFor calls ready until it succeeds or the deadline passes.
+func waitFor(ctx context.Context, timeout time.Duration, ready func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := ready(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("devstack: not ready after %s: %w", timeout, err)
+		case <-tick.C:
+		}
+	}
+}

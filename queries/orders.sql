@@ -1,0 +1,84 @@
+-- name: InsertOrder :one
+-- Returns the new order, or no row when (user_id, idempotency_key) already exists.
+INSERT INTO orders (user_id, instrument_id, side, kind, price, quantity, remaining_quantity,
+                    status, time_in_force, idempotency_key, request_hash)
+VALUES (@user_id, @instrument_id, @side, @kind, @price, @quantity, @quantity,
+        'CREATED', @time_in_force, @idempotency_key, @request_hash)
+ON CONFLICT (user_id, idempotency_key) DO NOTHING
+RETURNING *;
+
+-- name: GetOrderByIdempotencyKey :one
+SELECT * FROM orders WHERE user_id = @user_id AND idempotency_key = @idempotency_key;
+
+-- name: GetOrder :one
+SELECT * FROM orders WHERE id = @id;
+
+-- name: GetOrderForUpdate :one
+SELECT * FROM orders WHERE id = @id FOR UPDATE;
+
+-- name: ListOrders :many
+-- Filters are optional (NULL means any). The sort column and direction are chosen from a
+-- fixed set so the query stays one prepared statement.
+SELECT * FROM orders
+WHERE (sqlc.narg(user_id)::bigint IS NULL OR user_id = sqlc.narg(user_id))
+  AND (sqlc.narg(status)::text IS NULL OR status = sqlc.narg(status))
+  AND (sqlc.narg(instrument_id)::bigint IS NULL OR instrument_id = sqlc.narg(instrument_id))
+ORDER BY
+  CASE WHEN @sort_key::text = 'id' AND @sort_desc::boolean THEN id END DESC,
+  CASE WHEN @sort_key::text = 'id' AND NOT @sort_desc::boolean THEN id END ASC,
+  CASE WHEN @sort_key::text = 'createdAt' AND @sort_desc::boolean THEN created_at END DESC,
+  CASE WHEN @sort_key::text = 'createdAt' AND NOT @sort_desc::boolean THEN created_at END ASC,
+  CASE WHEN @sort_key::text = 'updatedAt' AND @sort_desc::boolean THEN updated_at END DESC,
+  CASE WHEN @sort_key::text = 'updatedAt' AND NOT @sort_desc::boolean THEN updated_at END ASC,
+  CASE WHEN @sort_key::text = 'price' AND @sort_desc::boolean THEN price END DESC,
+  CASE WHEN @sort_key::text = 'price' AND NOT @sort_desc::boolean THEN price END ASC,
+  CASE WHEN @sort_key::text = 'quantity' AND @sort_desc::boolean THEN quantity END DESC,
+  CASE WHEN @sort_key::text = 'quantity' AND NOT @sort_desc::boolean THEN quantity END ASC,
+  CASE WHEN @sort_key::text = 'status' AND @sort_desc::boolean THEN status END DESC,
+  CASE WHEN @sort_key::text = 'status' AND NOT @sort_desc::boolean THEN status END ASC,
+  id DESC
+LIMIT @page_size OFFSET @page_offset;
+
+-- name: CountOrders :one
+SELECT count(*) FROM orders
+WHERE (sqlc.narg(user_id)::bigint IS NULL OR user_id = sqlc.narg(user_id))
+  AND (sqlc.narg(status)::text IS NULL OR status = sqlc.narg(status))
+  AND (sqlc.narg(instrument_id)::bigint IS NULL OR instrument_id = sqlc.narg(instrument_id));
+
+-- name: TransitionOrder :one
+-- The only statement that changes orders.status. Zero rows means the version read is
+-- stale; the caller re-reads and decides.
+UPDATE orders
+SET status = @status, remaining_quantity = @remaining_quantity, reason = @reason,
+    version = version + 1, updated_at = now()
+WHERE id = @id AND version = @version
+RETURNING *;
+
+-- name: MarkCancelRequested :one
+-- Takes the order's row lock, so the CANCEL_REQUESTED event written next in the same
+-- transaction gets the next seq without racing a status change. Returns no row for an
+-- order that is terminal.
+UPDATE orders SET cancel_requested = true, updated_at = now()
+WHERE id = @id
+  AND status NOT IN ('EXECUTED', 'REJECTED', 'CANCELLED', 'PARTIALLY_CANCELLED', 'FAILED')
+RETURNING *;
+
+-- name: LockBook :one
+-- Serialises matching per instrument: the execute transaction holds this row lock.
+SELECT id FROM instruments WHERE id = @id FOR UPDATE;
+
+-- name: ListRestingOrders :many
+-- One page of one side of an instrument's book, in price-time priority (best price, then
+-- oldest), limited to prices an incoming order may take (NULL limit: any price, for
+-- MARKET). Called with the instrument's book lock held, so pages are stable.
+SELECT * FROM orders
+WHERE instrument_id = @instrument_id AND side = @side AND kind = 'LIMIT'
+  AND status IN ('EXECUTING', 'PARTIALLY_FILLED') AND remaining_quantity > 0
+  AND (sqlc.narg(limit_price)::numeric IS NULL
+       OR (@side::text = 'SELL' AND price <= sqlc.narg(limit_price)::numeric)
+       OR (@side::text = 'BUY' AND price >= sqlc.narg(limit_price)::numeric))
+ORDER BY CASE WHEN @side::text = 'SELL' THEN price END ASC,
+         CASE WHEN @side::text = 'BUY' THEN price END DESC,
+         id ASC
+LIMIT @page_size OFFSET @page_offset
+FOR UPDATE;

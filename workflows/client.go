@@ -1,0 +1,117 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+)
+
+// Search attributes the order's run carries, so operators can filter runs in the
+// Temporal UI. SearchAttributeTypes lists them with their types for registration.
+var (
+	AttrOrderID        = temporal.NewSearchAttributeKeyInt64("OrderId")
+	AttrUserID         = temporal.NewSearchAttributeKeyInt64("UserId")
+	AttrInstrumentID   = temporal.NewSearchAttributeKeyInt64("InstrumentId")
+	AttrOrderStatus    = temporal.NewSearchAttributeKeyKeyword("OrderStatus")
+	AttrOrderKind      = temporal.NewSearchAttributeKeyKeyword("OrderKind")
+	AttrOrderSide      = temporal.NewSearchAttributeKeyKeyword("OrderSide")
+	AttrNeedsAttention = temporal.NewSearchAttributeKeyBool("NeedsAttention")
+)
+
+// SearchAttributeTypes maps each custom search attribute to the type name the Temporal
+// CLI's --search-attribute flag and `temporal operator search-attribute create` take.
+func SearchAttributeTypes() map[string]string {
+	return map[string]string{
+		"OrderId": "Int", "UserId": "Int", "InstrumentId": "Int",
+		"OrderStatus": "Keyword", "OrderKind": "Keyword", "OrderSide": "Keyword",
+		"NeedsAttention": "Bool",
+	}
+}
+
+// StartRequest describes the order whose run to start; the fields beyond OrderID become
+// the run's search attributes.
+type StartRequest struct {
+	OrderID      int64
+	UserID       int64
+	InstrumentID int64
+	Side         string
+	Kind         string
+}
+
+func startOptions(r StartRequest) client.StartWorkflowOptions {
+	return client.StartWorkflowOptions{
+		ID:        OrderWorkflowID(r.OrderID),
+		TaskQueue: TaskQueue,
+		// One run per order, ever (within the namespace's retention): a redelivered
+		// message finds the running or closed run and starts nothing.
+		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		TypedSearchAttributes: searchAttributes(r),
+	}
+}
+
+func searchAttributes(r StartRequest) temporal.SearchAttributes {
+	updates := []temporal.SearchAttributeUpdate{AttrOrderID.ValueSet(r.OrderID)}
+	if r.UserID != 0 {
+		updates = append(updates, AttrUserID.ValueSet(r.UserID), AttrInstrumentID.ValueSet(r.InstrumentID),
+			AttrOrderSide.ValueSet(r.Side), AttrOrderKind.ValueSet(r.Kind))
+	}
+	return temporal.NewSearchAttributes(updates...)
+}
+
+// Starter starts and signals order runs.
+type Starter struct {
+	client client.Client
+}
+
+// NewStarter returns a Starter over c.
+func NewStarter(c client.Client) *Starter { return &Starter{client: c} }
+
+// Start starts the order's run. A run that already exists for the order (running, or
+// closed within retention) is success: started reports whether this call made it.
+func (s *Starter) Start(ctx context.Context, r StartRequest) (started bool, err error) {
+	_, err = s.client.ExecuteWorkflow(ctx, startOptions(r), OrderWorkflow, OrderInput{OrderID: r.OrderID})
+	var already *serviceerror.WorkflowExecutionAlreadyStarted
+	switch {
+	case errors.As(err, &already):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("start %s: %w", OrderWorkflowID(r.OrderID), err)
+	}
+	return true, nil
+}
+
+// RequestCancel signals the order's run to cancel, starting the run if the Kafka message
+// has not yet (signal-with-start, so an early cancel still wins), and waits up to wait
+// for the run to end. applied is true when it ended in that time; the order's row says
+// how (a fill may have won the race). A run that is already closed is left alone.
+func (s *Starter) RequestCancel(ctx context.Context, orderID int64, wait time.Duration) (applied bool, err error) {
+	opts := startOptions(StartRequest{OrderID: orderID})
+	opts.WorkflowIDConflictPolicy = enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING
+	opts.WorkflowExecutionErrorWhenAlreadyStarted = false
+	run, err := s.client.SignalWithStartWorkflow(ctx, OrderWorkflowID(orderID), SignalCancel,
+		CancelSignal{RequestedBy: "api"}, opts, OrderWorkflow, OrderInput{OrderID: orderID})
+	var already *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &already) {
+		return true, nil // closed: nothing left to cancel
+	}
+	if err != nil {
+		return false, fmt.Errorf("signal cancel to %s: %w", OrderWorkflowID(orderID), err)
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	if err := run.Get(waitCtx, nil); err != nil {
+		if waitCtx.Err() != nil && ctx.Err() == nil {
+			return false, nil // still running: accepted, not yet applied
+		}
+		return false, fmt.Errorf("wait for %s: %w", OrderWorkflowID(orderID), err)
+	}
+	return true, nil
+}
