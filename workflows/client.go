@@ -53,7 +53,7 @@ func startOptions(r StartRequest) client.StartWorkflowOptions {
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		TypedSearchAttributes: searchAttributes(r),
+		TypedSearchAttributes:                    searchAttributes(r),
 	}
 }
 

@@ -1,0 +1,180 @@
+// Package api is OrderFlow's REST API: placing, reading, listing and cancelling orders,
+// their event timelines and trades, and the instruments they trade. It keeps the seed
+// application's JSON shapes so the seed's web client keeps working, and answers every
+// error as an RFC 9457 problem+json body that also carries the seed's errorCode.
+//
+// Placing an order only writes it (with its ORDER_PLACED event and an outbox message) in
+// one transaction; execution happens asynchronously in the order's Temporal workflow.
+// Cancelling records the request and asks the workflow, through a Canceller, to apply it.
+package api
+
+import (
+	"context"
+	_ "embed"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/go-chi/cors"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/orderflow/orderflow/queries"
+)
+
+// openapiSpec is the API's OpenAPI 3 description, served at /openapi.yaml; the tests
+// check real responses against it, so it cannot drift from the handlers.
+//
+//go:embed openapi.yaml
+var openapiSpec []byte
+
+// maxBodyBytes bounds every request body: an order is a few hundred bytes, so anything
+// near this limit is a mistake or an attack.
+const maxBodyBytes = 64 << 10
+
+// Canceller asks the order's workflow to cancel it (signal-with-start, so a cancel that
+// arrives before the workflow exists still wins) and waits up to wait for the workflow
+// to apply it. applied reports whether it did within that time; an error means the
+// request could not be delivered.
+type Canceller interface {
+	RequestCancel(ctx context.Context, orderID int64, wait time.Duration) (applied bool, err error)
+}
+
+// Config tunes the API. The zero value of every field means its default:
+//
+//   - AllowedOrigins: browser origins allowed by CORS; default http://localhost:3000,
+//     where the seed's web client runs.
+//   - CancelWait: how long a cancel request waits for the workflow to apply the cancel
+//     before answering 202; default 2s.
+//   - TemporalUIURL: base URL of the Temporal UI (e.g. http://127.0.0.1:8233); when set,
+//     order views link to their workflow there. Empty omits the link.
+//   - Namespace: the Temporal namespace used in that link; default "default".
+//   - RequestTimeout: the deadline of every request; default 10s, and always at least
+//     CancelWait plus 5s so that a cancel's wait fits inside it.
+type Config struct {
+	AllowedOrigins []string
+	CancelWait     time.Duration
+	TemporalUIURL  string
+	Namespace      string
+	RequestTimeout time.Duration
+}
+
+// withDefaults returns cfg with every unset field given its documented default.
+func (cfg Config) withDefaults() Config {
+	if len(cfg.AllowedOrigins) == 0 {
+		cfg.AllowedOrigins = []string{"http://localhost:3000"}
+	}
+	if cfg.CancelWait <= 0 {
+		cfg.CancelWait = 2 * time.Second
+	}
+	cfg.TemporalUIURL = strings.TrimRight(cfg.TemporalUIURL, "/")
+	if cfg.Namespace == "" {
+		cfg.Namespace = "default"
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 10 * time.Second
+	}
+	cfg.RequestTimeout = max(cfg.RequestTimeout, cfg.CancelWait+5*time.Second)
+	return cfg
+}
+
+// server holds the handlers' dependencies.
+type server struct {
+	pool    *pgxpool.Pool
+	q       *queries.Queries
+	cancels Canceller
+	logger  *slog.Logger
+	cfg     Config
+}
+
+// NewServer returns the API's HTTP handler. pool and cancels must not be nil; a nil
+// logger discards logs.
+func NewServer(pool *pgxpool.Pool, cancels Canceller, logger *slog.Logger, cfg Config) http.Handler {
+	if logger == nil {
+		logger = slogDiscard()
+	}
+	s := &server{pool: pool, q: queries.New(pool), cancels: cancels, logger: logger, cfg: cfg.withDefaults()}
+	return s.routes()
+}
+
+// routes builds the router. Middleware order matters: the request id comes first so
+// every log line and problem body carries it; the access log wraps the recoverer so a
+// recovered panic is logged with the 500 it became; CORS precedes routing so preflight
+// requests never reach a handler.
+func (s *server) routes() http.Handler {
+	mux := chi.NewRouter()
+	mux.Use(
+		middleware.RequestID,
+		echoRequestID,
+		s.accessLog,
+		s.recoverer,
+		cors.Handler(cors.Options{
+			AllowedOrigins: s.cfg.AllowedOrigins,
+			AllowedMethods: []string{http.MethodGet, http.MethodPost, http.MethodOptions},
+			AllowedHeaders: []string{"Accept", "Content-Type", "Idempotency-Key", middleware.RequestIDHeader},
+			ExposedHeaders: []string{"Location", middleware.RequestIDHeader},
+			MaxAge:         300,
+		}),
+		s.timeout,
+		s.limitBody,
+	)
+	mux.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		s.fail(w, r, newError(codeNotFound, "no route for %s %s", r.Method, r.URL.Path))
+	})
+	mux.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		// chi does not pass the allowed methods to a custom handler, so ask the router.
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+			if mux.Match(chi.NewRouteContext(), m, r.URL.Path) {
+				w.Header().Add("Allow", m)
+			}
+		}
+		s.fail(w, r, newError(codeMethodNotAllowed, "method %s is not allowed on %s", r.Method, r.URL.Path))
+	})
+
+	mux.Get("/healthz", s.handle(s.healthz))
+	mux.Get("/readyz", s.handle(s.readyz))
+	mux.Get("/openapi.yaml", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/yaml")
+		_, _ = w.Write(openapiSpec)
+	})
+	mux.Route("/api/v1", func(r chi.Router) {
+		r.Post("/orders", s.handle(s.placeOrder))
+		r.Get("/orders", s.handle(s.listOrders))
+		r.Get("/orders/{id}", s.handle(s.getOrder))
+		r.Post("/orders/{id}/cancel", s.handle(s.cancelOrder))
+		r.Get("/orders/{id}/events", s.handle(s.listOrderEvents))
+		r.Get("/orders/{id}/trades", s.handle(s.listOrderTrades))
+		r.Get("/instruments", s.handle(s.listInstruments))
+	})
+	return mux
+}
+
+// handle adapts a handler that returns its error, so that every error reaches fail and
+// no handler writes an error body itself.
+func (s *server) handle(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			s.fail(w, r, err)
+		}
+	}
+}
+
+// healthz answers whether the process is serving at all; it checks no dependency, so an
+// orchestrator does not restart the API because the database is down.
+func (s *server) healthz(w http.ResponseWriter, r *http.Request) error {
+	s.respond(w, r, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+// readyz answers whether the API can serve requests, which needs the database.
+func (s *server) readyz(w http.ResponseWriter, r *http.Request) error {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.pool.Ping(ctx); err != nil {
+		return &apiError{code: codeUnavailable, message: "the database is not reachable", cause: err}
+	}
+	s.respond(w, r, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}

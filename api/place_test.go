@@ -1,0 +1,346 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/orderflow/orderflow/kafka"
+)
+
+func TestPlacingAcceptsTheSeedClientsRequests(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	tests := []struct {
+		name        string
+		contentType string
+		body        string
+		wantPrice   string // the JSON text of the answered price
+		wantTIF     string
+		wantKind    string
+	}{
+		{
+			name:      "a LIMIT order with string numbers, as the seed client sends it, is accepted",
+			body:      `{"userId":"101","instrumentId":"101","orderType":"BUY","orderKind":"LIMIT","price":"99.50","quantity":"10"}`,
+			wantPrice: "99.5", wantTIF: "GTC", wantKind: "LIMIT",
+		},
+		{
+			name:      "a LIMIT order with JSON numbers is accepted",
+			body:      `{"userId":7,"instrumentId":102,"orderType":"SELL","orderKind":"LIMIT","price":100.25,"quantity":3}`,
+			wantPrice: "100.25", wantTIF: "GTC", wantKind: "LIMIT",
+		},
+		{
+			name:      "a MARKET order with an empty price string has no price and is IOC",
+			body:      `{"userId":"101","instrumentId":"101","orderType":"BUY","orderKind":"MARKET","price":"","quantity":"10"}`,
+			wantPrice: "null", wantTIF: "IOC", wantKind: "MARKET",
+		},
+		{
+			name:      "a MARKET order with a null price has no price",
+			body:      `{"userId":1,"instrumentId":101,"orderType":"SELL","orderKind":"MARKET","price":null,"quantity":1}`,
+			wantPrice: "null", wantTIF: "IOC", wantKind: "MARKET",
+		},
+		{
+			name:      "a MARKET order may say IOC explicitly",
+			body:      `{"userId":1,"instrumentId":101,"orderType":"SELL","orderKind":"MARKET","quantity":1,"timeInForce":"IOC"}`,
+			wantPrice: "null", wantTIF: "IOC", wantKind: "MARKET",
+		},
+		{
+			name:      "a LIMIT order may be IOC",
+			body:      `{"userId":1,"instrumentId":101,"orderType":"BUY","orderKind":"LIMIT","price":"5","quantity":1,"timeInForce":"IOC"}`,
+			wantPrice: "5", wantTIF: "IOC", wantKind: "LIMIT",
+		},
+		{
+			name:      "a price keeps all eight decimal places exactly",
+			body:      `{"userId":1,"instrumentId":101,"orderType":"BUY","orderKind":"LIMIT","price":"12345678901.12345678","quantity":1}`,
+			wantPrice: "12345678901.12345678", wantTIF: "GTC", wantKind: "LIMIT",
+		},
+		{
+			name:      "trailing zeros beyond eight decimal places do not count",
+			body:      `{"userId":1,"instrumentId":101,"orderType":"BUY","orderKind":"LIMIT","price":0.1000000000,"quantity":1}`,
+			wantPrice: "0.1", wantTIF: "GTC", wantKind: "LIMIT",
+		},
+		{
+			name:        "a charset parameter on the content type is allowed",
+			contentType: "application/json; charset=UTF-8",
+			body:        limitBody(1, `"1.5"`, 2),
+			wantPrice:   "1.5", wantTIF: "GTC", wantKind: "LIMIT",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ct := tt.contentType
+			if ct == "" {
+				ct = "application/json"
+			}
+			res := h.do(http.MethodPost, "/api/v1/orders", tt.body, "Content-Type", ct, "Idempotency-Key", newKey())
+			if res.status != http.StatusCreated {
+				t.Fatalf("status = %d, want 201; body %s", res.status, res.body)
+			}
+			o := decode[orderBody](t, res)
+			if got := string(o.Price); got != tt.wantPrice {
+				t.Errorf("price = %s, want %s", got, tt.wantPrice)
+			}
+			if o.TimeInForce != tt.wantTIF || o.OrderKind != tt.wantKind {
+				t.Errorf("timeInForce, orderKind = %s, %s; want %s, %s", o.TimeInForce, o.OrderKind, tt.wantTIF, tt.wantKind)
+			}
+			if o.OrderStatus != "CREATED" || o.Message != "Order accepted" || o.Duplicate {
+				t.Errorf("orderStatus, message, duplicate = %s, %q, %v", o.OrderStatus, o.Message, o.Duplicate)
+			}
+			if want := fmt.Sprintf("/api/v1/orders/%d", o.OrderID); res.header.Get("Location") != want {
+				t.Errorf("Location = %q, want %q", res.header.Get("Location"), want)
+			}
+			if o.RemainingQuantity != o.Quantity || o.FilledQuantity != 0 {
+				t.Errorf("remaining, filled = %d, %d for quantity %d", o.RemainingQuantity, o.FilledQuantity, o.Quantity)
+			}
+		})
+	}
+}
+
+func TestPlacingRejectsInvalidRequestsAndWritesNothing(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	body := func(fields string) string {
+		return `{"userId":1,"instrumentId":101,"orderType":"BUY","orderKind":"LIMIT","price":"10",` + fields + `}`
+	}
+	tests := []struct {
+		name   string
+		header []string // replaces the default Content-Type and Idempotency-Key when set
+		body   string
+		status int
+		code   string
+		field  string
+	}{
+		{"a request without an Idempotency-Key is refused", []string{"Content-Type", "application/json"}, body(`"quantity":1`), 400, "MISSING_IDEMPOTENCY_KEY", "Idempotency-Key"},
+		{"an Idempotency-Key over 128 characters is refused", []string{"Content-Type", "application/json", "Idempotency-Key", strings.Repeat("k", 129)}, body(`"quantity":1`), 400, "VALIDATION_FAILED", "Idempotency-Key"},
+		{"a non-ASCII Idempotency-Key is refused", []string{"Content-Type", "application/json", "Idempotency-Key", "clé"}, body(`"quantity":1`), 400, "VALIDATION_FAILED", "Idempotency-Key"},
+		{"a text/plain body is refused", []string{"Content-Type", "text/plain", "Idempotency-Key", "k"}, body(`"quantity":1`), 415, "UNSUPPORTED_MEDIA_TYPE", ""},
+		{"a body without a content type is refused", []string{"Idempotency-Key", "k"}, body(`"quantity":1`), 415, "UNSUPPORTED_MEDIA_TYPE", ""},
+		{"a JSON body in another charset is refused", []string{"Content-Type", "application/json; charset=latin1", "Idempotency-Key", "k"}, body(`"quantity":1`), 415, "UNSUPPORTED_MEDIA_TYPE", ""},
+		{"truncated JSON is malformed", nil, `{"userId":1,`, 400, "MALFORMED_JSON", ""},
+		{"an empty body is malformed", nil, ``, 400, "MALFORMED_JSON", ""},
+		{"a JSON array is malformed", nil, `[1,2]`, 400, "MALFORMED_JSON", ""},
+		{"JSON null is malformed", nil, `null`, 400, "MALFORMED_JSON", ""},
+		{"two JSON objects are malformed", nil, body(`"quantity":1`) + `{}`, 400, "MALFORMED_JSON", ""},
+		{"an unknown field is named", nil, body(`"quantity":1,"stopPrice":5`), 400, "VALIDATION_FAILED", "stopPrice"},
+		{"a missing userId is named", nil, `{"instrumentId":101,"orderType":"BUY","orderKind":"MARKET","quantity":1}`, 400, "VALIDATION_FAILED", "userId"},
+		{"a zero userId is refused", nil, `{"userId":0,"instrumentId":101,"orderType":"BUY","orderKind":"MARKET","quantity":1}`, 400, "VALIDATION_FAILED", "userId"},
+		{"a fractional userId string is refused", nil, `{"userId":"1.5","instrumentId":101,"orderType":"BUY","orderKind":"MARKET","quantity":1}`, 400, "VALIDATION_FAILED", "userId"},
+		{"a boolean userId is refused", nil, `{"userId":true,"instrumentId":101,"orderType":"BUY","orderKind":"MARKET","quantity":1}`, 400, "VALIDATION_FAILED", "userId"},
+		{"a negative instrumentId is refused", nil, `{"userId":1,"instrumentId":-101,"orderType":"BUY","orderKind":"MARKET","quantity":1}`, 400, "VALIDATION_FAILED", "instrumentId"},
+		{"a non-numeric instrumentId string is refused", nil, `{"userId":1,"instrumentId":"abc","orderType":"BUY","orderKind":"MARKET","quantity":1}`, 400, "VALIDATION_FAILED", "instrumentId"},
+		{"a zero quantity is refused", nil, body(`"quantity":0`), 400, "VALIDATION_FAILED", "quantity"},
+		{"a negative quantity is refused", nil, body(`"quantity":-1`), 400, "VALIDATION_FAILED", "quantity"},
+		{"a fractional quantity is refused", nil, body(`"quantity":1.5`), 400, "VALIDATION_FAILED", "quantity"},
+		{"a fractional quantity string is refused", nil, body(`"quantity":"1.5"`), 400, "VALIDATION_FAILED", "quantity"},
+		{"a quantity in exponent form is refused", nil, body(`"quantity":1e3`), 400, "VALIDATION_FAILED", "quantity"},
+		{"a quantity beyond int64 is refused", nil, body(`"quantity":9223372036854775808`), 400, "VALIDATION_FAILED", "quantity"},
+		{"a missing quantity is named", nil, body(`"timeInForce":"GTC"`), 400, "VALIDATION_FAILED", "quantity"},
+		{"an unknown orderType is refused", nil, `{"userId":1,"instrumentId":101,"orderType":"HOLD","orderKind":"MARKET","quantity":1}`, 400, "VALIDATION_FAILED", "orderType"},
+		{"a lower-case orderType is refused", nil, `{"userId":1,"instrumentId":101,"orderType":"buy","orderKind":"MARKET","quantity":1}`, 400, "VALIDATION_FAILED", "orderType"},
+		{"a missing orderType is named", nil, `{"userId":1,"instrumentId":101,"orderKind":"MARKET","quantity":1}`, 400, "VALIDATION_FAILED", "orderType"},
+		{"an unknown orderKind is refused", nil, `{"userId":1,"instrumentId":101,"orderType":"BUY","orderKind":"STOP","quantity":1}`, 400, "VALIDATION_FAILED", "orderKind"},
+		{"a numeric orderKind is refused", nil, `{"userId":1,"instrumentId":101,"orderType":"BUY","orderKind":1,"quantity":1}`, 400, "VALIDATION_FAILED", "orderKind"},
+		{"a LIMIT order without a price is refused", nil, `{"userId":1,"instrumentId":101,"orderType":"BUY","orderKind":"LIMIT","quantity":1}`, 400, "VALIDATION_FAILED", "price"},
+		{"a LIMIT order with an empty price is refused", nil, `{"userId":1,"instrumentId":101,"orderType":"BUY","orderKind":"LIMIT","price":"","quantity":1}`, 400, "VALIDATION_FAILED", "price"},
+		{"a zero price is refused", nil, `{"userId":1,"instrumentId":101,"orderType":"BUY","orderKind":"LIMIT","price":0,"quantity":1}`, 400, "VALIDATION_FAILED", "price"},
+		{"a negative price is refused", nil, `{"userId":1,"instrumentId":101,"orderType":"BUY","orderKind":"LIMIT","price":"-5","quantity":1}`, 400, "VALIDATION_FAILED", "price"},
+		{"a non-numeric price is refused", nil, `{"userId":1,"instrumentId":101,"orderType":"BUY","orderKind":"LIMIT","price":"ten","quantity":1}`, 400, "VALIDATION_FAILED", "price"},
+		{"a price in exponent form is refused", nil, `{"userId":1,"instrumentId":101,"orderType":"BUY","orderKind":"LIMIT","price":1e2,"quantity":1}`, 400, "VALIDATION_FAILED", "price"},
+		{"a price with nine decimal places is refused", nil, `{"userId":1,"instrumentId":101,"orderType":"BUY","orderKind":"LIMIT","price":"1.123456789","quantity":1}`, 400, "VALIDATION_FAILED", "price"},
+		{"an absurdly large price is refused", nil, `{"userId":1,"instrumentId":101,"orderType":"BUY","orderKind":"LIMIT","price":"1234567890123456789","quantity":1}`, 400, "VALIDATION_FAILED", "price"},
+		{"a MARKET order with a price is refused", nil, `{"userId":1,"instrumentId":101,"orderType":"BUY","orderKind":"MARKET","price":"100","quantity":1}`, 400, "VALIDATION_FAILED", "price"},
+		{"a MARKET order that is GTC is refused", nil, `{"userId":1,"instrumentId":101,"orderType":"BUY","orderKind":"MARKET","quantity":1,"timeInForce":"GTC"}`, 400, "VALIDATION_FAILED", "timeInForce"},
+		{"an unknown timeInForce is refused", nil, body(`"quantity":1,"timeInForce":"DAY"`), 400, "VALIDATION_FAILED", "timeInForce"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			header := tt.header
+			if header == nil {
+				header = []string{"Content-Type", "application/json", "Idempotency-Key", newKey()}
+			}
+			res := h.do(http.MethodPost, "/api/v1/orders", tt.body, header...)
+			wantProblem(t, res, tt.status, tt.code, tt.field)
+		})
+	}
+
+	t.Run("every invalid field is named, unknown fields first", func(t *testing.T) {
+		res := h.place(newKey(), `{"zeta":1,"alpha":2,"userId":0,"instrumentId":101,"orderType":"X","orderKind":"LIMIT","quantity":0}`)
+		p := wantProblem(t, res, 400, "VALIDATION_FAILED", "alpha")
+		var fields []string
+		for _, e := range p.Errors {
+			fields = append(fields, e.Field)
+		}
+		if got, want := strings.Join(fields, ","), "alpha,zeta,userId,orderType,price,quantity"; got != want {
+			t.Errorf("errors name %s, want %s", got, want)
+		}
+	})
+
+	t.Run("a body over 64 KiB with a declared length is too large", func(t *testing.T) {
+		res := h.place(newKey(), `{"userId":1`+strings.Repeat(" ", 64<<10)+`}`)
+		wantProblem(t, res, http.StatusRequestEntityTooLarge, "PAYLOAD_TOO_LARGE", "")
+	})
+
+	t.Run("a body over 64 KiB without a declared length is too large", func(t *testing.T) {
+		req := httptest.NewRequest(http.MethodPost, "/api/v1/orders", strings.NewReader(`{"userId":1`+strings.Repeat(" ", 64<<10)+`}`))
+		req.ContentLength = -1
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", newKey())
+		wantProblem(t, h.serve(req), http.StatusRequestEntityTooLarge, "PAYLOAD_TOO_LARGE", "")
+	})
+
+	for _, table := range []string{"orders", "order_events", "outbox"} {
+		if n := h.count(table); n != 0 {
+			t.Errorf("rejected requests wrote %d rows to %s", n, table)
+		}
+	}
+}
+
+func TestPlacingWritesTheOrderItsEventAndItsOutboxMessage(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	o := h.mustPlace(`{"userId":7,"instrumentId":102,"orderType":"SELL","orderKind":"LIMIT","price":"100.50","quantity":5}`)
+	ctx := context.Background()
+
+	var status, side, kind, tif string
+	var priceOK bool
+	var remaining int64
+	if err := h.pool.QueryRow(ctx, `SELECT status, side, kind, price = 100.5, time_in_force, remaining_quantity FROM orders WHERE id = $1`, o.OrderID).
+		Scan(&status, &side, &kind, &priceOK, &tif, &remaining); err != nil {
+		t.Fatal(err)
+	}
+	if status != "CREATED" || side != "SELL" || kind != "LIMIT" || !priceOK || tif != "GTC" || remaining != 5 {
+		t.Errorf("stored order = %s %s %s (price 100.5: %v) %s %d", status, side, kind, priceOK, tif, remaining)
+	}
+	if n := h.count("orders"); n != 1 {
+		t.Errorf("%d orders, want 1", n)
+	}
+
+	var seq int
+	var eventType, toStatus string
+	var fromStatus *string
+	var details map[string]string
+	if err := h.pool.QueryRow(ctx, `SELECT seq, event_type, from_status, to_status, details FROM order_events WHERE order_id = $1`, o.OrderID).
+		Scan(&seq, &eventType, &fromStatus, &toStatus, &details); err != nil {
+		t.Fatal(err)
+	}
+	if seq != 1 || eventType != "ORDER_PLACED" || fromStatus != nil || toStatus != "CREATED" || details["requestedBy"] != "user:7" {
+		t.Errorf("event = seq %d %s %v→%s %v", seq, eventType, fromStatus, toStatus, details)
+	}
+	if n := h.count("order_events"); n != 1 {
+		t.Errorf("%d events, want 1", n)
+	}
+
+	var topic, key string
+	var payload []byte
+	if err := h.pool.QueryRow(ctx, `SELECT topic, key, payload FROM outbox`).Scan(&topic, &key, &payload); err != nil {
+		t.Fatal(err)
+	}
+	if topic != kafka.TopicOrderExecution || key != strconv.FormatInt(o.OrderID, 10) {
+		t.Errorf("outbox topic, key = %s, %s", topic, key)
+	}
+	msg, err := kafka.DecodeExecution(payload)
+	if err != nil {
+		t.Fatalf("outbox payload %s: %v", payload, err)
+	}
+	want := kafka.ExecutionMessage{OrderID: o.OrderID, UserID: 7, InstrumentID: 102, Side: "SELL", Kind: "LIMIT"}
+	if msg != want {
+		t.Errorf("outbox message = %+v, want %+v", msg, want)
+	}
+	if n := h.count("outbox"); n != 1 {
+		t.Errorf("%d outbox rows, want 1", n)
+	}
+}
+
+func TestPlacingIsIdempotent(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+
+	t.Run("a replay answers 200 with the same order marked duplicate", func(t *testing.T) {
+		key := newKey()
+		first := decode[orderBody](t, h.place(key, limitBody(1, `"100.5"`, 10)))
+		res := h.place(key, limitBody(1, `100.50`, 10)) // the same request, written differently
+		if res.status != http.StatusOK {
+			t.Fatalf("status = %d, want 200; body %s", res.status, res.body)
+		}
+		again := decode[orderBody](t, res)
+		if again.OrderID != first.OrderID || !again.Duplicate || again.Message != "Duplicate request: returning the existing order" {
+			t.Errorf("replay = order %d duplicate %v %q; want order %d", again.OrderID, again.Duplicate, again.Message, first.OrderID)
+		}
+	})
+
+	t.Run("a key reused for a different request is refused", func(t *testing.T) {
+		key := newKey()
+		h.place(key, limitBody(2, `"100.5"`, 10))
+		res := h.place(key, limitBody(2, `"100.5"`, 11))
+		wantProblem(t, res, http.StatusUnprocessableEntity, "IDEMPOTENCY_KEY_REUSED", "")
+	})
+
+	t.Run("the same key for another user is a new order", func(t *testing.T) {
+		key := newKey()
+		a := decode[orderBody](t, h.place(key, limitBody(3, `"1"`, 1)))
+		res := h.place(key, limitBody(4, `"1"`, 1))
+		if res.status != http.StatusCreated {
+			t.Fatalf("status = %d, want 201", res.status)
+		}
+		if b := decode[orderBody](t, res); b.OrderID == a.OrderID {
+			t.Error("two users' orders share an id")
+		}
+	})
+}
+
+func TestConcurrentIdenticalRequestsPlaceOneOrder(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	const n = 50
+	key := newKey()
+	body := limitBody(9, `"42.42"`, 3)
+
+	start := make(chan struct{})
+	results := make([]response, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			results[i] = h.place(key, body)
+		}()
+	}
+	close(start)
+	wg.Wait()
+
+	created := 0
+	ids := map[int64]bool{}
+	for _, res := range results {
+		switch res.status {
+		case http.StatusCreated:
+			created++
+		case http.StatusOK:
+			var o orderBody
+			if err := json.Unmarshal(res.body, &o); err != nil || !o.Duplicate {
+				t.Errorf("200 answer is not a duplicate: %s", res.body)
+			}
+		default:
+			t.Errorf("status = %d; body %s", res.status, res.body)
+			continue
+		}
+		var o orderBody
+		if err := json.Unmarshal(res.body, &o); err == nil {
+			ids[o.OrderID] = true
+		}
+	}
+	if created != 1 || len(ids) != 1 {
+		t.Errorf("%d answers were 201 and they named %d orders; want exactly one of each", created, len(ids))
+	}
+	for table, want := range map[string]int{"orders": 1, "order_events": 1, "outbox": 1} {
+		if got := h.count(table); got != want {
+			t.Errorf("%s has %d rows, want %d", table, got, want)
+		}
+	}
+}

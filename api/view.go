@@ -1,0 +1,185 @@
+package api
+
+import (
+	"encoding/json"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/shopspring/decimal"
+
+	"github.com/orderflow/orderflow/queries"
+)
+
+// timeLayout is RFC 3339 with milliseconds; times are always shown in UTC.
+const timeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// formatTime renders t for JSON bodies.
+func formatTime(t time.Time) string { return t.UTC().Format(timeLayout) }
+
+// formatTimestamptz renders a NOT NULL timestamptz column.
+func formatTimestamptz(ts pgtype.Timestamptz) string { return formatTime(ts.Time) }
+
+// number renders a decimal as a JSON number with exactly its digits, so that money is
+// never rounded through a float64 on the way out.
+func number(d decimal.Decimal) json.Number { return json.Number(d.String()) }
+
+// workflowID is the id of an order's Temporal workflow. It must match
+// workflows.OrderWorkflowID (a test checks that it does); it is built here so that the
+// API does not link the Temporal SDK just to format a string.
+func workflowID(orderID int64) string { return "order-" + strconv.FormatInt(orderID, 10) }
+
+// orderView is an order as the API shows it, in the seed's field names.
+type orderView struct {
+	OrderID           int64        `json:"orderId"`
+	UserID            int64        `json:"userId"`
+	InstrumentID      int64        `json:"instrumentId"`
+	OrderType         string       `json:"orderType"`
+	OrderKind         string       `json:"orderKind"`
+	Price             *json.Number `json:"price"`
+	Quantity          int64        `json:"quantity"`
+	RemainingQuantity int64        `json:"remainingQuantity"`
+	FilledQuantity    int64        `json:"filledQuantity"`
+	OrderStatus       string       `json:"orderStatus"`
+	TimeInForce       string       `json:"timeInForce"`
+	Reason            string       `json:"reason,omitempty"`
+	CancelRequested   bool         `json:"cancelRequested"`
+	CreatedAt         string       `json:"createdAt"`
+	UpdatedAt         string       `json:"updatedAt"`
+	WorkflowID        string       `json:"workflowId"`
+	WorkflowURL       string       `json:"workflowUrl,omitempty"`
+}
+
+// orderView renders o, linking its workflow in the Temporal UI when one is configured.
+func (s *server) orderView(o queries.Order) orderView {
+	v := orderView{
+		OrderID:           o.ID,
+		UserID:            o.UserID,
+		InstrumentID:      o.InstrumentID,
+		OrderType:         o.Side,
+		OrderKind:         o.Kind,
+		Quantity:          o.Quantity,
+		RemainingQuantity: o.RemainingQuantity,
+		FilledQuantity:    o.Quantity - o.RemainingQuantity,
+		OrderStatus:       o.Status,
+		TimeInForce:       o.TimeInForce,
+		Reason:            o.Reason,
+		CancelRequested:   o.CancelRequested,
+		CreatedAt:         formatTimestamptz(o.CreatedAt),
+		UpdatedAt:         formatTimestamptz(o.UpdatedAt),
+		WorkflowID:        workflowID(o.ID),
+	}
+	if o.Price.Valid {
+		p := number(o.Price.Decimal)
+		v.Price = &p
+	}
+	if s.cfg.TemporalUIURL != "" {
+		v.WorkflowURL = s.cfg.TemporalUIURL + "/namespaces/" + url.PathEscape(s.cfg.Namespace) +
+			"/workflows/" + url.PathEscape(v.WorkflowID)
+	}
+	return v
+}
+
+// placedView answers POST /api/v1/orders, with the seed's message and duplicate flag.
+type placedView struct {
+	orderView
+	Message   string `json:"message"`
+	Duplicate bool   `json:"duplicate"`
+}
+
+// cancelView answers POST /api/v1/orders/{id}/cancel.
+type cancelView struct {
+	orderView
+	Message string `json:"message"`
+}
+
+// pageView is the seed's (Spring Data) page object.
+type pageView struct {
+	Content          []orderView `json:"content"`
+	TotalElements    int64       `json:"totalElements"`
+	TotalPages       int64       `json:"totalPages"`
+	Number           int64       `json:"number"`
+	Size             int64       `json:"size"`
+	First            bool        `json:"first"`
+	Last             bool        `json:"last"`
+	NumberOfElements int         `json:"numberOfElements"`
+}
+
+// eventView is one entry of an order's timeline.
+type eventView struct {
+	ID         int64           `json:"id"`
+	OrderID    int64           `json:"orderId"`
+	Seq        int32           `json:"seq"`
+	EventType  string          `json:"eventType"`
+	FromStatus *string         `json:"fromStatus"`
+	ToStatus   string          `json:"toStatus"`
+	Details    json.RawMessage `json:"details"`
+	CreatedAt  string          `json:"createdAt"`
+}
+
+// newEventView renders e; details are passed through as the JSON object they are.
+func newEventView(e queries.OrderEvent) eventView {
+	details := json.RawMessage(e.Details)
+	if len(details) == 0 {
+		details = json.RawMessage("{}")
+	}
+	return eventView{
+		ID:         e.ID,
+		OrderID:    e.OrderID,
+		Seq:        e.Seq,
+		EventType:  e.EventType,
+		FromStatus: e.FromStatus,
+		ToStatus:   e.ToStatus,
+		Details:    details,
+		CreatedAt:  formatTimestamptz(e.CreatedAt),
+	}
+}
+
+// tradeView is one trade an order took part in.
+type tradeView struct {
+	TradeID      int64       `json:"tradeId"`
+	InstrumentID int64       `json:"instrumentId"`
+	BuyOrderID   int64       `json:"buyOrderId"`
+	SellOrderID  int64       `json:"sellOrderId"`
+	Price        json.Number `json:"price"`
+	Quantity     int64       `json:"quantity"`
+	ExecutedAt   string      `json:"executedAt"`
+}
+
+// newTradeView renders t.
+func newTradeView(t queries.Trade) tradeView {
+	return tradeView{
+		TradeID:      t.ID,
+		InstrumentID: t.InstrumentID,
+		BuyOrderID:   t.BuyOrderID,
+		SellOrderID:  t.SellOrderID,
+		Price:        number(t.Price),
+		Quantity:     t.Quantity,
+		ExecutedAt:   formatTimestamptz(t.ExecutedAt),
+	}
+}
+
+// instrumentView is a tradable instrument and its trading rules.
+type instrumentView struct {
+	InstrumentID int64       `json:"instrumentId"`
+	Symbol       string      `json:"symbol"`
+	TickSize     json.Number `json:"tickSize"`
+	LotSize      int64       `json:"lotSize"`
+	MinQuantity  int64       `json:"minQuantity"`
+	MaxQuantity  int64       `json:"maxQuantity"`
+	Status       string      `json:"status"`
+}
+
+// newInstrumentView renders i.
+func newInstrumentView(i queries.Instrument) instrumentView {
+	return instrumentView{
+		InstrumentID: i.ID,
+		Symbol:       i.Symbol,
+		TickSize:     number(i.TickSize),
+		LotSize:      i.LotSize,
+		MinQuantity:  i.MinQuantity,
+		MaxQuantity:  i.MaxQuantity,
+		Status:       i.Status,
+	}
+}

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is OrderFlow's configuration, read once from the environment at start:
+//
+//	DATABASE_URL        PostgreSQL URL (dev: empty starts a local cluster under DATA_DIR)
+//	TEMPORAL_ADDRESS    Temporal frontend host:port (dev: empty starts the dev server)
+//	TEMPORAL_NAMESPACE  Temporal namespace (default "default")
+//	KAFKA_BROKERS       comma-separated brokers (dev: empty starts an in-process broker)
+//	HTTP_ADDR           API listen address (default 127.0.0.1:8080)
+//	METRICS_ADDR        worker's /metrics and /healthz listen address (default 127.0.0.1:9090)
+//	TEMPORAL_UI_URL     Temporal UI base URL for links (default http://127.0.0.1:8233)
+//	CORS_ORIGINS        comma-separated browser origins (default http://localhost:3000)
+//	CANCEL_WAIT         how long a cancel request waits to be applied (default 2s)
+//	DB_MAX_CONNS        PostgreSQL pool size (default 20)
+//	LOG_FORMAT          text or json (default text; json in containers)
+//	LOG_LEVEL           debug, info, warn or error (default info)
+//	DATA_DIR            dev only: where the local cluster, Temporal and Kafka keep data (default .orderflow)
+//	TEMPORAL_CLI        dev only: the temporal binary (default bin/temporal, then PATH)
+//	DEV_PG_PORT, DEV_TEMPORAL_PORT, DEV_TEMPORAL_UI_PORT, DEV_KAFKA_PORT
+//	                    dev only: ports of the embedded services (5433, 7233, 8233, 9092)
+type Config struct {
+	DatabaseURL       string
+	TemporalAddress   string
+	TemporalNamespace string
+	KafkaBrokers      []string
+	HTTPAddr          string
+	MetricsAddr       string
+	TemporalUIURL     string
+	CORSOrigins       []string
+	CancelWait        time.Duration
+	DBMaxConns        int32
+	LogFormat         string
+	LogLevel          slog.Level
+	DataDir           string
+	TemporalCLI       string
+	DevPGPort         int
+	DevTemporalPort   int
+	DevTemporalUIPort int
+	DevKafkaPort      int
+}
+
+func loadConfig(getenv func(string) string) (Config, error) {
+	str := func(name, def string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		return def
+	}
+	list := func(name, def string) []string {
+		var out []string
+		for _, s := range strings.Split(str(name, def), ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	var errs []string
+	integer := func(name string, def int) int {
+		v, err := strconv.Atoi(str(name, strconv.Itoa(def)))
+		if err != nil || v <= 0 {
+			errs = append(errs, fmt.Sprintf("%s must be a positive integer", name))
+		}
+		return v
+	}
+	cfg := Config{
+		DatabaseURL:       str("DATABASE_URL", ""),
+		TemporalAddress:   str("TEMPORAL_ADDRESS", ""),
+		TemporalNamespace: str("TEMPORAL_NAMESPACE", "default"),
+		KafkaBrokers:      list("KAFKA_BROKERS", ""),
+		HTTPAddr:          str("HTTP_ADDR", "127.0.0.1:8080"),
+		MetricsAddr:       str("METRICS_ADDR", "127.0.0.1:9090"),
+		TemporalUIURL:     strings.TrimRight(str("TEMPORAL_UI_URL", "http://127.0.0.1:8233"), "/"),
+		CORSOrigins:       list("CORS_ORIGINS", "http://localhost:3000"),
+		DBMaxConns:        int32(integer("DB_MAX_CONNS", 20)),
+		LogFormat:         str("LOG_FORMAT", "text"),
+		DataDir:           str("DATA_DIR", ".orderflow"),
+		TemporalCLI:       str("TEMPORAL_CLI", ""),
+		DevPGPort:         integer("DEV_PG_PORT", 5433),
+		DevTemporalPort:   integer("DEV_TEMPORAL_PORT", 7233),
+		DevTemporalUIPort: integer("DEV_TEMPORAL_UI_PORT", 8233),
+		DevKafkaPort:      integer("DEV_KAFKA_PORT", 9092),
+	}
+	wait, err := time.ParseDuration(str("CANCEL_WAIT", "2s"))
+	if err != nil || wait < 0 {
+		errs = append(errs, "CANCEL_WAIT must be a duration such as 2s")
+	}
+	cfg.CancelWait = wait
+	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
+		errs = append(errs, "LOG_FORMAT must be text or json")
+	}
+	if err := cfg.LogLevel.UnmarshalText([]byte(str("LOG_LEVEL", "info"))); err != nil {
+		errs = append(errs, "LOG_LEVEL must be debug, info, warn or error")
+	}
+	if len(errs) > 0 {
+		return cfg, fmt.Errorf("configuration: %s", strings.Join(errs, "; "))
+	}
+	return cfg, nil
+}
+
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,63 @@
+// Command orderflow is OrderFlow's single binary:
+//
+//	orderflow dev       everything in one process, on embedded defaults (make run)
+//	orderflow api       the REST API
+//	orderflow worker    outbox relay, Kafka consumer and Temporal worker
+//	orderflow migrate   apply database migrations and exit
+//	orderflow healthcheck URL   exit 0 if URL answers 2xx (for container health checks)
+//
+// Configuration comes from the environment; see Config.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "orderflow:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = "usage: orderflow dev|api|worker|migrate|healthcheck URL"
+
+// errUsage is returned for a missing or unknown command.
+var errUsage = errors.New(usage)
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return errUsage
+	}
+	if args[0] == "healthcheck" {
+		if len(args) != 2 {
+			return errors.New("usage: orderflow healthcheck URL")
+		}
+		return healthcheck(ctx, args[1])
+	}
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(cfg, stdout)
+	switch args[0] {
+	case "dev":
+		return runDev(ctx, cfg, logger, stdout)
+	case "api":
+		return runServices(ctx, cfg, logger, roleAPI)
+	case "worker":
+		return runServices(ctx, cfg, logger, roleWorker)
+	case "migrate":
+		return runMigrate(ctx, cfg)
+	}
+	return fmt.Errorf("unknown command %q; %s", args[0], usage)
+}

@@ -1,0 +1,135 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/orderflow/orderflow/queries"
+)
+
+// Relay publishes the outbox to Kafka. Several relays may run at once: each claims rows
+// with SKIP LOCKED and deletes them only when the publish succeeded, so a message is
+// published at least once and never lost; consumers treat duplicates as no-ops.
+type Relay struct {
+	pool   *pgxpool.Pool
+	client *kgo.Client
+	log    *slog.Logger
+	batch  int32
+	// sweep is how long the relay waits for a notification before looking anyway; it
+	// only matters if a notification is lost (e.g. while the LISTEN connection was down).
+	sweep time.Duration
+}
+
+// NewRelay returns a relay that publishes with client.
+func NewRelay(pool *pgxpool.Pool, client *kgo.Client, logger *slog.Logger) *Relay {
+	return &Relay{pool: pool, client: client, log: logger, batch: 500, sweep: 5 * time.Second}
+}
+
+// Run publishes until ctx ends. It wakes on the outbox's NOTIFY, so a committed order is
+// on the topic within milliseconds, and backs off while Kafka or PostgreSQL is down.
+func (r *Relay) Run(ctx context.Context) error {
+	backoff := newBackoff(100*time.Millisecond, 5*time.Second)
+	for ctx.Err() == nil {
+		err := r.listen(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		r.log.Warn("outbox relay interrupted; retrying", "error", err)
+		if !backoff.wait(ctx) {
+			break
+		}
+	}
+	return nil
+}
+
+// listen holds one connection with LISTEN outbox and drains the outbox whenever it is
+// notified, returning on the first error.
+func (r *Relay) listen(ctx context.Context) error {
+	conn, err := r.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("acquire: %w", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "LISTEN outbox"); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer func() {
+		// A pooled connection must not keep listening after we give it back.
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "UNLISTEN outbox")
+	}()
+	for {
+		// Drain before waiting: rows committed before LISTEN took effect had no one to
+		// notify.
+		for {
+			n, err := r.PublishBatch(ctx)
+			if err != nil {
+				return err
+			}
+			if n < int(r.batch) {
+				break
+			}
+		}
+		waitCtx, cancel := context.WithTimeout(ctx, r.sweep)
+		_, err := conn.Conn().WaitForNotification(waitCtx)
+		cancel()
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("wait for notification: %w", err)
+		}
+	}
+}
+
+// PublishBatch publishes up to one batch of the oldest outbox rows and deletes them,
+// returning how many it published. On a publish error nothing is deleted.
+func (r *Relay) PublishBatch(ctx context.Context) (int, error) {
+	tx, err := r.pool.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	rows, err := queries.New(tx).ClaimOutbox(ctx, r.batch)
+	if err != nil {
+		return 0, fmt.Errorf("claim outbox: %w", err)
+	}
+	if len(rows) == 0 {
+		return 0, nil
+	}
+	records := make([]*kgo.Record, len(rows))
+	for i, row := range rows {
+		records[i] = &kgo.Record{Topic: row.Topic, Key: []byte(row.Key), Value: row.Payload}
+	}
+	if err := r.client.ProduceSync(ctx, records...).FirstErr(); err != nil {
+		return 0, fmt.Errorf("publish: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("commit: %w", err)
+	}
+	return len(rows), nil
+}
+
+// backoff waits exponentially longer between attempts, up to max.
+type backoff struct {
+	next, max time.Duration
+}
+
+func newBackoff(initial, max time.Duration) *backoff {
+	return &backoff{next: initial, max: max}
+}
+
+// wait sleeps for the next interval, reporting false if ctx ended first.
+func (b *backoff) wait(ctx context.Context) bool {
+	t := time.NewTimer(b.next)
+	defer t.Stop()
+	b.next = min(2*b.next, b.max)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,540 @@
+package workflows_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/orderflow/orderflow/activities"
+	"github.com/orderflow/orderflow/order"
+	"github.com/orderflow/orderflow/workflows"
+)
+
+const orderID int64 = 1
+
+// harness is one test's workflow environment, with the activity methods to mock and the
+// names of the activities the run started, in order (retries included).
+type harness struct {
+	t     *testing.T
+	env   *testsuite.TestWorkflowEnvironment
+	a     *activities.Activities
+	calls []string
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.DiscardHandler)))
+	h := &harness{t: t, env: suite.NewTestWorkflowEnvironment(), a: &activities.Activities{}}
+	h.env.RegisterActivity(h.a)
+	// The listener runs on the environment's main loop, so calls needs no lock.
+	h.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		h.calls = append(h.calls, info.ActivityType.Name)
+	})
+	t.Cleanup(func() { h.env.AssertExpectations(t) })
+	return h
+}
+
+func step(s order.Status) activities.StepResult { return activities.StepResult{Status: s} }
+
+func (h *harness) onValidate(r activities.StepResult, err error) *testsuite.MockCallWrapper {
+	return h.env.OnActivity(h.a.Validate, mock.Anything, orderID).Return(r, err).Once()
+}
+
+func (h *harness) onSend(r activities.StepResult, err error) *testsuite.MockCallWrapper {
+	return h.env.OnActivity(h.a.SendToExecutor, mock.Anything, orderID).Return(r, err).Once()
+}
+
+func (h *harness) onExecute(r activities.ExecuteResult, err error) *testsuite.MockCallWrapper {
+	return h.env.OnActivity(h.a.Execute, mock.Anything, orderID).Return(r, err).Once()
+}
+
+// forbidUnmocked makes every activity call that no earlier mock expects fail the test, and
+// fail permanently so that the run ends instead of retrying a call the test did not plan
+// (the real activities have no database here). Call it after the test's own mocks.
+func (h *harness) forbidUnmocked() {
+	t := h.t
+	unexpected := func(name string) error {
+		t.Errorf("unexpected %s activity call", name)
+		return temporal.NewNonRetryableApplicationError("unexpected "+name, "Unexpected", nil)
+	}
+	h.env.OnActivity(h.a.Validate, mock.Anything, mock.Anything).Return(
+		func(context.Context, int64) (activities.StepResult, error) {
+			return activities.StepResult{}, unexpected("Validate")
+		}).Maybe()
+	h.env.OnActivity(h.a.SendToExecutor, mock.Anything, mock.Anything).Return(
+		func(context.Context, int64) (activities.StepResult, error) {
+			return activities.StepResult{}, unexpected("SendToExecutor")
+		}).Maybe()
+	h.env.OnActivity(h.a.Execute, mock.Anything, mock.Anything).Return(
+		func(context.Context, int64) (activities.ExecuteResult, error) {
+			return activities.ExecuteResult{}, unexpected("Execute")
+		}).Maybe()
+	h.env.OnActivity(h.a.Cancel, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.CancelInput) (activities.StepResult, error) {
+			return activities.StepResult{}, unexpected("Cancel")
+		}).Maybe()
+	h.env.OnActivity(h.a.Fail, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.FailInput) (activities.StepResult, error) {
+			return activities.StepResult{}, unexpected("Fail")
+		}).Maybe()
+}
+
+// run executes the order's workflow to its end and returns its result.
+func (h *harness) run() workflows.OrderResult {
+	h.t.Helper()
+	h.forbidUnmocked()
+	h.env.ExecuteWorkflow(workflows.OrderWorkflow, workflows.OrderInput{OrderID: orderID})
+	if !h.env.IsWorkflowCompleted() {
+		h.t.Fatal("workflow did not complete")
+	}
+	if err := h.env.GetWorkflowError(); err != nil {
+		h.t.Fatalf("workflow error: %v", err)
+	}
+	var res workflows.OrderResult
+	if err := h.env.GetWorkflowResult(&res); err != nil {
+		h.t.Fatalf("workflow result: %v", err)
+	}
+	if res.OrderID != orderID {
+		h.t.Errorf("result order id = %d, want %d", res.OrderID, orderID)
+	}
+	return res
+}
+
+func (h *harness) assertCalls(want ...string) {
+	h.t.Helper()
+	if !slices.Equal(h.calls, want) {
+		h.t.Errorf("activities called %v, want %v", h.calls, want)
+	}
+}
+
+func (h *harness) signal(name string, arg any, after time.Duration) {
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(name, arg) }, after)
+}
+
+func (h *harness) signalDuring(call *testsuite.MockCallWrapper, name string, arg any) {
+	call.Run(func(mock.Arguments) { h.env.SignalWorkflow(name, arg) })
+}
+
+func TestMarketOrderHappyPath(t *testing.T) {
+	h := newHarness(t)
+	h.onValidate(step(order.Validated), nil)
+	h.onSend(step(order.SentToExecutor), nil)
+	h.onExecute(activities.ExecuteResult{StepResult: step(order.Executed)}, nil)
+
+	res := h.run()
+	if res.Status != order.Executed || res.Reason != "" {
+		t.Errorf("result = %+v, want EXECUTED with no reason", res)
+	}
+	h.assertCalls("Validate", "SendToExecutor", "Execute")
+}
+
+func TestOrderEndsAsExecuteLeavesIt(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		step activities.StepResult
+	}{
+		{"a market order without liquidity ends FAILED with NO_LIQUIDITY", activities.StepResult{Status: order.Failed, Reason: order.ReasonNoLiquidity}},
+		{"a market order partly filled ends PARTIALLY_CANCELLED with its reason", activities.StepResult{Status: order.PartiallyCancelled, Reason: order.ReasonMarketRemainder, Remaining: 3}},
+		{"an IOC order with nothing at its price ends CANCELLED with its reason", activities.StepResult{Status: order.Cancelled, Reason: order.ReasonIOCRemainder, Remaining: 5}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.onValidate(step(order.Validated), nil)
+			h.onSend(step(order.SentToExecutor), nil)
+			h.onExecute(activities.ExecuteResult{StepResult: tc.step}, nil)
+
+			res := h.run()
+			if res.Status != tc.step.Status || res.Reason != tc.step.Reason {
+				t.Errorf("result = %+v, want %s (%s)", res, tc.step.Status, tc.step.Reason)
+			}
+			h.assertCalls("Validate", "SendToExecutor", "Execute")
+		})
+	}
+}
+
+func TestRestingLimitOrderEndsOnAFillSignal(t *testing.T) {
+	h := newHarness(t)
+	h.onValidate(step(order.Validated), nil)
+	h.onSend(step(order.SentToExecutor), nil)
+	h.onExecute(activities.ExecuteResult{StepResult: step(order.Executing)}, nil)
+	h.signal(workflows.SignalFill, workflows.FillSignal{Status: order.Executed}, time.Minute)
+
+	res := h.run()
+	if res.Status != order.Executed {
+		t.Errorf("result = %+v, want EXECUTED", res)
+	}
+	h.assertCalls("Validate", "SendToExecutor", "Execute")
+}
+
+func TestRestingOrderKeepsWaitingAfterAPartialFill(t *testing.T) {
+	h := newHarness(t)
+	h.onValidate(step(order.Validated), nil)
+	h.onSend(step(order.SentToExecutor), nil)
+	h.onExecute(activities.ExecuteResult{StepResult: step(order.Executing)}, nil)
+	h.signal(workflows.SignalFill, workflows.FillSignal{Status: order.PartiallyFilled}, time.Minute)
+	h.signal(workflows.SignalFill, workflows.FillSignal{Status: order.PartiallyFilled}, 2*time.Minute)
+	var between order.Status
+	h.env.RegisterDelayedCallback(func() {
+		v, err := h.env.QueryWorkflow(workflows.QueryStatus)
+		if err != nil {
+			t.Errorf("query: %v", err)
+			return
+		}
+		if err := v.Get(&between); err != nil {
+			t.Errorf("query result: %v", err)
+		}
+	}, 3*time.Minute)
+	h.signal(workflows.SignalFill, workflows.FillSignal{Status: order.Executed}, time.Hour)
+
+	res := h.run()
+	if between != order.PartiallyFilled {
+		t.Errorf("status after partial fills = %q, want PARTIALLY_FILLED (still waiting)", between)
+	}
+	if res.Status != order.Executed {
+		t.Errorf("result = %+v, want EXECUTED", res)
+	}
+	h.assertCalls("Validate", "SendToExecutor", "Execute")
+}
+
+func TestExecuteSignalsEachCounterparty(t *testing.T) {
+	h := newHarness(t)
+	h.onValidate(step(order.Validated), nil)
+	h.onSend(step(order.SentToExecutor), nil)
+	h.onExecute(activities.ExecuteResult{
+		StepResult: step(order.Executed),
+		Counterparties: []activities.Counterparty{
+			{OrderID: 7, Status: order.Executed},
+			{OrderID: 8, Status: order.PartiallyFilled},
+		},
+	}, nil)
+	h.env.OnSignalExternalWorkflow(mock.Anything, "order-7", "", workflows.SignalFill,
+		workflows.FillSignal{Status: order.Executed}).Return(nil).Once()
+	h.env.OnSignalExternalWorkflow(mock.Anything, "order-8", "", workflows.SignalFill,
+		workflows.FillSignal{Status: order.PartiallyFilled}).Return(nil).Once()
+
+	res := h.run()
+	if res.Status != order.Executed {
+		t.Errorf("result = %+v, want EXECUTED", res)
+	}
+	if got := workflows.OrderWorkflowID(7); got != "order-7" {
+		t.Errorf("OrderWorkflowID(7) = %q", got)
+	}
+	h.assertCalls("Validate", "SendToExecutor", "Execute")
+}
+
+func TestAnUndeliveredFillSignalDoesNotFailTheOrder(t *testing.T) {
+	h := newHarness(t)
+	h.onValidate(step(order.Validated), nil)
+	h.onSend(step(order.SentToExecutor), nil)
+	h.onExecute(activities.ExecuteResult{
+		StepResult:     step(order.PartiallyFilled),
+		Counterparties: []activities.Counterparty{{OrderID: 7, Status: order.Executed}},
+	}, nil)
+	h.env.OnSignalExternalWorkflow(mock.Anything, "order-7", "", workflows.SignalFill, mock.Anything).
+		Return(errors.New("unknown external workflow")).Once()
+	h.signal(workflows.SignalFill, workflows.FillSignal{Status: order.Executed}, time.Minute)
+
+	res := h.run()
+	if res.Status != order.Executed {
+		t.Errorf("result = %+v, want EXECUTED", res)
+	}
+	h.assertCalls("Validate", "SendToExecutor", "Execute")
+}
+
+func TestCancelAtEveryStage(t *testing.T) {
+	cancelSignal := workflows.CancelSignal{RequestedBy: "api"}
+	for _, tc := range []struct {
+		name string
+		// setup mocks the steps before the cancel and arranges for the signal.
+		setup     func(h *harness)
+		cancelled activities.StepResult
+		wantCalls []string
+	}{
+		{
+			name: "a cancel before the run starts cancels without validating",
+			setup: func(h *harness) {
+				h.signal(workflows.SignalCancel, cancelSignal, 0)
+			},
+			cancelled: step(order.Cancelled),
+			wantCalls: []string{"Cancel"},
+		},
+		{
+			name: "a cancel during Validate cancels instead of sending to the executor",
+			setup: func(h *harness) {
+				h.signalDuring(h.onValidate(step(order.Validated), nil), workflows.SignalCancel, cancelSignal)
+			},
+			cancelled: step(order.Cancelled),
+			wantCalls: []string{"Validate", "Cancel"},
+		},
+		{
+			name: "a cancel during SendToExecutor cancels instead of executing",
+			setup: func(h *harness) {
+				h.onValidate(step(order.Validated), nil)
+				h.signalDuring(h.onSend(step(order.SentToExecutor), nil), workflows.SignalCancel, cancelSignal)
+			},
+			cancelled: step(order.Cancelled),
+			wantCalls: []string{"Validate", "SendToExecutor", "Cancel"},
+		},
+		{
+			name: "a cancel while resting unfilled ends CANCELLED",
+			setup: func(h *harness) {
+				h.onValidate(step(order.Validated), nil)
+				h.onSend(step(order.SentToExecutor), nil)
+				h.onExecute(activities.ExecuteResult{StepResult: step(order.Executing)}, nil)
+				h.signal(workflows.SignalCancel, cancelSignal, time.Minute)
+			},
+			cancelled: activities.StepResult{Status: order.Cancelled, Reason: order.ReasonCancelledByClient, Remaining: 5},
+			wantCalls: []string{"Validate", "SendToExecutor", "Execute", "Cancel"},
+		},
+		{
+			name: "a cancel while resting partly filled ends PARTIALLY_CANCELLED",
+			setup: func(h *harness) {
+				h.onValidate(step(order.Validated), nil)
+				h.onSend(step(order.SentToExecutor), nil)
+				h.onExecute(activities.ExecuteResult{StepResult: step(order.PartiallyFilled)}, nil)
+				h.signal(workflows.SignalCancel, cancelSignal, time.Minute)
+			},
+			cancelled: activities.StepResult{Status: order.PartiallyCancelled, Reason: order.ReasonCancelledByClient, Remaining: 2},
+			wantCalls: []string{"Validate", "SendToExecutor", "Execute", "Cancel"},
+		},
+		{
+			name: "a cancel after a partial fill signal ends PARTIALLY_CANCELLED",
+			setup: func(h *harness) {
+				h.onValidate(step(order.Validated), nil)
+				h.onSend(step(order.SentToExecutor), nil)
+				h.onExecute(activities.ExecuteResult{StepResult: step(order.Executing)}, nil)
+				h.signal(workflows.SignalFill, workflows.FillSignal{Status: order.PartiallyFilled}, time.Minute)
+				h.signal(workflows.SignalCancel, cancelSignal, 2*time.Minute)
+			},
+			cancelled: step(order.PartiallyCancelled),
+			wantCalls: []string{"Validate", "SendToExecutor", "Execute", "Cancel"},
+		},
+		{
+			name: "a cancel that loses the race to a fill ends EXECUTED",
+			setup: func(h *harness) {
+				h.onValidate(step(order.Validated), nil)
+				h.onSend(step(order.SentToExecutor), nil)
+				h.onExecute(activities.ExecuteResult{StepResult: step(order.Executing)}, nil)
+				h.signal(workflows.SignalCancel, cancelSignal, time.Minute)
+			},
+			cancelled: step(order.Executed),
+			wantCalls: []string{"Validate", "SendToExecutor", "Execute", "Cancel"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			tc.setup(h)
+			h.env.OnActivity(h.a.Cancel, mock.Anything, activities.CancelInput{OrderID: orderID, RequestedBy: "api"}).
+				Return(tc.cancelled, nil).Once()
+
+			res := h.run()
+			if res.Status != tc.cancelled.Status || res.Reason != tc.cancelled.Reason {
+				t.Errorf("result = %+v, want what Cancel returned: %+v", res, tc.cancelled)
+			}
+			h.assertCalls(tc.wantCalls...)
+		})
+	}
+}
+
+func TestACancelDuringExecuteThatEndsTheOrderIsMoot(t *testing.T) {
+	h := newHarness(t)
+	h.onValidate(step(order.Validated), nil)
+	h.onSend(step(order.SentToExecutor), nil)
+	h.signalDuring(h.onExecute(activities.ExecuteResult{StepResult: step(order.Executed)}, nil),
+		workflows.SignalCancel, workflows.CancelSignal{RequestedBy: "api"})
+
+	res := h.run()
+	if res.Status != order.Executed {
+		t.Errorf("result = %+v, want EXECUTED", res)
+	}
+	h.assertCalls("Validate", "SendToExecutor", "Execute")
+}
+
+func TestATransientActivityErrorIsRetried(t *testing.T) {
+	h := newHarness(t)
+	h.onValidate(activities.StepResult{}, errors.New("database unavailable"))
+	h.onValidate(step(order.Validated), nil)
+	h.onSend(step(order.SentToExecutor), nil)
+	h.onExecute(activities.ExecuteResult{StepResult: step(order.Executed)}, nil)
+
+	res := h.run()
+	if res.Status != order.Executed {
+		t.Errorf("result = %+v, want EXECUTED", res)
+	}
+	h.assertCalls("Validate", "Validate", "SendToExecutor", "Execute")
+}
+
+func TestARejectedOrderEndsAtValidation(t *testing.T) {
+	h := newHarness(t)
+	h.onValidate(activities.StepResult{Status: order.Rejected, Reason: order.ReasonTickSize, Remaining: 10}, nil)
+
+	res := h.run()
+	if res.Status != order.Rejected || res.Reason != order.ReasonTickSize {
+		t.Errorf("result = %+v, want REJECTED with %s", res, order.ReasonTickSize)
+	}
+	h.assertCalls("Validate")
+}
+
+func TestAPermanentActivityErrorFailsTheOrder(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		setup     func(h *harness, err error)
+		wantCalls []string
+		errType   string
+	}{
+		{
+			name: "an invalid transition in Execute fails the order",
+			setup: func(h *harness, err error) {
+				h.onValidate(step(order.Validated), nil)
+				h.onSend(step(order.SentToExecutor), nil)
+				h.onExecute(activities.ExecuteResult{}, err)
+			},
+			wantCalls: []string{"Validate", "SendToExecutor", "Execute", "Fail"},
+			errType:   activities.ErrTypeInvalidTransition,
+		},
+		{
+			name: "an unknown order in Validate fails the order without retrying",
+			setup: func(h *harness, err error) {
+				h.onValidate(activities.StepResult{}, err)
+			},
+			wantCalls: []string{"Validate", "Fail"},
+			errType:   activities.ErrTypeUnknownOrder,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			cause := temporal.NewNonRetryableApplicationError("boom", tc.errType, nil)
+			tc.setup(h, cause)
+			h.env.OnActivity(h.a.Fail, mock.Anything, mock.MatchedBy(func(in activities.FailInput) bool {
+				return in.OrderID == orderID && in.Reason != ""
+			})).Return(activities.StepResult{Status: order.Failed, Reason: "boom"}, nil).Once()
+
+			res := h.run()
+			if res.Status != order.Failed || res.Reason != "boom" {
+				t.Errorf("result = %+v, want what Fail returned: FAILED (boom)", res)
+			}
+			h.assertCalls(tc.wantCalls...)
+		})
+	}
+}
+
+func TestARetryableErrorTypeIsNotPermanent(t *testing.T) {
+	h := newHarness(t)
+	h.onValidate(step(order.Validated), nil)
+	h.onSend(activities.StepResult{}, temporal.NewApplicationError("stale version", "Stale"))
+	h.onSend(step(order.SentToExecutor), nil)
+	h.onExecute(activities.ExecuteResult{StepResult: step(order.Executed)}, nil)
+
+	res := h.run()
+	if res.Status != order.Executed {
+		t.Errorf("result = %+v, want EXECUTED", res)
+	}
+	h.assertCalls("Validate", "SendToExecutor", "SendToExecutor", "Execute")
+}
+
+func TestARunForARestingOrderGoesStraightToWaiting(t *testing.T) {
+	h := newHarness(t)
+	// Validate is a no-op for an order past validation and reports where it stands.
+	h.onValidate(step(order.Executing), nil)
+	var waiting order.Status
+	h.env.RegisterDelayedCallback(func() {
+		v, err := h.env.QueryWorkflow(workflows.QueryStatus)
+		if err == nil {
+			err = v.Get(&waiting)
+		}
+		if err != nil {
+			t.Errorf("query: %v", err)
+		}
+	}, time.Minute)
+	h.signal(workflows.SignalFill, workflows.FillSignal{Status: order.Executed}, 2*time.Minute)
+
+	res := h.run()
+	if waiting != order.Executing {
+		t.Errorf("status while waiting = %q, want EXECUTING", waiting)
+	}
+	if res.Status != order.Executed {
+		t.Errorf("result = %+v, want EXECUTED", res)
+	}
+	h.assertCalls("Validate")
+}
+
+func TestARunForATerminalOrderEndsAtOnce(t *testing.T) {
+	h := newHarness(t)
+	h.onValidate(activities.StepResult{Status: order.Cancelled, Reason: order.ReasonCancelledByClient}, nil)
+
+	res := h.run()
+	if res.Status != order.Cancelled || res.Reason != order.ReasonCancelledByClient {
+		t.Errorf("result = %+v, want CANCELLED", res)
+	}
+	h.assertCalls("Validate")
+}
+
+func TestQueryStatusAnswersTheCurrentStatus(t *testing.T) {
+	h := newHarness(t)
+	h.onValidate(step(order.Validated), nil)
+	h.onSend(step(order.SentToExecutor), nil)
+	h.onExecute(activities.ExecuteResult{StepResult: step(order.Executing)}, nil)
+	var seen []order.Status
+	query := func() {
+		v, err := h.env.QueryWorkflow(workflows.QueryStatus)
+		var s order.Status
+		if err == nil {
+			err = v.Get(&s)
+		}
+		if err != nil {
+			t.Errorf("query: %v", err)
+		}
+		seen = append(seen, s)
+	}
+	h.env.RegisterDelayedCallback(query, time.Minute)
+	h.signal(workflows.SignalFill, workflows.FillSignal{Status: order.PartiallyFilled}, 2*time.Minute)
+	h.env.RegisterDelayedCallback(query, 3*time.Minute)
+	h.signal(workflows.SignalFill, workflows.FillSignal{Status: order.Executed}, 4*time.Minute)
+
+	h.run()
+	query()
+	if want := []order.Status{order.Executing, order.PartiallyFilled, order.Executed}; !slices.Equal(seen, want) {
+		t.Errorf("queried statuses %v, want %v", seen, want)
+	}
+}
+
+func TestALongRestingRunContinuesAsNew(t *testing.T) {
+	h := newHarness(t)
+	h.onValidate(step(order.Validated), nil)
+	h.onSend(step(order.SentToExecutor), nil)
+	h.onExecute(activities.ExecuteResult{StepResult: step(order.Executing)}, nil)
+	const fills = 500
+	for i := range fills {
+		h.signal(workflows.SignalFill, workflows.FillSignal{Status: order.PartiallyFilled}, time.Duration(i+1)*time.Second)
+	}
+	h.forbidUnmocked()
+
+	h.env.ExecuteWorkflow(workflows.OrderWorkflow, workflows.OrderInput{OrderID: orderID})
+	if !h.env.IsWorkflowCompleted() {
+		t.Fatal("workflow did not complete")
+	}
+	var can *workflow.ContinueAsNewError
+	if err := h.env.GetWorkflowError(); !errors.As(err, &can) {
+		t.Fatalf("workflow error = %v, want continue-as-new after %d fill signals", err, fills)
+	}
+	var in workflows.OrderInput
+	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &in); err != nil {
+		t.Fatalf("continue-as-new input: %v", err)
+	}
+	if in.OrderID != orderID {
+		t.Errorf("continued as new for order %d, want %d", in.OrderID, orderID)
+	}
+	h.assertCalls("Validate", "SendToExecutor", "Execute")
+}
