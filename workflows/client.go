@@ -108,7 +108,10 @@ func (s *Starter) RequestCancel(ctx context.Context, orderID int64, wait time.Du
 	waitCtx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	if err := run.Get(waitCtx, nil); err != nil {
-		if waitCtx.Err() != nil && ctx.Err() == nil {
+		// The wait running out surfaces as gRPC's DeadlineExceeded, sometimes a moment
+		// before waitCtx itself reports it.
+		var deadline *serviceerror.DeadlineExceeded
+		if ctx.Err() == nil && (waitCtx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &deadline)) {
 			return false, nil // still running: accepted, not yet applied
 		}
 		return false, fmt.Errorf("wait for %s: %w", OrderWorkflowID(orderID), err)

@@ -89,6 +89,8 @@ func TestMarketOrderIsFullyFilledAgainstARestingLimit(t *testing.T) {
 	if ev := s.eventTypes(t, buy); !equal(ev, want) {
 		t.Errorf("buy events = %v, want %v", ev, want)
 	}
+	s.recordHistory(t, buy, "market_filled")
+	s.recordHistory(t, sell, "limit_rested_then_filled")
 }
 
 func TestLimitOrderRestsThenIsFilledByALaterOrder(t *testing.T) {
@@ -133,6 +135,7 @@ func TestPartiallyFilledOrderCancelledEndsPartiallyCancelled(t *testing.T) {
 	if code, _ := s.cancel(t, sell); code != http.StatusConflict {
 		t.Errorf("second cancel = %d, want 409 for a terminal order", code)
 	}
+	s.recordHistory(t, sell, "partially_filled_then_cancelled")
 }
 
 func TestMarketOrderAgainstAnEmptyBookFails(t *testing.T) {
@@ -144,6 +147,7 @@ func TestMarketOrderAgainstAnEmptyBookFails(t *testing.T) {
 	if v.Reason != order.ReasonNoLiquidity || v.RemainingQuantity != 3 {
 		t.Errorf("got %+v, want NO_LIQUIDITY with 3 remaining", v)
 	}
+	s.recordHistory(t, id, "market_no_liquidity")
 }
 
 func TestOrdersBreakingInstrumentRulesAreRejected(t *testing.T) {
@@ -173,6 +177,9 @@ func TestOrdersBreakingInstrumentRulesAreRejected(t *testing.T) {
 			want := []string{"ORDER_PLACED", "REJECTED"}
 			if ev := s.eventTypes(t, id); !equal(ev, want) {
 				t.Errorf("events = %v, want %v", ev, want)
+			}
+			if tc.reason == order.ReasonUnknownInstrument {
+				s.recordHistory(t, id, "rejected")
 			}
 		})
 	}
