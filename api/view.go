@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/shopspring/decimal"
 
 	"github.com/orderflow/orderflow/queries"
@@ -17,9 +16,6 @@ const timeLayout = "2006-01-02T15:04:05.000Z07:00"
 
 // formatTime renders t for JSON bodies.
 func formatTime(t time.Time) string { return t.UTC().Format(timeLayout) }
-
-// formatTimestamptz renders a NOT NULL timestamptz column.
-func formatTimestamptz(ts pgtype.Timestamptz) string { return formatTime(ts.Time) }
 
 // number renders a decimal as a JSON number with exactly its digits, so that money is
 // never rounded through a float64 on the way out.
@@ -66,8 +62,8 @@ func (s *server) orderView(o queries.Order) orderView {
 		TimeInForce:       o.TimeInForce,
 		Reason:            o.Reason,
 		CancelRequested:   o.CancelRequested,
-		CreatedAt:         formatTimestamptz(o.CreatedAt),
-		UpdatedAt:         formatTimestamptz(o.UpdatedAt),
+		CreatedAt:         formatTime(o.CreatedAt),
+		UpdatedAt:         formatTime(o.UpdatedAt),
 		WorkflowID:        workflowID(o.ID),
 	}
 	if o.Price.Valid {
@@ -132,7 +128,7 @@ func newEventView(e queries.OrderEvent) eventView {
 		FromStatus: e.FromStatus,
 		ToStatus:   e.ToStatus,
 		Details:    details,
-		CreatedAt:  formatTimestamptz(e.CreatedAt),
+		CreatedAt:  formatTime(e.CreatedAt),
 	}
 }
 
@@ -156,7 +152,7 @@ func newTradeView(t queries.Trade) tradeView {
 		SellOrderID:  t.SellOrderID,
 		Price:        number(t.Price),
 		Quantity:     t.Quantity,
-		ExecutedAt:   formatTimestamptz(t.ExecutedAt),
+		ExecutedAt:   formatTime(t.ExecutedAt),
 	}
 }
 

@@ -5,7 +5,8 @@
 package queries
 
 import (
-	"github.com/jackc/pgx/v5/pgtype"
+	"time"
+
 	"github.com/shopspring/decimal"
 )
 
@@ -35,8 +36,8 @@ type Order struct {
 	RequestHash       string
 	Reason            string
 	CancelRequested   bool
-	CreatedAt         pgtype.Timestamptz
-	UpdatedAt         pgtype.Timestamptz
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
 }
 
 type OrderEvent struct {
@@ -47,7 +48,7 @@ type OrderEvent struct {
 	FromStatus *string
 	ToStatus   string
 	Details    []byte
-	CreatedAt  pgtype.Timestamptz
+	CreatedAt  time.Time
 }
 
 type Outbox struct {
@@ -55,7 +56,7 @@ type Outbox struct {
 	Topic     string
 	Key       string
 	Payload   []byte
-	CreatedAt pgtype.Timestamptz
+	CreatedAt time.Time
 }
 
 type Trade struct {
@@ -66,5 +67,5 @@ type Trade struct {
 	AggressorSide string
 	Price         decimal.Decimal
 	Quantity      int64
-	ExecutedAt    pgtype.Timestamptz
+	ExecutedAt    time.Time
 }
