@@ -38,6 +38,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if len(args) == 0 {
 		return errUsage
 	}
+	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		_, err := fmt.Fprintln(stdout, usage)
+		return err
+	}
 	if args[0] == "healthcheck" {
 		if len(args) != 2 {
 			return errors.New("usage: orderflow healthcheck URL")
