@@ -38,6 +38,9 @@ type Order struct {
 	CancelRequested   bool
 	CreatedAt         time.Time
 	UpdatedAt         time.Time
+	NeedsAttention    bool
+	LastError         string
+	StalledStep       string
 }
 
 type OrderEvent struct {

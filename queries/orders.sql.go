@@ -32,7 +32,7 @@ func (q *Queries) CountOrders(ctx context.Context, arg CountOrdersParams) (int64
 }
 
 const getOrder = `-- name: GetOrder :one
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at FROM orders WHERE id = $1
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step FROM orders WHERE id = $1
 `
 
 func (q *Queries) GetOrder(ctx context.Context, id int64) (Order, error) {
@@ -56,12 +56,15 @@ func (q *Queries) GetOrder(ctx context.Context, id int64) (Order, error) {
 		&i.CancelRequested,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.NeedsAttention,
+		&i.LastError,
+		&i.StalledStep,
 	)
 	return i, err
 }
 
 const getOrderByIdempotencyKey = `-- name: GetOrderByIdempotencyKey :one
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at FROM orders WHERE user_id = $1 AND idempotency_key = $2
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step FROM orders WHERE user_id = $1 AND idempotency_key = $2
 `
 
 type GetOrderByIdempotencyKeyParams struct {
@@ -90,12 +93,15 @@ func (q *Queries) GetOrderByIdempotencyKey(ctx context.Context, arg GetOrderById
 		&i.CancelRequested,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.NeedsAttention,
+		&i.LastError,
+		&i.StalledStep,
 	)
 	return i, err
 }
 
 const getOrderForUpdate = `-- name: GetOrderForUpdate :one
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at FROM orders WHERE id = $1 FOR UPDATE
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step FROM orders WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) GetOrderForUpdate(ctx context.Context, id int64) (Order, error) {
@@ -119,6 +125,9 @@ func (q *Queries) GetOrderForUpdate(ctx context.Context, id int64) (Order, error
 		&i.CancelRequested,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.NeedsAttention,
+		&i.LastError,
+		&i.StalledStep,
 	)
 	return i, err
 }
@@ -129,7 +138,7 @@ INSERT INTO orders (user_id, instrument_id, side, kind, price, quantity, remaini
 VALUES ($1, $2, $3, $4, $5, $6, $6,
         'CREATED', $7, $8, $9)
 ON CONFLICT (user_id, idempotency_key) DO NOTHING
-RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at
+RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step
 `
 
 type InsertOrderParams struct {
@@ -176,12 +185,15 @@ func (q *Queries) InsertOrder(ctx context.Context, arg InsertOrderParams) (Order
 		&i.CancelRequested,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.NeedsAttention,
+		&i.LastError,
+		&i.StalledStep,
 	)
 	return i, err
 }
 
 const listOrders = `-- name: ListOrders :many
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at FROM orders
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step FROM orders
 WHERE ($1::bigint IS NULL OR user_id = $1)
   AND ($2::text IS NULL OR status = $2)
   AND ($3::bigint IS NULL OR instrument_id = $3)
@@ -249,6 +261,9 @@ func (q *Queries) ListOrders(ctx context.Context, arg ListOrdersParams) ([]Order
 			&i.CancelRequested,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.NeedsAttention,
+			&i.LastError,
+			&i.StalledStep,
 		); err != nil {
 			return nil, err
 		}
@@ -261,7 +276,7 @@ func (q *Queries) ListOrders(ctx context.Context, arg ListOrdersParams) ([]Order
 }
 
 const listRestingOrders = `-- name: ListRestingOrders :many
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at FROM orders
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step FROM orders
 WHERE instrument_id = $1 AND side = $2 AND kind = 'LIMIT'
   AND status IN ('EXECUTING', 'PARTIALLY_FILLED') AND remaining_quantity > 0
   AND ($3::numeric IS NULL
@@ -318,6 +333,9 @@ func (q *Queries) ListRestingOrders(ctx context.Context, arg ListRestingOrdersPa
 			&i.CancelRequested,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.NeedsAttention,
+			&i.LastError,
+			&i.StalledStep,
 		); err != nil {
 			return nil, err
 		}
@@ -344,7 +362,7 @@ const markCancelRequested = `-- name: MarkCancelRequested :one
 UPDATE orders SET cancel_requested = true, updated_at = now()
 WHERE id = $1
   AND status NOT IN ('EXECUTED', 'REJECTED', 'CANCELLED', 'PARTIALLY_CANCELLED', 'FAILED')
-RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at
+RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step
 `
 
 // Takes the order's row lock, so the CANCEL_REQUESTED event written next in the same
@@ -371,6 +389,9 @@ func (q *Queries) MarkCancelRequested(ctx context.Context, id int64) (Order, err
 		&i.CancelRequested,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.NeedsAttention,
+		&i.LastError,
+		&i.StalledStep,
 	)
 	return i, err
 }
@@ -380,7 +401,7 @@ UPDATE orders
 SET status = $1, remaining_quantity = $2, reason = $3,
     version = version + 1, updated_at = now()
 WHERE id = $4 AND version = $5
-RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at
+RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step
 `
 
 type TransitionOrderParams struct {
@@ -420,6 +441,9 @@ func (q *Queries) TransitionOrder(ctx context.Context, arg TransitionOrderParams
 		&i.CancelRequested,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.NeedsAttention,
+		&i.LastError,
+		&i.StalledStep,
 	)
 	return i, err
 }

@@ -4,6 +4,8 @@
 //	orderflow api       the REST API
 //	orderflow worker    outbox relay, Kafka consumer and Temporal worker
 //	orderflow migrate   apply database migrations and exit
+//	orderflow orders stuck|retry ID|fail ID --reason R   operators' tools for parked orders
+//	orderflow dlq list|replay   inspect and replay the dead-letter topic
 //	orderflow healthcheck URL   exit 0 if URL answers 2xx (for container health checks)
 //
 // Configuration comes from the environment; see Config.
@@ -29,7 +31,7 @@ func main() {
 	}
 }
 
-const usage = "usage: orderflow dev|api|worker|migrate|healthcheck URL"
+const usage = "usage: orderflow dev|api|worker|migrate|orders|dlq|healthcheck URL"
 
 // errUsage is returned for a missing or unknown command.
 var errUsage = errors.New(usage)
@@ -62,6 +64,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return runServices(ctx, cfg, logger, roleWorker)
 	case "migrate":
 		return runMigrate(ctx, cfg)
+	case "orders":
+		return runOrders(ctx, cfg, args[1:], stdout)
+	case "dlq":
+		return runDLQ(ctx, cfg, args[1:], stdout)
 	}
 	return fmt.Errorf("unknown command %q; %s", args[0], usage)
 }
