@@ -24,6 +24,8 @@ import (
 const (
 	ErrTypeUnknownOrder      = "UnknownOrder"
 	ErrTypeInvalidTransition = "InvalidTransition"
+	// ErrTypeStaleVersion marks an optimistic-lock conflict: retryable, and retried.
+	ErrTypeStaleVersion = "StaleVersion"
 )
 
 // ErrStale means another transaction changed the order since it was read; the activity
@@ -32,24 +34,52 @@ var ErrStale = errors.New("order changed concurrently (stale version)")
 
 // Activities are the lifecycle steps, sharing one connection pool.
 type Activities struct {
-	pool *pgxpool.Pool
-	log  *slog.Logger
+	pool     *pgxpool.Pool
+	log      *slog.Logger
+	observer TransitionObserver
 }
 
-// New returns the activities over pool.
-func New(pool *pgxpool.Pool, logger *slog.Logger) *Activities {
-	return &Activities{pool: pool, log: logger}
+// TransitionObserver learns of every committed status change (for metrics).
+type TransitionObserver interface {
+	ObserveTransition(from, to string)
 }
 
-// StepResult is where an order stands after a step.
+// New returns the activities over pool; observer may be nil.
+func New(pool *pgxpool.Pool, logger *slog.Logger, observer TransitionObserver) *Activities {
+	return &Activities{pool: pool, log: logger, observer: observer}
+}
+
+// txn is one activity's transaction: its queries, and the status changes it made, which
+// are reported only once the transaction has committed.
+type txn struct {
+	*queries.Queries
+	changes [][2]order.Status
+}
+
+// StepResult is where an order stands after a step, with what the workflow shows
+// operators about it (search attributes and summary).
 type StepResult struct {
-	Status    order.Status
-	Reason    string
-	Remaining int64
+	Status       order.Status
+	Reason       string
+	Remaining    int64
+	UserID       int64
+	InstrumentID int64
+	Side         order.Side
+	Kind         order.Kind
+	Quantity     int64
+	Price        string // empty for MARKET
 }
 
 func resultOf(o queries.Order) StepResult {
-	return StepResult{Status: order.Status(o.Status), Reason: o.Reason, Remaining: o.RemainingQuantity}
+	r := StepResult{
+		Status: order.Status(o.Status), Reason: o.Reason, Remaining: o.RemainingQuantity,
+		UserID: o.UserID, InstrumentID: o.InstrumentID, Side: order.Side(o.Side), Kind: order.Kind(o.Kind),
+		Quantity: o.Quantity,
+	}
+	if o.Price.Valid {
+		r.Price = o.Price.Decimal.String()
+	}
+	return r
 }
 
 // Counterparty is a resting order that an executed order traded with, and the status
@@ -72,21 +102,37 @@ type CancelInput struct {
 	RequestedBy string
 }
 
-// FailInput says which order to fail and why.
+// FailInput says which order to fail, why, and who decided.
 type FailInput struct {
-	OrderID int64
-	Reason  string
+	OrderID     int64
+	Reason      string
+	RequestedBy string
+}
+
+// StallInput records that a step exhausted its retry budget.
+type StallInput struct {
+	OrderID  int64
+	Step     string
+	Error    string
+	Attempts int32
+}
+
+// ResumeInput records an operator's retry of a parked order.
+type ResumeInput struct {
+	OrderID     int64
+	Step        string
+	RequestedBy string
 }
 
 // inTx runs fn in one transaction, reading the order first. fn returns the order as it
 // left it; a read-only fn returns the order unchanged and the commit is a no-op.
-func (a *Activities) inTx(ctx context.Context, orderID int64, fn func(q *queries.Queries, o queries.Order) (queries.Order, error)) (queries.Order, error) {
+func (a *Activities) inTx(ctx context.Context, orderID int64, fn func(q *txn, o queries.Order) (queries.Order, error)) (queries.Order, error) {
 	tx, err := a.pool.Begin(ctx)
 	if err != nil {
 		return queries.Order{}, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
-	q := queries.New(tx)
+	q := &txn{Queries: queries.New(tx)}
 	o, err := q.GetOrder(ctx, orderID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return queries.Order{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("order %d does not exist", orderID), ErrTypeUnknownOrder, err)
@@ -100,13 +146,18 @@ func (a *Activities) inTx(ctx context.Context, orderID int64, fn func(q *queries
 	if err := tx.Commit(ctx); err != nil {
 		return queries.Order{}, fmt.Errorf("commit: %w", err)
 	}
+	if a.observer != nil {
+		for _, c := range q.changes {
+			a.observer.ObserveTransition(string(c[0]), string(c[1]))
+		}
+	}
 	return o, nil
 }
 
 // Validate checks the business rules (instrument known and active, tick size, lot size,
 // quantity range): CREATED → VALIDATED, or REJECTED with the reason.
 func (a *Activities) Validate(ctx context.Context, orderID int64) (StepResult, error) {
-	o, err := a.inTx(ctx, orderID, func(q *queries.Queries, o queries.Order) (queries.Order, error) {
+	o, err := a.inTx(ctx, orderID, func(q *txn, o queries.Order) (queries.Order, error) {
 		if order.Status(o.Status) != order.Created {
 			return o, nil
 		}
@@ -122,7 +173,7 @@ func (a *Activities) Validate(ctx context.Context, orderID int64) (StepResult, e
 	return resultOf(o), err
 }
 
-func rejection(ctx context.Context, q *queries.Queries, o queries.Order) (string, error) {
+func rejection(ctx context.Context, q *txn, o queries.Order) (string, error) {
 	inst, err := q.GetInstrument(ctx, o.InstrumentID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return order.ReasonUnknownInstrument, nil
@@ -139,7 +190,7 @@ func rejection(ctx context.Context, q *queries.Queries, o queries.Order) (string
 
 // SendToExecutor hands a validated order to the matching engine: VALIDATED → SENT_TO_EXECUTOR.
 func (a *Activities) SendToExecutor(ctx context.Context, orderID int64) (StepResult, error) {
-	o, err := a.inTx(ctx, orderID, func(q *queries.Queries, o queries.Order) (queries.Order, error) {
+	o, err := a.inTx(ctx, orderID, func(q *txn, o queries.Order) (queries.Order, error) {
 		if order.Status(o.Status) != order.Validated {
 			return o, nil
 		}
@@ -152,7 +203,7 @@ func (a *Activities) SendToExecutor(ctx context.Context, orderID int64) (StepRes
 // PARTIALLY_CANCELLED. An order that is already terminal (a fill won the race) is left
 // as it is, and its status is the truthful answer.
 func (a *Activities) Cancel(ctx context.Context, in CancelInput) (StepResult, error) {
-	o, err := a.inTx(ctx, in.OrderID, func(q *queries.Queries, o queries.Order) (queries.Order, error) {
+	o, err := a.inTx(ctx, in.OrderID, func(q *txn, o queries.Order) (queries.Order, error) {
 		if order.Status(o.Status).Terminal() {
 			return o, nil
 		}
@@ -181,13 +232,61 @@ func (a *Activities) Cancel(ctx context.Context, in CancelInput) (StepResult, er
 	return resultOf(o), err
 }
 
-// Fail ends an order that cannot proceed (a permanent error in an earlier step) as FAILED.
+// Fail ends an order that cannot proceed (a permanent error, or an operator's decision
+// on a parked order) as FAILED, and unparks it.
 func (a *Activities) Fail(ctx context.Context, in FailInput) (StepResult, error) {
-	o, err := a.inTx(ctx, in.OrderID, func(q *queries.Queries, o queries.Order) (queries.Order, error) {
+	o, err := a.inTx(ctx, in.OrderID, func(q *txn, o queries.Order) (queries.Order, error) {
 		if !order.CanTransition(order.Status(o.Status), order.Failed) {
 			return o, nil
 		}
-		return transition(ctx, q, o, change{to: order.Failed, reason: in.Reason})
+		if o.NeedsAttention {
+			if _, err := q.ClearStalled(ctx, o.ID); err != nil {
+				return o, fmt.Errorf("unpark order %d: %w", o.ID, err)
+			}
+		}
+		details := map[string]any{}
+		if in.RequestedBy != "" {
+			details["requestedBy"] = in.RequestedBy
+		}
+		return transition(ctx, q, o, change{to: order.Failed, reason: in.Reason, details: details})
+	})
+	return resultOf(o), err
+}
+
+// MarkStalled parks an order whose step exhausted its retry budget: it sets the order's
+// needs-attention flag and last error and appends EXECUTION_STALLED, leaving the status
+// as it is. A retry after a lost reply finds the order parked for the step and does
+// nothing.
+func (a *Activities) MarkStalled(ctx context.Context, in StallInput) (StepResult, error) {
+	o, err := a.inTx(ctx, in.OrderID, func(q *txn, o queries.Order) (queries.Order, error) {
+		if o.NeedsAttention && o.StalledStep == in.Step {
+			return o, nil
+		}
+		o, err := q.MarkStalled(ctx, queries.MarkStalledParams{ID: o.ID, LastError: in.Error, StalledStep: in.Step})
+		if err != nil {
+			return o, fmt.Errorf("park order %d: %w", in.OrderID, err)
+		}
+		return o, annotate(ctx, q, o, order.EventExecutionStalled, map[string]any{
+			"step": in.Step, "error": in.Error, "attempts": in.Attempts,
+		})
+	})
+	return resultOf(o), err
+}
+
+// Resume unparks an order for an operator's retry and appends OPERATOR_RETRY; an order
+// that is not parked (a retry after a lost reply) is left as it is.
+func (a *Activities) Resume(ctx context.Context, in ResumeInput) (StepResult, error) {
+	o, err := a.inTx(ctx, in.OrderID, func(q *txn, o queries.Order) (queries.Order, error) {
+		if !o.NeedsAttention {
+			return o, nil
+		}
+		o, err := q.ClearStalled(ctx, o.ID)
+		if err != nil {
+			return o, fmt.Errorf("unpark order %d: %w", in.OrderID, err)
+		}
+		return o, annotate(ctx, q, o, order.EventOperatorRetry, map[string]any{
+			"step": in.Step, "requestedBy": in.RequestedBy,
+		})
 	})
 	return resultOf(o), err
 }
@@ -201,7 +300,7 @@ const bookPage = 200
 // holding the instrument's book lock.
 func (a *Activities) Execute(ctx context.Context, orderID int64) (ExecuteResult, error) {
 	var counterparties []Counterparty
-	o, err := a.inTx(ctx, orderID, func(q *queries.Queries, o queries.Order) (queries.Order, error) {
+	o, err := a.inTx(ctx, orderID, func(q *txn, o queries.Order) (queries.Order, error) {
 		if order.Status(o.Status) != order.SentToExecutor {
 			// Already matched (a retry after a lost reply): report the same counterparties.
 			rows, err := q.ListTakenCounterparties(ctx, o.ID)
@@ -216,7 +315,15 @@ func (a *Activities) Execute(ctx context.Context, orderID int64) (ExecuteResult,
 		if _, err := q.LockBook(ctx, o.InstrumentID); err != nil {
 			return o, fmt.Errorf("lock book %d: %w", o.InstrumentID, err)
 		}
-		o, err := transition(ctx, q, o, change{to: order.Executing})
+		// Re-read under the book lock: a cancel may have committed while we waited for it.
+		o, err := q.GetOrderForUpdate(ctx, o.ID)
+		if err != nil {
+			return o, fmt.Errorf("get order %d: %w", orderID, err)
+		}
+		if order.Status(o.Status) != order.SentToExecutor {
+			return o, nil
+		}
+		o, err = transition(ctx, q, o, change{to: order.Executing})
 		if err != nil {
 			return o, err
 		}
@@ -252,7 +359,7 @@ func (a *Activities) Execute(ctx context.Context, orderID int64) (ExecuteResult,
 
 // loadBook loads the opposite side of o's book, page by page, until it holds enough
 // quantity to fill o or the acceptable prices run out.
-func loadBook(ctx context.Context, q *queries.Queries, o queries.Order) ([]queries.Order, error) {
+func loadBook(ctx context.Context, q *txn, o queries.Order) ([]queries.Order, error) {
 	var limit decimal.NullDecimal // NULL: a market order takes any price
 	if o.Kind == string(order.Limit) {
 		limit = o.Price
@@ -282,7 +389,7 @@ func loadBook(ctx context.Context, q *queries.Queries, o queries.Order) ([]queri
 
 // applyFill records one trade between the incoming order and a resting one, and moves
 // both through their fill transitions.
-func applyFill(ctx context.Context, q *queries.Queries, in, resting queries.Order, f order.Fill) (queries.Order, Counterparty, error) {
+func applyFill(ctx context.Context, q *txn, in, resting queries.Order, f order.Fill) (queries.Order, Counterparty, error) {
 	buy, sell := in.ID, resting.ID
 	if in.Side == string(order.Sell) {
 		buy, sell = sell, buy

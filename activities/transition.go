@@ -27,7 +27,7 @@ type change struct {
 // was read at, and appends the matching event, all through q (so inside the caller's
 // transaction). It returns ErrStale when the row moved on, and a non-retryable error for a
 // move the table forbids.
-func transition(ctx context.Context, q *queries.Queries, o queries.Order, c change) (queries.Order, error) {
+func transition(ctx context.Context, q *txn, o queries.Order, c change) (queries.Order, error) {
 	from := order.Status(o.Status)
 	if err := order.CheckTransition(from, c.to); err != nil {
 		return o, temporal.NewNonRetryableApplicationError(fmt.Sprintf("order %d: %v", o.ID, err), ErrTypeInvalidTransition, err)
@@ -44,7 +44,7 @@ func transition(ctx context.Context, q *queries.Queries, o queries.Order, c chan
 		ID: o.ID, Version: o.Version, Status: string(c.to), RemainingQuantity: remaining, Reason: reason,
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
-		return o, fmt.Errorf("order %d version %d: %w", o.ID, o.Version, ErrStale)
+		return o, temporal.NewApplicationErrorWithCause(fmt.Sprintf("order %d version %d: %v", o.ID, o.Version, ErrStale), ErrTypeStaleVersion, ErrStale)
 	}
 	if err != nil {
 		return o, fmt.Errorf("transition order %d to %s: %w", o.ID, c.to, err)
@@ -63,6 +63,7 @@ func transition(ctx context.Context, q *queries.Queries, o queries.Order, c chan
 	if err != nil {
 		return o, fmt.Errorf("event details: %w", err)
 	}
+	q.changes = append(q.changes, [2]order.Status{from, c.to})
 	fromText := string(from)
 	if _, err := q.InsertOrderEvent(ctx, queries.InsertOrderEventParams{
 		OrderID: o.ID, EventType: string(order.EventFor(c.to)), FromStatus: &fromText, ToStatus: string(c.to), Details: body,
@@ -70,4 +71,21 @@ func transition(ctx context.Context, q *queries.Queries, o queries.Order, c chan
 		return o, fmt.Errorf("append event for order %d: %w", o.ID, err)
 	}
 	return next, nil
+}
+
+// annotate appends an event that does not change the status (from = to = the current
+// status). The caller must have updated, and so locked, the order's row in the same
+// transaction, which keeps seq free of races.
+func annotate(ctx context.Context, q *txn, o queries.Order, e order.EventType, details map[string]any) error {
+	body, err := json.Marshal(details)
+	if err != nil {
+		return fmt.Errorf("event details: %w", err)
+	}
+	status := o.Status
+	if _, err := q.InsertOrderEvent(ctx, queries.InsertOrderEventParams{
+		OrderID: o.ID, EventType: string(e), FromStatus: &status, ToStatus: status, Details: body,
+	}); err != nil {
+		return fmt.Errorf("append %s for order %d: %w", e, o.ID, err)
+	}
+	return nil
 }

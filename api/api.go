@@ -147,6 +147,9 @@ func (s *server) routes() http.Handler {
 		r.Get("/orders/{id}/events", s.handle(s.listOrderEvents))
 		r.Get("/orders/{id}/trades", s.handle(s.listOrderTrades))
 		r.Get("/instruments", s.handle(s.listInstruments))
+		r.Get("/admin/orders/stuck", s.handle(s.listStuck))
+		r.Post("/admin/orders/{id}/retry", s.handle(s.retryOrder))
+		r.Post("/admin/orders/{id}/fail", s.handle(s.failOrder))
 	})
 	return mux
 }

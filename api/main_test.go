@@ -82,9 +82,32 @@ func newPool(t *testing.T) *pgxpool.Pool {
 // fakeCanceller stands in for the Temporal workflow: it records the cancel requests and
 // answers with what the test tells it to do.
 type fakeCanceller struct {
-	mu    sync.Mutex
-	calls []cancelCall
-	do    func(ctx context.Context, orderID int64) (applied bool, err error)
+	mu        sync.Mutex
+	calls     []cancelCall
+	decisions []string // "retry <id> <by>" or "fail <id> <reason> <by>", in order
+	do        func(ctx context.Context, orderID int64) (applied bool, err error)
+}
+
+// Retry implements api.Operator.
+func (f *fakeCanceller) Retry(_ context.Context, orderID int64, by string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.decisions = append(f.decisions, fmt.Sprintf("retry %d %s", orderID, by))
+	return nil
+}
+
+// Fail implements api.Operator.
+func (f *fakeCanceller) Fail(_ context.Context, orderID int64, reason, by string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.decisions = append(f.decisions, fmt.Sprintf("fail %d %s %s", orderID, reason, by))
+	return nil
+}
+
+func (f *fakeCanceller) decided() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.decisions...)
 }
 
 type cancelCall struct {

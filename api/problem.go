@@ -31,6 +31,7 @@ const (
 	codeKeyReused        errorCode = "IDEMPOTENCY_KEY_REUSED"
 	codeOrderNotFound    errorCode = "ORDER_NOT_FOUND"
 	codeOrderTerminal    errorCode = "ORDER_TERMINAL"
+	codeOrderNotParked   errorCode = "ORDER_NOT_PARKED"
 	codeNotFound         errorCode = "NOT_FOUND"
 	codeMethodNotAllowed errorCode = "METHOD_NOT_ALLOWED"
 	codeUnavailable      errorCode = "SERVICE_UNAVAILABLE"
@@ -59,6 +60,8 @@ func (c errorCode) describe() (status int, title string) {
 		return http.StatusNotFound, "Not found"
 	case codeOrderTerminal:
 		return http.StatusConflict, "Order is terminal"
+	case codeOrderNotParked:
+		return http.StatusConflict, "Order is not parked"
 	case codeMethodNotAllowed:
 		return http.StatusMethodNotAllowed, "Method not allowed"
 	case codeUnavailable:

@@ -41,6 +41,7 @@ type orderView struct {
 	TimeInForce       string       `json:"timeInForce"`
 	Reason            string       `json:"reason,omitempty"`
 	CancelRequested   bool         `json:"cancelRequested"`
+	NeedsAttention    bool         `json:"needsAttention"`
 	CreatedAt         string       `json:"createdAt"`
 	UpdatedAt         string       `json:"updatedAt"`
 	WorkflowID        string       `json:"workflowId"`
@@ -62,6 +63,7 @@ func (s *server) orderView(o queries.Order) orderView {
 		TimeInForce:       o.TimeInForce,
 		Reason:            o.Reason,
 		CancelRequested:   o.CancelRequested,
+		NeedsAttention:    o.NeedsAttention,
 		CreatedAt:         formatTime(o.CreatedAt),
 		UpdatedAt:         formatTime(o.UpdatedAt),
 		WorkflowID:        workflowID(o.ID),

@@ -30,6 +30,20 @@ type Consumer struct {
 	starter     Starter
 	log         *slog.Logger
 	concurrency int
+	obs         ConsumerObserver // nil: not observed
+}
+
+// ConsumerObserver is told about the consumer's work, e.g. to export metrics. Its
+// methods are called concurrently.
+type ConsumerObserver interface {
+	// ObserveWorkflowStart is called when a record's start is acknowledged: started
+	// reports whether it made a new run (false: the run already existed). recordTime
+	// is the record's timestamp.
+	ObserveWorkflowStart(recordTime time.Time, started bool)
+	// ObserveWorkflowStartError is called for each failed start attempt (retried).
+	ObserveWorkflowStartError()
+	// ObserveDeadLetter is called when a record has been sent to the dead-letter topic.
+	ObserveDeadLetter()
 }
 
 // ConsumerOptions returns the client options the consumer needs on top of the brokers:
@@ -48,6 +62,12 @@ func ConsumerOptions() []kgo.Opt {
 // ConsumerOptions.
 func NewConsumer(client *kgo.Client, starter Starter, logger *slog.Logger) *Consumer {
 	return &Consumer{client: client, starter: starter, log: logger, concurrency: 32}
+}
+
+// WithObserver makes the consumer report to o and returns it; call it before Run.
+func (c *Consumer) WithObserver(o ConsumerObserver) *Consumer {
+	c.obs = o
+	return c
 }
 
 // Run consumes until ctx ends.
@@ -102,7 +122,13 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) error {
 		started, err := c.starter.Start(ctx, req)
 		if err == nil {
 			log.Debug("order run started", "started", started, "partition", rec.Partition, "offset", rec.Offset)
+			if c.obs != nil {
+				c.obs.ObserveWorkflowStart(rec.Timestamp, started)
+			}
 			return nil
+		}
+		if c.obs != nil && ctx.Err() == nil {
+			c.obs.ObserveWorkflowStartError()
 		}
 		log.Warn("start order run; retrying", "error", err)
 		if !b.wait(ctx) {
@@ -131,6 +157,9 @@ func (c *Consumer) deadLetter(ctx context.Context, rec *kgo.Record, cause error)
 	for {
 		err := c.client.ProduceSync(ctx, dlq).FirstErr()
 		if err == nil {
+			if c.obs != nil {
+				c.obs.ObserveDeadLetter()
+			}
 			return nil
 		}
 		if errors.Is(err, context.Canceled) || !b.wait(ctx) {

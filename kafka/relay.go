@@ -24,11 +24,25 @@ type Relay struct {
 	// sweep is how long the relay waits for a notification before looking anyway; it
 	// only matters if a notification is lost (e.g. while the LISTEN connection was down).
 	sweep time.Duration
+	obs   RelayObserver // nil: not observed
+}
+
+// RelayObserver is told about the relay's work, e.g. to export metrics.
+type RelayObserver interface {
+	// ObserveOutboxPublished is called once per outbox row published and deleted, with
+	// the row's created_at.
+	ObserveOutboxPublished(createdAt time.Time)
 }
 
 // NewRelay returns a relay that publishes with client.
 func NewRelay(pool *pgxpool.Pool, client *kgo.Client, logger *slog.Logger) *Relay {
 	return &Relay{pool: pool, client: client, log: logger, batch: 500, sweep: 5 * time.Second}
+}
+
+// WithObserver makes the relay report to o and returns it; call it before Run.
+func (r *Relay) WithObserver(o RelayObserver) *Relay {
+	r.obs = o
+	return r
 }
 
 // Run publishes until ctx ends. It wakes on the outbox's NOTIFY, so a committed order is
@@ -108,6 +122,13 @@ func (r *Relay) PublishBatch(ctx context.Context) (int, error) {
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return 0, fmt.Errorf("commit: %w", err)
+	}
+	if r.obs != nil {
+		// After the commit: a row whose delete rolled back is published again, and
+		// counted then.
+		for _, row := range rows {
+			r.obs.ObserveOutboxPublished(row.CreatedAt)
+		}
 	}
 	return len(rows), nil
 }

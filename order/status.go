@@ -107,7 +107,23 @@ const (
 	EventCancelled          EventType = "CANCELLED"
 	EventPartiallyCancelled EventType = "PARTIALLY_CANCELLED"
 	EventFailed             EventType = "FAILED"
+	// EventExecutionStalled records that a step exhausted its retry budget and the order
+	// is parked, waiting for an operator.
+	EventExecutionStalled EventType = "EXECUTION_STALLED"
+	// EventOperatorRetry records an operator's decision to retry a parked order's step.
+	EventOperatorRetry EventType = "OPERATOR_RETRY"
 )
+
+// ChangesStatus reports whether events of type e record a status change; the others
+// (CANCEL_REQUESTED, EXECUTION_STALLED, OPERATOR_RETRY) annotate the timeline, with
+// from_status = to_status = the status the order was in.
+func (e EventType) ChangesStatus() bool {
+	switch e {
+	case EventCancelRequested, EventExecutionStalled, EventOperatorRetry:
+		return false
+	}
+	return true
+}
 
 // EventFor returns the event type that records reaching status to.
 func EventFor(to Status) EventType { return EventType(to) }

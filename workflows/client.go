@@ -45,9 +45,14 @@ type StartRequest struct {
 }
 
 func startOptions(r StartRequest) client.StartWorkflowOptions {
+	summary := fmt.Sprintf("order %d", r.OrderID)
+	if r.UserID != 0 {
+		summary = fmt.Sprintf("order %d: %s %s on instrument %d for user %d", r.OrderID, r.Side, r.Kind, r.InstrumentID, r.UserID)
+	}
 	return client.StartWorkflowOptions{
-		ID:        OrderWorkflowID(r.OrderID),
-		TaskQueue: TaskQueue,
+		StaticSummary: summary,
+		ID:            OrderWorkflowID(r.OrderID),
+		TaskQueue:     TaskQueue,
 		// One run per order, ever (within the namespace's retention): a redelivered
 		// message finds the running or closed run and starts nothing.
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
@@ -69,15 +74,22 @@ func searchAttributes(r StartRequest) temporal.SearchAttributes {
 // Starter starts and signals order runs.
 type Starter struct {
 	client client.Client
+	retry  RetryConfig
 }
 
-// NewStarter returns a Starter over c.
-func NewStarter(c client.Client) *Starter { return &Starter{client: c} }
+// NewStarter returns a Starter over c whose runs retry their steps with retry.
+func NewStarter(c client.Client, retry RetryConfig) *Starter {
+	return &Starter{client: c, retry: retry.orDefault()}
+}
+
+func (s *Starter) input(orderID int64) OrderInput {
+	return OrderInput{OrderID: orderID, Retry: s.retry}
+}
 
 // Start starts the order's run. A run that already exists for the order (running, or
 // closed within retention) is success: started reports whether this call made it.
 func (s *Starter) Start(ctx context.Context, r StartRequest) (started bool, err error) {
-	_, err = s.client.ExecuteWorkflow(ctx, startOptions(r), OrderWorkflow, OrderInput{OrderID: r.OrderID})
+	_, err = s.client.ExecuteWorkflow(ctx, startOptions(r), OrderWorkflow, s.input(r.OrderID))
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	switch {
 	case errors.As(err, &already):
@@ -97,7 +109,7 @@ func (s *Starter) RequestCancel(ctx context.Context, orderID int64, wait time.Du
 	opts.WorkflowIDConflictPolicy = enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING
 	opts.WorkflowExecutionErrorWhenAlreadyStarted = false
 	run, err := s.client.SignalWithStartWorkflow(ctx, OrderWorkflowID(orderID), SignalCancel,
-		CancelSignal{RequestedBy: "api"}, opts, OrderWorkflow, OrderInput{OrderID: orderID})
+		CancelSignal{RequestedBy: "client"}, opts, OrderWorkflow, s.input(orderID))
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &already) {
 		return true, nil // closed: nothing left to cancel
@@ -117,4 +129,21 @@ func (s *Starter) RequestCancel(ctx context.Context, orderID int64, wait time.Du
 		return false, fmt.Errorf("wait for %s: %w", OrderWorkflowID(orderID), err)
 	}
 	return true, nil
+}
+
+// Retry tells a parked order's run to retry the step that stalled.
+func (s *Starter) Retry(ctx context.Context, orderID int64, requestedBy string) error {
+	return s.signal(ctx, orderID, SignalRetry, RetrySignal{RequestedBy: requestedBy})
+}
+
+// Fail tells a parked order's run to end the order FAILED with reason.
+func (s *Starter) Fail(ctx context.Context, orderID int64, reason, requestedBy string) error {
+	return s.signal(ctx, orderID, SignalFail, FailSignal{Reason: reason, RequestedBy: requestedBy})
+}
+
+func (s *Starter) signal(ctx context.Context, orderID int64, name string, arg any) error {
+	if err := s.client.SignalWorkflow(ctx, OrderWorkflowID(orderID), "", name, arg); err != nil {
+		return fmt.Errorf("signal %s to %s: %w", name, OrderWorkflowID(orderID), err)
+	}
+	return nil
 }

@@ -4,6 +4,7 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -17,12 +18,16 @@ import (
 // TaskQueue is the task queue OrderWorkflow and its activities run on.
 const TaskQueue = "orderflow-orders"
 
-// Signal names.
+// Signal names. Operators can send SignalRetry and SignalFail from the Temporal UI too.
 const (
 	// SignalCancel asks an order's run to cancel it at the next safe point.
 	SignalCancel = "cancel"
 	// SignalFill tells a resting order's run that another order traded with it.
 	SignalFill = "fill"
+	// SignalRetry tells a parked run to retry the step that exhausted its retries.
+	SignalRetry = "retry"
+	// SignalFail tells a parked run to give up: the order ends FAILED with the reason.
+	SignalFail = "fail"
 )
 
 // QueryStatus answers with the status the run last saw.
@@ -34,6 +39,34 @@ func OrderWorkflowID(orderID int64) string { return fmt.Sprintf("order-%d", orde
 // OrderInput starts an order's run.
 type OrderInput struct {
 	OrderID int64
+	// Retry is the activities' retry policy; zero fields take DefaultRetry's.
+	Retry RetryConfig
+}
+
+// RetryConfig is the retry policy of the lifecycle steps. Transient failures (database or
+// broker unavailable, optimistic-lock conflicts) are retried with exponential backoff
+// from InitialInterval up to MaximumInterval, MaximumAttempts times in all; then the
+// order is parked for an operator.
+type RetryConfig struct {
+	InitialInterval time.Duration
+	MaximumInterval time.Duration
+	MaximumAttempts int32
+}
+
+// DefaultRetry retries for about two and a half minutes before parking an order.
+var DefaultRetry = RetryConfig{InitialInterval: 200 * time.Millisecond, MaximumInterval: 30 * time.Second, MaximumAttempts: 12}
+
+func (r RetryConfig) orDefault() RetryConfig {
+	if r.InitialInterval <= 0 {
+		r.InitialInterval = DefaultRetry.InitialInterval
+	}
+	if r.MaximumInterval <= 0 {
+		r.MaximumInterval = DefaultRetry.MaximumInterval
+	}
+	if r.MaximumAttempts <= 0 {
+		r.MaximumAttempts = DefaultRetry.MaximumAttempts
+	}
+	return r
 }
 
 // OrderResult is how the order's run ended.
@@ -53,24 +86,57 @@ type FillSignal struct {
 	Status order.Status
 }
 
+// RetrySignal is SignalRetry's payload (it may be sent empty).
+type RetrySignal struct {
+	RequestedBy string
+}
+
+// FailSignal is SignalFail's payload.
+type FailSignal struct {
+	Reason      string
+	RequestedBy string
+}
+
 // maxSignalsPerRun bounds a long-resting order's history: after that many fill signals
-// the run continues as new, carrying nothing but the order id (PostgreSQL has the rest).
+// the run continues as new, carrying nothing but its input (PostgreSQL has the rest).
 const maxSignalsPerRun = 500
 
-// activityOptions: every step is one short transaction, so a short StartToClose bounds a
-// stuck connection; transient failures (database unavailable, optimistic-lock conflicts)
-// are retried with exponential backoff without limit, while business outcomes are
-// results, not errors, and the only permanent errors are the non-retryable types below.
-func activityOptions() workflow.ActivityOptions {
+// stepOptions: every step is one short transaction, so a short StartToClose bounds a
+// stuck connection; business outcomes are results, not errors, and the only permanent
+// errors are the non-retryable types below.
+func stepOptions(r RetryConfig) workflow.ActivityOptions {
 	return workflow.ActivityOptions{
 		StartToCloseTimeout: 15 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        100 * time.Millisecond,
+			InitialInterval:        r.InitialInterval,
 			BackoffCoefficient:     2,
-			MaximumInterval:        10 * time.Second,
+			MaximumInterval:        r.MaximumInterval,
+			MaximumAttempts:        r.MaximumAttempts,
 			NonRetryableErrorTypes: []string{activities.ErrTypeUnknownOrder, activities.ErrTypeInvalidTransition},
 		},
 	}
+}
+
+// bookkeepingOptions are for the steps that record an operator's view (parking,
+// resuming): they retry without limit, because there is no one left to escalate to.
+func bookkeepingOptions(r RetryConfig) workflow.ActivityOptions {
+	o := stepOptions(r)
+	o.RetryPolicy.MaximumAttempts = 0
+	return o
+}
+
+// run is one order's workflow state.
+type run struct {
+	ctx      workflow.Context
+	in       OrderInput
+	res      OrderResult
+	cancelCh workflow.ReceiveChannel
+	fillCh   workflow.ReceiveChannel
+	retryCh  workflow.ReceiveChannel
+	failCh   workflow.ReceiveChannel
+	cancel   *CancelSignal
+	signals  int
+	known    bool // the search attributes describing the order are set
 }
 
 // OrderWorkflow drives one order through its lifecycle. It is a loop over the order's
@@ -78,70 +144,243 @@ func activityOptions() workflow.ActivityOptions {
 // replayed after the run was forgotten, or a continue-as-new) resumes where PostgreSQL
 // says the order stands: each activity is a no-op for an order past its step.
 func OrderWorkflow(ctx workflow.Context, in OrderInput) (OrderResult, error) {
-	ctx = workflow.WithActivityOptions(ctx, activityOptions())
-	log := workflow.GetLogger(ctx)
+	in.Retry = in.Retry.orDefault()
+	r := &run{
+		ctx:      workflow.WithActivityOptions(ctx, stepOptions(in.Retry)),
+		in:       in,
+		res:      OrderResult{OrderID: in.OrderID, Status: order.Created},
+		cancelCh: workflow.GetSignalChannel(ctx, SignalCancel),
+		fillCh:   workflow.GetSignalChannel(ctx, SignalFill),
+		retryCh:  workflow.GetSignalChannel(ctx, SignalRetry),
+		failCh:   workflow.GetSignalChannel(ctx, SignalFail),
+	}
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (order.Status, error) { return r.res.Status, nil }); err != nil {
+		return r.res, err
+	}
+	return r.loop()
+}
+
+func (r *run) loop() (OrderResult, error) {
 	var a *activities.Activities
-
-	res := OrderResult{OrderID: in.OrderID, Status: order.Created}
-	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (order.Status, error) { return res.Status, nil }); err != nil {
-		return res, err
-	}
-	cancelCh := workflow.GetSignalChannel(ctx, SignalCancel)
-	fillCh := workflow.GetSignalChannel(ctx, SignalFill)
-	var cancel *CancelSignal
-	takeCancel := func() {
-		var s CancelSignal
-		for cancelCh.ReceiveAsync(&s) {
-			cancel = &s
-		}
-	}
-	signals := 0
-
-	for !res.Status.Terminal() {
-		takeCancel()
+	id := r.in.OrderID
+	for !r.res.Status.Terminal() {
+		r.takeCancel()
 		var step activities.StepResult
 		var err error
 		switch {
-		case cancel != nil:
-			err = workflow.ExecuteActivity(ctx, a.Cancel, activities.CancelInput{OrderID: in.OrderID, RequestedBy: cancel.RequestedBy}).Get(ctx, &step)
-			cancel = nil
-		case res.Status == order.Created:
-			err = workflow.ExecuteActivity(ctx, a.Validate, in.OrderID).Get(ctx, &step)
-		case res.Status == order.Validated:
-			err = workflow.ExecuteActivity(ctx, a.SendToExecutor, in.OrderID).Get(ctx, &step)
-		case res.Status == order.SentToExecutor:
-			var ex activities.ExecuteResult
-			err = workflow.ExecuteActivity(ctx, a.Execute, in.OrderID).Get(ctx, &ex)
-			step = ex.StepResult
-			if err == nil {
-				notifyCounterparties(ctx, ex.Counterparties)
-			}
-		default: // resting on the book: wait for a fill or a cancel
-			if signals >= maxSignalsPerRun && fillCh.Len() == 0 && cancelCh.Len() == 0 {
-				return res, workflow.NewContinueAsNewError(ctx, OrderWorkflow, in)
-			}
-			var fill FillSignal
-			sel := workflow.NewSelector(ctx)
-			sel.AddReceive(cancelCh, func(c workflow.ReceiveChannel, _ bool) {
-				var s CancelSignal
-				c.Receive(ctx, &s)
-				cancel = &s
+		case r.cancel != nil:
+			by := r.cancel.RequestedBy
+			r.cancel = nil
+			step, err = r.step("Cancel", func(ctx workflow.Context) (activities.StepResult, error) {
+				var s activities.StepResult
+				return s, workflow.ExecuteActivity(ctx, a.Cancel, activities.CancelInput{OrderID: id, RequestedBy: by}).Get(ctx, &s)
 			})
-			sel.AddReceive(fillCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &fill) })
-			sel.Select(ctx)
-			signals++
-			if fill.Status != "" {
-				res.Status = fill.Status
+		case r.res.Status == order.Created:
+			step, err = r.step("Validate", func(ctx workflow.Context) (activities.StepResult, error) {
+				var s activities.StepResult
+				return s, workflow.ExecuteActivity(ctx, a.Validate, id).Get(ctx, &s)
+			})
+		case r.res.Status == order.Validated:
+			step, err = r.step("SendToExecutor", func(ctx workflow.Context) (activities.StepResult, error) {
+				var s activities.StepResult
+				return s, workflow.ExecuteActivity(ctx, a.SendToExecutor, id).Get(ctx, &s)
+			})
+		case r.res.Status == order.SentToExecutor:
+			step, err = r.step("Execute", func(ctx workflow.Context) (activities.StepResult, error) {
+				var ex activities.ExecuteResult
+				if err := workflow.ExecuteActivity(ctx, a.Execute, id).Get(ctx, &ex); err != nil {
+					return ex.StepResult, err
+				}
+				notifyCounterparties(ctx, ex.Counterparties)
+				return ex.StepResult, nil
+			})
+		default: // resting on the book: wait for a fill or a cancel
+			if r.signals >= maxSignalsPerRun && r.fillCh.Len() == 0 && r.cancelCh.Len() == 0 {
+				return r.res, workflow.NewContinueAsNewError(r.ctx, OrderWorkflow, r.in)
 			}
+			r.waitOnBook()
 			continue
 		}
-		if err != nil {
-			return fail(ctx, a, res, err)
+		var decided *operatorFail
+		switch {
+		case errors.As(err, &decided):
+			step, err = r.failOrder(decided.reason, decided.requestedBy)
+		case err != nil:
+			workflow.GetLogger(r.ctx).Error("order step failed permanently", "order_id", id, "error", err)
+			step, err = r.failOrder(err.Error(), "")
 		}
-		log.Debug("order step done", "order_id", in.OrderID, "status", step.Status)
-		res.Status, res.Reason = step.Status, step.Reason
+		if err != nil {
+			return r.res, err
+		}
+		r.observe(step)
 	}
-	return res, nil
+	return r.res, nil
+}
+
+// takeCancel notes a pending cancel request without blocking.
+func (r *run) takeCancel() {
+	var s CancelSignal
+	for r.cancelCh.ReceiveAsync(&s) {
+		r.cancel = &s
+	}
+}
+
+// waitOnBook waits for the next fill or cancel of a resting order.
+func (r *run) waitOnBook() {
+	var fill FillSignal
+	sel := workflow.NewSelector(r.ctx)
+	sel.AddReceive(r.cancelCh, func(c workflow.ReceiveChannel, _ bool) {
+		var s CancelSignal
+		c.Receive(r.ctx, &s)
+		r.cancel = &s
+	})
+	sel.AddReceive(r.fillCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(r.ctx, &fill) })
+	sel.Select(r.ctx)
+	r.signals++
+	if fill.Status != "" && fill.Status != r.res.Status {
+		r.res.Status = fill.Status
+		r.publish()
+	}
+}
+
+// observe records a step's result and shows it to operators.
+func (r *run) observe(step activities.StepResult) {
+	changed := step.Status != r.res.Status
+	r.res.Status, r.res.Reason = step.Status, step.Reason
+	if !r.known && step.UserID != 0 {
+		r.known = true
+		_ = workflow.UpsertTypedSearchAttributes(r.ctx,
+			AttrUserID.ValueSet(step.UserID), AttrInstrumentID.ValueSet(step.InstrumentID),
+			AttrOrderSide.ValueSet(string(step.Side)), AttrOrderKind.ValueSet(string(step.Kind)),
+			AttrOrderStatus.ValueSet(string(step.Status)))
+		workflow.SetCurrentDetails(r.ctx, summary(r.in.OrderID, step))
+		return
+	}
+	if changed {
+		r.publish()
+	}
+}
+
+// publish keeps the OrderStatus search attribute current, so a UI filter such as
+// OrderStatus="PARTIALLY_FILLED" finds exactly the runs in that state.
+func (r *run) publish() {
+	_ = workflow.UpsertTypedSearchAttributes(r.ctx, AttrOrderStatus.ValueSet(string(r.res.Status)))
+}
+
+// summary is the one line the Temporal UI shows for the run.
+func summary(id int64, s activities.StepResult) string {
+	price := ""
+	if s.Price != "" {
+		price = " @ " + s.Price
+	}
+	return fmt.Sprintf("order %d: %s %s %d%s on instrument %d for user %d — %s",
+		id, s.Side, s.Kind, s.Quantity, price, s.InstrumentID, s.UserID, s.Status)
+}
+
+// operatorFail is an operator's decision to fail a parked order.
+type operatorFail struct {
+	reason, requestedBy string
+}
+
+func (e *operatorFail) Error() string { return "failed by operator: " + e.reason }
+
+// step runs one lifecycle step. When the step exhausts its retry budget the order is
+// parked: the run marks it (NeedsAttention, EXECUTION_STALLED with the last error) and
+// waits for an operator to retry the step or fail the order. A permanent error is
+// returned as is; an operator's fail decision is returned as *operatorFail.
+func (r *run) step(name string, do func(workflow.Context) (activities.StepResult, error)) (activities.StepResult, error) {
+	var a *activities.Activities
+	for {
+		res, err := do(r.ctx)
+		var appErr *temporal.ApplicationError
+		if err == nil || (errors.As(err, &appErr) && appErr.NonRetryable()) {
+			return res, err
+		}
+		if !isRetryBudgetExhausted(err) {
+			return res, err
+		}
+		log := workflow.GetLogger(r.ctx)
+		log.Warn("order step exhausted its retries; parking the order", "order_id", r.in.OrderID, "step", name, "error", err)
+		_ = workflow.UpsertTypedSearchAttributes(r.ctx, AttrNeedsAttention.ValueSet(true))
+		workflow.SetCurrentDetails(r.ctx, fmt.Sprintf("PARKED at %s: %v — send signal %q to retry or %q to fail", name, err, SignalRetry, SignalFail))
+		book := workflow.WithActivityOptions(r.ctx, bookkeepingOptions(r.in.Retry))
+		stalled := workflow.ExecuteActivity(book, a.MarkStalled, activities.StallInput{
+			OrderID: r.in.OrderID, Step: name, Error: rootCause(err), Attempts: r.in.Retry.MaximumAttempts,
+		})
+
+		var retry RetrySignal
+		var fail *FailSignal
+		sel := workflow.NewSelector(r.ctx)
+		sel.AddReceive(r.retryCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(r.ctx, &retry) })
+		sel.AddReceive(r.failCh, func(c workflow.ReceiveChannel, _ bool) {
+			var f FailSignal
+			c.Receive(r.ctx, &f)
+			fail = &f
+		})
+		sel.Select(r.ctx)
+		// The parking record must be in place before the decision is recorded after it.
+		if err := stalled.Get(r.ctx, nil); err != nil {
+			return res, err
+		}
+		if fail != nil {
+			reason := fail.Reason
+			if reason == "" {
+				reason = "failed by operator after " + name + " stalled"
+			}
+			return res, &operatorFail{reason: reason, requestedBy: orOperator(fail.RequestedBy)}
+		}
+		log.Info("operator retries the parked step", "order_id", r.in.OrderID, "step", name)
+		if err := workflow.ExecuteActivity(book, a.Resume, activities.ResumeInput{
+			OrderID: r.in.OrderID, Step: name, RequestedBy: orOperator(retry.RequestedBy),
+		}).Get(r.ctx, nil); err != nil {
+			return res, err
+		}
+		_ = workflow.UpsertTypedSearchAttributes(r.ctx, AttrNeedsAttention.ValueSet(false))
+	}
+}
+
+// failOrder ends the order FAILED with the reason, clearing any parked state.
+func (r *run) failOrder(reason, requestedBy string) (activities.StepResult, error) {
+	var a *activities.Activities
+	book := workflow.WithActivityOptions(r.ctx, bookkeepingOptions(r.in.Retry))
+	var step activities.StepResult
+	err := workflow.ExecuteActivity(book, a.Fail, activities.FailInput{OrderID: r.in.OrderID, Reason: reason, RequestedBy: requestedBy}).Get(r.ctx, &step)
+	if err == nil && r.known {
+		_ = workflow.UpsertTypedSearchAttributes(r.ctx, AttrNeedsAttention.ValueSet(false))
+	}
+	return step, err
+}
+
+func orOperator(by string) string {
+	if by == "" {
+		return "operator"
+	}
+	return by
+}
+
+// isRetryBudgetExhausted reports whether err is an activity that failed after its retry
+// policy gave up (as opposed to a permanent, non-retryable failure).
+func isRetryBudgetExhausted(err error) bool {
+	var actErr *temporal.ActivityError
+	if !errors.As(err, &actErr) {
+		return false
+	}
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) && appErr.NonRetryable() {
+		return false
+	}
+	return true
+}
+
+// rootCause is the innermost error message, which is what an operator needs to read.
+func rootCause(err error) string {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err.Error()
+		}
+		err = next
+	}
 }
 
 // notifyCounterparties tells the runs of the resting orders an execution traded with
@@ -157,16 +396,4 @@ func notifyCounterparties(ctx workflow.Context, cps []activities.Counterparty) {
 			workflow.GetLogger(ctx).Warn("fill signal not delivered", "order_id", cps[i].OrderID, "error", err)
 		}
 	}
-}
-
-// fail ends the order as FAILED after a permanent activity error, so that no order is
-// left non-terminal without a run.
-func fail(ctx workflow.Context, a *activities.Activities, res OrderResult, cause error) (OrderResult, error) {
-	workflow.GetLogger(ctx).Error("order step failed permanently", "order_id", res.OrderID, "error", cause)
-	var step activities.StepResult
-	if err := workflow.ExecuteActivity(ctx, a.Fail, activities.FailInput{OrderID: res.OrderID, Reason: cause.Error()}).Get(ctx, &step); err != nil {
-		return res, err
-	}
-	res.Status, res.Reason = step.Status, step.Reason
-	return res, nil
 }

@@ -168,9 +168,9 @@ func (s *stack) checkInvariants(t *testing.T, ids []int64) {
 			seen[id] = tl
 		case seq != tl.seq+1:
 			t.Errorf("order %d: seq %d follows %d", id, seq, tl.seq)
-		case typ == string(order.EventCancelRequested):
+		case !order.EventType(typ).ChangesStatus():
 			if from != tl.at || to != tl.at {
-				t.Errorf("order %d: CANCEL_REQUESTED %s→%s while at %s", id, from, to, tl.at)
+				t.Errorf("order %d: %s %s→%s while at %s", id, typ, from, to, tl.at)
 			}
 		case from != tl.at || !order.CanTransition(order.Status(from), order.Status(to)) || typ != string(order.EventFor(order.Status(to))):
 			t.Errorf("order %d: event %s %s→%s is not a transition from %s", id, typ, from, to, tl.at)

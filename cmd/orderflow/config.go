@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/orderflow/orderflow/workflows"
 )
 
 // Config is OrderFlow's configuration, read once from the environment at start:
@@ -21,6 +23,11 @@ import (
 //	CORS_ORIGINS        comma-separated browser origins (default http://localhost:3000)
 //	CANCEL_WAIT         how long a cancel request waits to be applied (default 2s)
 //	DB_MAX_CONNS        PostgreSQL pool size (default 20)
+//	ACTIVITY_RETRY_INITIAL, ACTIVITY_RETRY_MAX_INTERVAL, ACTIVITY_RETRY_MAX_ATTEMPTS
+//	                    retry policy of the lifecycle steps: exponential backoff from the
+//	                    initial interval (200ms) to the maximum (30s), this many attempts in
+//	                    all (12, about 2.5 minutes); then the order is parked for an operator
+//	STUCK_AFTER         orders stuck: non-terminal, not resting and unchanged this long (default 5m)
 //	LOG_FORMAT          text or json (default text; json in containers)
 //	LOG_LEVEL           debug, info, warn or error (default info)
 //	DATA_DIR            dev only: where the local cluster, Temporal and Kafka keep data (default .orderflow)
@@ -37,6 +44,8 @@ type Config struct {
 	TemporalUIURL     string
 	CORSOrigins       []string
 	CancelWait        time.Duration
+	Retry             workflows.RetryConfig
+	StuckAfter        time.Duration
 	DBMaxConns        int32
 	LogFormat         string
 	LogLevel          slog.Level
@@ -90,11 +99,20 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		DevTemporalUIPort: integer("DEV_TEMPORAL_UI_PORT", 8233),
 		DevKafkaPort:      integer("DEV_KAFKA_PORT", 9092),
 	}
-	wait, err := time.ParseDuration(str("CANCEL_WAIT", "2s"))
-	if err != nil || wait < 0 {
-		errs = append(errs, "CANCEL_WAIT must be a duration such as 2s")
+	duration := func(name string, def time.Duration) time.Duration {
+		d, err := time.ParseDuration(str(name, def.String()))
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Sprintf("%s must be a positive duration such as %s", name, def))
+		}
+		return d
 	}
-	cfg.CancelWait = wait
+	cfg.CancelWait = duration("CANCEL_WAIT", 2*time.Second)
+	cfg.StuckAfter = duration("STUCK_AFTER", 5*time.Minute)
+	cfg.Retry = workflows.RetryConfig{
+		InitialInterval: duration("ACTIVITY_RETRY_INITIAL", workflows.DefaultRetry.InitialInterval),
+		MaximumInterval: duration("ACTIVITY_RETRY_MAX_INTERVAL", workflows.DefaultRetry.MaximumInterval),
+		MaximumAttempts: int32(integer("ACTIVITY_RETRY_MAX_ATTEMPTS", int(workflows.DefaultRetry.MaximumAttempts))),
+	}
 	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
 		errs = append(errs, "LOG_FORMAT must be text or json")
 	}

@@ -1,12 +1,158 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.temporal.io/sdk/client"
+
+	"github.com/orderflow/orderflow/queries"
+	"github.com/orderflow/orderflow/workflows"
 )
 
-// runOrders is `orderflow orders`; see the package comment.
+const ordersUsage = "usage: orderflow orders stuck [--older-than 5m] | retry ID | fail ID --reason TEXT"
+
+// runOrders is `orderflow orders`: the on-call engineer's tools for orders whose
+// execution stalled. It reads PostgreSQL and signals the orders' workflows directly, so
+// it works when the API is down.
 func runOrders(ctx context.Context, cfg Config, args []string, stdout io.Writer) error {
-	return errors.New("orderflow orders: not implemented yet")
+	if len(args) == 0 {
+		return errors.New(ordersUsage)
+	}
+	fs := flag.NewFlagSet("orders "+args[0], flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	olderThan := fs.Duration("older-than", cfg.StuckAfter, "list orders unchanged for longer than this")
+	reason := fs.String("reason", "", "why the order is failed")
+	// The order id comes first (`retry 42`), flags after it.
+	rest := args[1:]
+	var id int64
+	if args[0] == "retry" || args[0] == "fail" {
+		if len(rest) == 0 {
+			return errors.New(ordersUsage)
+		}
+		var err error
+		if id, err = strconv.ParseInt(rest[0], 10, 64); err != nil || id <= 0 {
+			return fmt.Errorf("order id %q is not a positive integer", rest[0])
+		}
+		rest = rest[1:]
+	}
+	if err := fs.Parse(rest); err != nil {
+		return fmt.Errorf("%v; %s", err, ordersUsage)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q; %s", fs.Arg(0), ordersUsage)
+	}
+
+	pool, err := openPool(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	q := queries.New(pool)
+	switch args[0] {
+	case "stuck":
+		return listStuck(ctx, q, cfg, *olderThan, stdout)
+	case "retry", "fail":
+		if args[0] == "fail" && strings.TrimSpace(*reason) == "" {
+			return errors.New("fail needs --reason saying why the order is failed")
+		}
+		o, err := q.GetOrder(ctx, id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("order %d does not exist", id)
+		}
+		if err != nil {
+			return fmt.Errorf("read order %d: %w", id, err)
+		}
+		if !o.NeedsAttention {
+			return fmt.Errorf("order %d is %s and not parked: only an order whose execution stalled can be retried or failed", id, o.Status)
+		}
+		starter, closeClient, err := dialStarter(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		defer closeClient()
+		if args[0] == "retry" {
+			if err := starter.Retry(ctx, id, "operator:cli"); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(stdout, "order %d: retry sent; the workflow resumes at %s\n", id, o.StalledStep)
+			return err
+		}
+		if err := starter.Fail(ctx, id, strings.TrimSpace(*reason), "operator:cli"); err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(stdout, "order %d: fail sent; the workflow ends the order FAILED\n", id)
+		return err
+	}
+	return fmt.Errorf("unknown orders command %q; %s", args[0], ordersUsage)
+}
+
+func dialStarter(ctx context.Context, cfg Config) (*workflows.Starter, func(), error) {
+	addr := cfg.TemporalAddress
+	if addr == "" {
+		addr = defaultTemporalAddress
+	}
+	c, err := client.DialContext(ctx, client.Options{HostPort: addr, Namespace: cfg.TemporalNamespace})
+	if err != nil {
+		return nil, nil, fmt.Errorf("temporal at %s: %w", addr, err)
+	}
+	return workflows.NewStarter(c, cfg.Retry), c.Close, nil
+}
+
+// listStuck prints parked orders and orders that are neither terminal nor resting and
+// have not changed for longer than olderThan, with their last error and UI link.
+func listStuck(ctx context.Context, q *queries.Queries, cfg Config, olderThan time.Duration, stdout io.Writer) error {
+	rows, err := q.ListStuckOrders(ctx, queries.ListStuckOrdersParams{Since: time.Now().Add(-olderThan), MaxRows: 1000})
+	if err != nil {
+		return fmt.Errorf("list stuck orders: %w", err)
+	}
+	if len(rows) == 0 {
+		_, err := fmt.Fprintf(stdout, "no stuck orders (none parked, none unchanged for more than %s)\n", olderThan)
+		return err
+	}
+	var b bytes.Buffer
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ORDER\tSTATUS\tPARKED\tSTEP\tUNCHANGED FOR\tLAST ERROR\tWORKFLOW")
+	for _, o := range rows {
+		parked := "no"
+		if o.NeedsAttention {
+			parked = "yes"
+		}
+		link := workflows.OrderWorkflowID(o.ID)
+		if cfg.TemporalUIURL != "" {
+			link = cfg.TemporalUIURL + "/namespaces/" + cfg.TemporalNamespace + "/workflows/" + link
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", o.ID, o.Status, parked, dash(o.StalledStep),
+			time.Since(o.UpdatedAt).Round(time.Second), dash(oneLine(o.LastError, 80)), link)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err = stdout.Write(b.Bytes())
+	return err
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// oneLine keeps a table row on one line.
+func oneLine(s string, max int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len([]rune(s)) > max {
+		return string([]rune(s)[:max-1]) + "…"
+	}
+	return s
 }

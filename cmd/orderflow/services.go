@@ -10,12 +10,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kslog"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 	"golang.org/x/sync/errgroup"
@@ -23,6 +24,7 @@ import (
 	"github.com/orderflow/orderflow/activities"
 	"github.com/orderflow/orderflow/api"
 	"github.com/orderflow/orderflow/kafka"
+	"github.com/orderflow/orderflow/metrics"
 	"github.com/orderflow/orderflow/schema"
 	"github.com/orderflow/orderflow/workflows"
 )
@@ -79,43 +81,69 @@ func runServices(ctx context.Context, cfg Config, logger *slog.Logger, roles rol
 		return err
 	}
 	defer pool.Close()
+	// One registry per process (dev's API and worker share it), never the default one.
+	m := metrics.New(prometheus.NewRegistry())
+	if err := m.WatchDatabase(pool); err != nil {
+		return err
+	}
 	tc, err := client.DialContext(ctx, client.Options{
-		HostPort:  cfg.TemporalAddress,
-		Namespace: cfg.TemporalNamespace,
-		Logger:    tlog.NewStructuredLogger(logger),
+		HostPort:       cfg.TemporalAddress,
+		Namespace:      cfg.TemporalNamespace,
+		Logger:         tlog.NewStructuredLogger(logger),
+		MetricsHandler: m.TemporalMetricsHandler(),
 	})
 	if err != nil {
 		return fmt.Errorf("temporal at %s: %w", cfg.TemporalAddress, err)
 	}
 	defer tc.Close()
-	starter := workflows.NewStarter(tc)
+	starter := workflows.NewStarter(tc, cfg.Retry)
 
 	g, gctx := errgroup.WithContext(ctx)
+	// The worker starts first so that in dev the API's listener can serve the worker's
+	// readiness, which needs the worker's Kafka producer.
+	var workerReady http.Handler
+	if roles&roleWorker != 0 {
+		producer, err := runWorker(gctx, g, cfg, logger, pool, tc, starter, m)
+		if err != nil {
+			return err
+		}
+		workerReady = metrics.Readiness(logger,
+			metrics.Check{Name: "postgres", Ping: pool.Ping},
+			metrics.Check{Name: "temporal", Ping: func(ctx context.Context) error {
+				_, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{})
+				return err
+			}},
+			metrics.Check{Name: "kafka", Ping: producer.Ping},
+		)
+		if roles&roleAPI == 0 {
+			// /healthz (and any other path) answers 200 while the process serves.
+			mux := withMetrics(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = w.Write([]byte(`{"status":"ok"}`))
+			}), m.Handler(logger))
+			mux.Handle("GET /readyz", workerReady)
+			serveHTTP(gctx, g, logger, cfg.MetricsAddr, mux)
+		}
+	}
 	if roles&roleAPI != 0 {
 		handler := api.NewServer(pool, starter, logger, api.Config{
 			AllowedOrigins: cfg.CORSOrigins, CancelWait: cfg.CancelWait,
 			TemporalUIURL: cfg.TemporalUIURL, Namespace: cfg.TemporalNamespace,
 		})
-		serveHTTP(gctx, g, logger, cfg.HTTPAddr, withMetrics(handler))
-	}
-	if roles&roleWorker != 0 {
-		if err := runWorker(gctx, g, cfg, logger, pool, tc, starter); err != nil {
-			return err
+		mux := withMetrics(m.HTTP(handler), m.Handler(logger))
+		if workerReady != nil {
+			// dev: the API's own /readyz checks PostgreSQL only; this adds Temporal and Kafka.
+			mux.Handle("GET /readyz/all", workerReady)
 		}
-		if roles&roleAPI == 0 {
-			serveHTTP(gctx, g, logger, cfg.MetricsAddr, withMetrics(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-				w.Header().Set("Content-Type", "application/json")
-				_, _ = w.Write([]byte(`{"status":"ok"}`))
-			})))
-		}
+		serveHTTP(gctx, g, logger, cfg.HTTPAddr, mux)
 	}
 	return g.Wait()
 }
 
-// withMetrics serves Prometheus' /metrics beside h.
-func withMetrics(h http.Handler) http.Handler {
+// withMetrics serves metricsHandler at /metrics and h at every other path.
+func withMetrics(h, metricsHandler http.Handler) *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.Handler())
+	mux.Handle("/metrics", metricsHandler)
 	mux.Handle("/", h)
 	return mux
 }
@@ -147,33 +175,42 @@ func serveHTTP(ctx context.Context, g *errgroup.Group, logger *slog.Logger, addr
 	})
 }
 
-// runWorker adds the outbox relay, the Kafka consumer and the Temporal worker to g.
-func runWorker(ctx context.Context, g *errgroup.Group, cfg Config, logger *slog.Logger, pool *pgxpool.Pool, tc client.Client, starter *workflows.Starter) error {
+// runWorker adds the outbox relay, the Kafka consumer and the Temporal worker to g,
+// observed by m, and returns the Kafka producer (for readiness checks; g closes it).
+func runWorker(ctx context.Context, g *errgroup.Group, cfg Config, logger *slog.Logger, pool *pgxpool.Pool, tc client.Client, starter *workflows.Starter, m *metrics.Metrics) (*kgo.Client, error) {
 	klog := kslog.New(logger.With("component", "kafka"))
 	producer, err := kgo.NewClient(kgo.SeedBrokers(cfg.KafkaBrokers...), kgo.WithLogger(klog),
 		kgo.ProducerLinger(0), kgo.AllowAutoTopicCreation())
 	if err != nil {
-		return fmt.Errorf("kafka producer: %w", err)
+		return nil, fmt.Errorf("kafka producer: %w", err)
 	}
 	if err := ensureTopics(ctx, producer); err != nil {
 		producer.Close()
-		return err
+		return nil, err
 	}
 	consumerClient, err := kgo.NewClient(append(kafka.ConsumerOptions(), kgo.SeedBrokers(cfg.KafkaBrokers...), kgo.WithLogger(klog))...)
 	if err != nil {
 		producer.Close()
-		return fmt.Errorf("kafka consumer: %w", err)
+		return nil, fmt.Errorf("kafka consumer: %w", err)
 	}
-	w := worker.New(tc, workflows.TaskQueue, worker.Options{})
+	w := worker.New(tc, workflows.TaskQueue, worker.Options{
+		Interceptors: []interceptor.WorkerInterceptor{m.WorkerInterceptor()},
+	})
 	w.RegisterWorkflow(workflows.OrderWorkflow)
-	w.RegisterActivity(activities.New(pool, logger))
+	w.RegisterActivity(activities.New(pool, logger, m))
 	if err := w.Start(); err != nil {
 		producer.Close()
 		consumerClient.Close()
-		return fmt.Errorf("temporal worker: %w", err)
+		return nil, fmt.Errorf("temporal worker: %w", err)
 	}
-	relay := kafka.NewRelay(pool, producer, logger.With("component", "relay"))
-	consumer := kafka.NewConsumer(consumerClient, starter, logger.With("component", "consumer"))
+	if err := m.WatchConsumerLag(producer, kafka.ConsumerGroup); err != nil {
+		w.Stop()
+		producer.Close()
+		consumerClient.Close()
+		return nil, err
+	}
+	relay := kafka.NewRelay(pool, producer, logger.With("component", "relay")).WithObserver(m)
+	consumer := kafka.NewConsumer(consumerClient, starter, logger.With("component", "consumer")).WithObserver(m)
 	g.Go(func() error {
 		defer producer.Close()
 		return relay.Run(ctx)
@@ -187,7 +224,7 @@ func runWorker(ctx context.Context, g *errgroup.Group, cfg Config, logger *slog.
 		w.Stop()
 		return nil
 	})
-	return nil
+	return producer, nil
 }
 
 // ensureTopics creates the topics if the cluster lacks them, so a fresh broker works.

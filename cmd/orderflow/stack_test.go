@@ -31,6 +31,7 @@ import (
 type stack struct {
 	baseURL  string
 	dbURL    string
+	env      map[string]string // the services' environment, for running other commands
 	brokers  []string
 	pool     *pgxpool.Pool
 	temporal client.Client
@@ -118,6 +119,10 @@ func startStack(ctx context.Context) (*stack, func() error, error) {
 		"METRICS_ADDR":     "127.0.0.1:" + strconv.Itoa(metricsPort),
 		"LOG_LEVEL":        "warn",
 		"CANCEL_WAIT":      "3s",
+		// A short retry budget, so that the parking test need not wait minutes.
+		"ACTIVITY_RETRY_INITIAL":      "50ms",
+		"ACTIVITY_RETRY_MAX_INTERVAL": "200ms",
+		"ACTIVITY_RETRY_MAX_ATTEMPTS": "5",
 	}
 	getenv := func(k string) string { return env[k] }
 	if err := run(ctx, []string{"migrate"}, getenv, io.Discard); err != nil {
@@ -144,7 +149,7 @@ func startStack(ctx context.Context) (*stack, func() error, error) {
 		return nil
 	})
 
-	s := &stack{baseURL: "http://" + env["HTTP_ADDR"], dbURL: env["DATABASE_URL"], brokers: k.Addrs()}
+	s := &stack{baseURL: "http://" + env["HTTP_ADDR"], dbURL: env["DATABASE_URL"], brokers: k.Addrs(), env: env}
 	if s.pool, err = pgxpool.New(ctx, s.dbURL); err != nil {
 		return fail(err)
 	}
@@ -207,6 +212,7 @@ type orderView struct {
 	Reason            string      `json:"reason"`
 	Price             json.Number `json:"price"`
 	Duplicate         bool        `json:"duplicate"`
+	NeedsAttention    bool        `json:"needsAttention"`
 	WorkflowID        string      `json:"workflowId"`
 }
 

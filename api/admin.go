@@ -1,0 +1,158 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/orderflow/orderflow/queries"
+)
+
+// Operator carries on-call decisions about parked orders (orders whose workflow
+// exhausted a step's retries) to their workflows. The Canceller given to NewServer
+// provides it when it can; otherwise the admin routes answer 503.
+type Operator interface {
+	Retry(ctx context.Context, orderID int64, requestedBy string) error
+	Fail(ctx context.Context, orderID int64, reason, requestedBy string) error
+}
+
+// maxReasonLen bounds an operator's fail reason, which is stored on the order.
+const maxReasonLen = 500
+
+// operatorView answers an admin decision.
+type operatorView struct {
+	orderView
+	Message string `json:"message"`
+}
+
+// operator returns the Operator, or SERVICE_UNAVAILABLE if the API has none.
+func (s *server) operator() (Operator, error) {
+	ops, ok := s.cancels.(Operator)
+	if !ok {
+		return nil, newError(codeUnavailable, "operator decisions are not available on this server")
+	}
+	return ops, nil
+}
+
+// loadParked returns the order of the request if it is parked, ORDER_NOT_PARKED if not.
+func (s *server) loadParked(r *http.Request) (queries.Order, error) {
+	o, err := s.loadOrder(r)
+	if err != nil {
+		return o, err
+	}
+	if !o.NeedsAttention {
+		return o, newError(codeOrderNotParked, "order %d is %s and not parked: only an order whose execution stalled can be retried or failed by an operator", o.ID, o.Status)
+	}
+	return o, nil
+}
+
+// retryOrder tells a parked order's workflow to retry the step that stalled.
+func (s *server) retryOrder(w http.ResponseWriter, r *http.Request) error {
+	ops, err := s.operator()
+	if err != nil {
+		return err
+	}
+	o, err := s.loadParked(r)
+	if err != nil {
+		return err
+	}
+	if err := ops.Retry(r.Context(), o.ID, "operator:api"); err != nil {
+		return &apiError{code: codeUnavailable, message: "the order's workflow could not be reached; retry the request", cause: fmt.Errorf("api: retry order %d: %w", o.ID, err)}
+	}
+	s.respond(w, r, http.StatusAccepted, operatorView{orderView: s.orderView(o), Message: "Retry sent: the workflow resumes at " + o.StalledStep})
+	return nil
+}
+
+// failOrder tells a parked order's workflow to end it FAILED with the given reason.
+func (s *server) failOrder(w http.ResponseWriter, r *http.Request) error {
+	ops, err := s.operator()
+	if err != nil {
+		return err
+	}
+	if err := requireJSON(r); err != nil {
+		return err
+	}
+	reason, err := decodeFailReason(r)
+	if err != nil {
+		return err
+	}
+	o, err := s.loadParked(r)
+	if err != nil {
+		return err
+	}
+	if err := ops.Fail(r.Context(), o.ID, reason, "operator:api"); err != nil {
+		return &apiError{code: codeUnavailable, message: "the order's workflow could not be reached; retry the request", cause: fmt.Errorf("api: fail order %d: %w", o.ID, err)}
+	}
+	s.respond(w, r, http.StatusAccepted, operatorView{orderView: s.orderView(o), Message: "Fail sent: the workflow ends the order FAILED"})
+	return nil
+}
+
+// decodeFailReason reads {"reason": "..."}: a non-empty string of at most maxReasonLen
+// characters, and no other field.
+func decodeFailReason(r *http.Request) (string, error) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return "", tooLarge()
+		}
+		return "", fmt.Errorf("api: read request body: %w", err)
+	}
+	fields, err := decodeObject(body)
+	if err != nil {
+		return "", err
+	}
+	for name := range fields {
+		if name != "reason" {
+			return "", invalid(fieldError{name, "is not a known field"})
+		}
+	}
+	var reason string
+	if raw, ok := fields["reason"]; !ok || json.Unmarshal(raw, &reason) != nil {
+		return "", invalid(fieldError{"reason", "is required: a string saying why the order is failed"})
+	}
+	reason = strings.TrimSpace(reason)
+	switch {
+	case reason == "":
+		return "", invalid(fieldError{"reason", "must not be empty"})
+	case utf8.RuneCountInString(reason) > maxReasonLen:
+		return "", invalid(fieldError{"reason", fmt.Sprintf("must be at most %d characters", maxReasonLen)})
+	}
+	return reason, nil
+}
+
+// stuckView is one order that needs attention.
+type stuckView struct {
+	orderView
+	StalledStep string `json:"stalledStep,omitempty"`
+	LastError   string `json:"lastError,omitempty"`
+}
+
+// listStuck lists parked orders and orders that are neither terminal nor resting and
+// have not changed for longer than olderThan (default 5m).
+func (s *server) listStuck(w http.ResponseWriter, r *http.Request) error {
+	olderThan := 5 * time.Minute
+	if v := r.URL.Query().Get("olderThan"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return invalid(fieldError{"olderThan", "must be a positive duration such as 5m or 90s"})
+		}
+		olderThan = d
+	}
+	rows, err := s.q.ListStuckOrders(r.Context(), queries.ListStuckOrdersParams{Since: time.Now().Add(-olderThan), MaxRows: 1000})
+	if err != nil {
+		return fmt.Errorf("api: list stuck orders: %w", err)
+	}
+	out := make([]stuckView, len(rows))
+	for i, o := range rows {
+		out[i] = stuckView{orderView: s.orderView(o), StalledStep: o.StalledStep, LastError: o.LastError}
+	}
+	s.respond(w, r, http.StatusOK, out)
+	return nil
+}
