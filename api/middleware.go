@@ -6,8 +6,10 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"strconv"
 	"time"
 
+	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 )
 
@@ -36,7 +38,7 @@ func (s *server) accessLog(next http.Handler) http.Handler {
 		if status >= 500 {
 			level = slog.LevelWarn
 		}
-		s.logger.LogAttrs(r.Context(), level, "http request",
+		attrs := []slog.Attr{
 			slog.String("method", r.Method),
 			slog.String("path", r.URL.Path),
 			slog.Int("status", status),
@@ -44,7 +46,13 @@ func (s *server) accessLog(next http.Handler) http.Handler {
 			slog.Duration("duration", time.Since(start)),
 			slog.String("request_id", middleware.GetReqID(r.Context())),
 			slog.String("remote", r.RemoteAddr),
-		)
+		}
+		// Routing has filled the route context by now; lines about one order carry its
+		// ids, so a log search for an order finds its HTTP requests too.
+		if id, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64); err == nil && id > 0 {
+			attrs = append(attrs, slog.Int64("order_id", id), slog.String("workflow_id", workflowID(id)))
+		}
+		s.logger.LogAttrs(r.Context(), level, "http request", attrs...)
 	})
 }
 

@@ -435,11 +435,14 @@ func TestEveryRequestIsLogged(t *testing.T) {
 		Path      string `json:"path"`
 		Status    int    `json:"status"`
 		RequestID string `json:"request_id"`
+		OrderID   int64  `json:"order_id"`
+		Workflow  string `json:"workflow_id"`
 	}
 	if err := json.Unmarshal([]byte(strings.TrimSpace(logs.String())), &line); err != nil {
 		t.Fatalf("want one JSON log line, got %q: %v", logs.String(), err)
 	}
-	if line.Msg != "http request" || line.Method != "GET" || line.Path != "/api/v1/orders/42" || line.Status != 404 || line.RequestID != "req-42" {
+	if line.Msg != "http request" || line.Method != "GET" || line.Path != "/api/v1/orders/42" || line.Status != 404 || line.RequestID != "req-42" ||
+		line.OrderID != 42 || line.Workflow != "order-42" {
 		t.Errorf("access log = %+v", line)
 	}
 }

@@ -123,6 +123,7 @@ func TestPartiallyFilledOrderCancelledEndsPartiallyCancelled(t *testing.T) {
 	buy := s.mustPlace(t, market(2, inst, "BUY", 4))
 	s.waitStatus(t, buy, "EXECUTED")
 	s.waitStatus(t, sell, "PARTIALLY_FILLED")
+	s.visible(t, fmt.Sprintf("OrderId = %d AND OrderStatus = 'PARTIALLY_FILLED' AND OrderSide = 'SELL'", sell))
 
 	code, v := s.cancel(t, sell)
 	if code != http.StatusOK || v.OrderStatus != "PARTIALLY_CANCELLED" || v.RemainingQuantity != 6 {
