@@ -6,6 +6,9 @@
 //	orderflow migrate   apply database migrations and exit
 //	orderflow orders stuck|retry ID|fail ID --reason R   operators' tools for parked orders
 //	orderflow dlq list|replay   inspect and replay the dead-letter topic
+//	orderflow audit     check every invariant over the database and Temporal; exit 1 on a violation
+//	orderflow bench     measure a running system against its database and engine ceilings
+//	orderflow broker    run the Kafka-protocol broker alone (dev and chaos tests)
 //	orderflow healthcheck URL   exit 0 if URL answers 2xx (for container health checks)
 //
 // Configuration comes from the environment; see Config.
@@ -31,7 +34,7 @@ func main() {
 	}
 }
 
-const usage = "usage: orderflow dev|api|worker|migrate|orders|dlq|healthcheck URL"
+const usage = "usage: orderflow dev|api|worker|migrate|orders|dlq|audit|bench|broker|healthcheck URL"
 
 // errUsage is returned for a missing or unknown command.
 var errUsage = errors.New(usage)
@@ -68,6 +71,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return runOrders(ctx, cfg, args[1:], stdout)
 	case "dlq":
 		return runDLQ(ctx, cfg, args[1:], stdout)
+	case "audit":
+		return runAudit(ctx, cfg, args[1:], stdout)
+	case "bench":
+		return runBench(ctx, cfg, args[1:], stdout)
+	case "broker":
+		return runBroker(ctx, cfg, logger, stdout)
 	}
 	return fmt.Errorf("unknown command %q; %s", args[0], usage)
 }
