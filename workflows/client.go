@@ -89,7 +89,12 @@ func (s *Starter) input(orderID int64) OrderInput {
 // Start starts the order's run. A run that already exists for the order (running, or
 // closed within retention) is success: started reports whether this call made it.
 func (s *Starter) Start(ctx context.Context, r StartRequest) (started bool, err error) {
-	_, err = s.client.ExecuteWorkflow(ctx, startOptions(r), OrderWorkflow, s.input(r.OrderID))
+	opts := startOptions(r)
+	// When this client's process also runs a worker on the task queue (the worker role),
+	// the server hands the first workflow task straight back in the start response,
+	// saving a poll round trip per order.
+	opts.EnableEagerStart = true
+	_, err = s.client.ExecuteWorkflow(ctx, opts, OrderWorkflow, s.input(r.OrderID))
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	switch {
 	case errors.As(err, &already):

@@ -101,28 +101,36 @@ type FailSignal struct {
 // the run continues as new, carrying nothing but its input (PostgreSQL has the rest).
 const maxSignalsPerRun = 500
 
-// stepOptions: every step is one short transaction, so a short StartToClose bounds a
-// stuck connection; business outcomes are results, not errors, and the only permanent
-// errors are the non-retryable types below.
-func stepOptions(r RetryConfig) workflow.ActivityOptions {
-	return workflow.ActivityOptions{
+// stepOptions: every lifecycle step is one short PostgreSQL transaction, so it runs as a
+// local activity — in the worker that runs the workflow task, with no round trip through
+// the server — which roughly triples the throughput of a run; each step is still
+// recorded in the history (as a marker) and shown in the Temporal UI. A short
+// StartToClose bounds a stuck connection; business outcomes are results, not errors,
+// and the only permanent errors are the non-retryable types below.
+func stepOptions(r RetryConfig) workflow.LocalActivityOptions {
+	return workflow.LocalActivityOptions{
 		StartToCloseTimeout: 15 * time.Second,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        r.InitialInterval,
-			BackoffCoefficient:     2,
-			MaximumInterval:        r.MaximumInterval,
-			MaximumAttempts:        r.MaximumAttempts,
-			NonRetryableErrorTypes: []string{activities.ErrTypeUnknownOrder, activities.ErrTypeInvalidTransition},
-		},
+		RetryPolicy:         retryPolicy(r),
+	}
+}
+
+func retryPolicy(r RetryConfig) *temporal.RetryPolicy {
+	return &temporal.RetryPolicy{
+		InitialInterval:        r.InitialInterval,
+		BackoffCoefficient:     2,
+		MaximumInterval:        r.MaximumInterval,
+		MaximumAttempts:        r.MaximumAttempts,
+		NonRetryableErrorTypes: []string{activities.ErrTypeUnknownOrder, activities.ErrTypeInvalidTransition},
 	}
 }
 
 // bookkeepingOptions are for the steps that record an operator's view (parking,
-// resuming): they retry without limit, because there is no one left to escalate to.
+// resuming, failing): regular activities, so operators can see, pause or reset them in
+// the UI, and retried without limit, because there is no one left to escalate to.
 func bookkeepingOptions(r RetryConfig) workflow.ActivityOptions {
-	o := stepOptions(r)
-	o.RetryPolicy.MaximumAttempts = 0
-	return o
+	p := retryPolicy(r)
+	p.MaximumAttempts = 0
+	return workflow.ActivityOptions{StartToCloseTimeout: 15 * time.Second, RetryPolicy: p}
 }
 
 // run is one order's workflow state.
@@ -146,7 +154,7 @@ type run struct {
 func OrderWorkflow(ctx workflow.Context, in OrderInput) (OrderResult, error) {
 	in.Retry = in.Retry.orDefault()
 	r := &run{
-		ctx:      workflow.WithActivityOptions(ctx, stepOptions(in.Retry)),
+		ctx:      workflow.WithLocalActivityOptions(ctx, stepOptions(in.Retry)),
 		in:       in,
 		res:      OrderResult{OrderID: in.OrderID, Status: order.Created},
 		cancelCh: workflow.GetSignalChannel(ctx, SignalCancel),
@@ -173,22 +181,22 @@ func (r *run) loop() (OrderResult, error) {
 			r.cancel = nil
 			step, err = r.step("Cancel", func(ctx workflow.Context) (activities.StepResult, error) {
 				var s activities.StepResult
-				return s, workflow.ExecuteActivity(ctx, a.Cancel, activities.CancelInput{OrderID: id, RequestedBy: by}).Get(ctx, &s)
+				return s, workflow.ExecuteLocalActivity(ctx, a.Cancel, activities.CancelInput{OrderID: id, RequestedBy: by}).Get(ctx, &s)
 			})
 		case r.res.Status == order.Created:
 			step, err = r.step("Validate", func(ctx workflow.Context) (activities.StepResult, error) {
 				var s activities.StepResult
-				return s, workflow.ExecuteActivity(ctx, a.Validate, id).Get(ctx, &s)
+				return s, workflow.ExecuteLocalActivity(ctx, a.Validate, id).Get(ctx, &s)
 			})
 		case r.res.Status == order.Validated:
 			step, err = r.step("SendToExecutor", func(ctx workflow.Context) (activities.StepResult, error) {
 				var s activities.StepResult
-				return s, workflow.ExecuteActivity(ctx, a.SendToExecutor, id).Get(ctx, &s)
+				return s, workflow.ExecuteLocalActivity(ctx, a.SendToExecutor, id).Get(ctx, &s)
 			})
 		case r.res.Status == order.SentToExecutor:
 			step, err = r.step("Execute", func(ctx workflow.Context) (activities.StepResult, error) {
 				var ex activities.ExecuteResult
-				if err := workflow.ExecuteActivity(ctx, a.Execute, id).Get(ctx, &ex); err != nil {
+				if err := workflow.ExecuteLocalActivity(ctx, a.Execute, id).Get(ctx, &ex); err != nil {
 					return ex.StepResult, err
 				}
 				notifyCounterparties(ctx, ex.Counterparties)
@@ -292,11 +300,7 @@ func (r *run) step(name string, do func(workflow.Context) (activities.StepResult
 	var a *activities.Activities
 	for {
 		res, err := do(r.ctx)
-		var appErr *temporal.ApplicationError
-		if err == nil || (errors.As(err, &appErr) && appErr.NonRetryable()) {
-			return res, err
-		}
-		if !isRetryBudgetExhausted(err) {
+		if err == nil || !isRetryBudgetExhausted(err) {
 			return res, err
 		}
 		log := workflow.GetLogger(r.ctx)
@@ -358,18 +362,16 @@ func orOperator(by string) string {
 	return by
 }
 
-// isRetryBudgetExhausted reports whether err is an activity that failed after its retry
-// policy gave up (as opposed to a permanent, non-retryable failure).
+// isRetryBudgetExhausted reports whether err is a step that failed after its retry
+// policy gave up, as opposed to a permanent (non-retryable) failure or the run being
+// cancelled. A local activity's error arrives unwrapped, a regular one's inside an
+// ActivityError; both count.
 func isRetryBudgetExhausted(err error) bool {
-	var actErr *temporal.ActivityError
-	if !errors.As(err, &actErr) {
-		return false
-	}
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) && appErr.NonRetryable() {
 		return false
 	}
-	return true
+	return !temporal.IsCanceledError(err)
 }
 
 // rootCause is the innermost error message, which is what an operator needs to read.

@@ -42,6 +42,10 @@ func newHarness(t *testing.T) *harness {
 	h.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
 		h.calls = append(h.calls, info.ActivityType.Name)
 	})
+	// The lifecycle steps run as local activities, which have a listener of their own.
+	h.env.SetOnLocalActivityStartedListener(func(info *activity.Info, _ context.Context, _ []any) {
+		h.calls = append(h.calls, info.ActivityType.Name)
+	})
 	t.Cleanup(func() { h.env.AssertExpectations(t) })
 	return h
 }
@@ -89,13 +93,27 @@ func (h *harness) forbidUnmocked() {
 		func(context.Context, activities.FailInput) (activities.StepResult, error) {
 			return activities.StepResult{}, unexpected("Fail")
 		}).Maybe()
+	h.env.OnActivity(h.a.MarkStalled, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.StallInput) (activities.StepResult, error) {
+			return activities.StepResult{}, unexpected("MarkStalled")
+		}).Maybe()
+	h.env.OnActivity(h.a.Resume, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.ResumeInput) (activities.StepResult, error) {
+			return activities.StepResult{}, unexpected("Resume")
+		}).Maybe()
 }
 
 // run executes the order's workflow to its end and returns its result.
 func (h *harness) run() workflows.OrderResult {
 	h.t.Helper()
+	return h.runWith(workflows.OrderInput{OrderID: orderID})
+}
+
+// runWith is run with a given input (a retry policy, say).
+func (h *harness) runWith(in workflows.OrderInput) workflows.OrderResult {
+	h.t.Helper()
 	h.forbidUnmocked()
-	h.env.ExecuteWorkflow(workflows.OrderWorkflow, workflows.OrderInput{OrderID: orderID})
+	h.env.ExecuteWorkflow(workflows.OrderWorkflow, in)
 	if !h.env.IsWorkflowCompleted() {
 		h.t.Fatal("workflow did not complete")
 	}
@@ -537,4 +555,66 @@ func TestALongRestingRunContinuesAsNew(t *testing.T) {
 		t.Errorf("continued as new for order %d, want %d", in.OrderID, orderID)
 	}
 	h.assertCalls("Validate", "SendToExecutor", "Execute")
+}
+
+// shortRetry gives up after two attempts, so a test reaches parking quickly.
+var shortRetry = workflows.OrderInput{OrderID: orderID, Retry: workflows.RetryConfig{
+	InitialInterval: time.Millisecond, MaximumInterval: time.Millisecond, MaximumAttempts: 2,
+}}
+
+func TestAStepThatExhaustsItsRetriesIsParkedUntilAnOperatorRetriesIt(t *testing.T) {
+	h := newHarness(t)
+	outage := errors.New("database unavailable")
+	h.env.OnActivity(h.a.Validate, mock.Anything, orderID).Return(activities.StepResult{}, outage).Times(2)
+	h.env.OnActivity(h.a.MarkStalled, mock.Anything, mock.MatchedBy(func(in activities.StallInput) bool {
+		return in.OrderID == orderID && in.Step == "Validate" && in.Error == "database unavailable" && in.Attempts == 2
+	})).Return(step(order.Created), nil).Once()
+	// The operator decides an hour later; nothing runs in between.
+	h.signal(workflows.SignalRetry, workflows.RetrySignal{RequestedBy: "operator:test"}, time.Hour)
+	h.env.OnActivity(h.a.Resume, mock.Anything, activities.ResumeInput{OrderID: orderID, Step: "Validate", RequestedBy: "operator:test"}).
+		Return(step(order.Created), nil).Once()
+	h.onValidate(step(order.Validated), nil)
+	h.onSend(step(order.SentToExecutor), nil)
+	h.onExecute(activities.ExecuteResult{StepResult: step(order.Executed)}, nil)
+
+	res := h.runWith(shortRetry)
+	if res.Status != order.Executed {
+		t.Errorf("result = %+v, want EXECUTED after the retry", res)
+	}
+	h.assertCalls("Validate", "Validate", "MarkStalled", "Resume", "Validate", "SendToExecutor", "Execute")
+}
+
+func TestAnOperatorFailsAParkedOrder(t *testing.T) {
+	h := newHarness(t)
+	h.onValidate(step(order.Validated), nil)
+	h.env.OnActivity(h.a.SendToExecutor, mock.Anything, orderID).Return(activities.StepResult{}, errors.New("timeout")).Times(2)
+	h.env.OnActivity(h.a.MarkStalled, mock.Anything, mock.Anything).Return(step(order.Validated), nil).Once()
+	h.signal(workflows.SignalFail, workflows.FailSignal{Reason: "venue closed"}, time.Minute)
+	h.env.OnActivity(h.a.Fail, mock.Anything, activities.FailInput{OrderID: orderID, Reason: "venue closed", RequestedBy: "operator"}).
+		Return(activities.StepResult{Status: order.Failed, Reason: "venue closed"}, nil).Once()
+
+	res := h.runWith(shortRetry)
+	if res.Status != order.Failed || res.Reason != "venue closed" {
+		t.Errorf("result = %+v, want FAILED with the operator's reason", res)
+	}
+	h.assertCalls("Validate", "SendToExecutor", "SendToExecutor", "MarkStalled", "Fail")
+}
+
+func TestAParkedRunIgnoresFillsAndCancelsUntilTheOperatorDecides(t *testing.T) {
+	h := newHarness(t)
+	h.env.OnActivity(h.a.Validate, mock.Anything, orderID).Return(activities.StepResult{}, errors.New("down")).Times(2)
+	h.env.OnActivity(h.a.MarkStalled, mock.Anything, mock.Anything).Return(step(order.Created), nil).Once()
+	h.signal(workflows.SignalCancel, workflows.CancelSignal{RequestedBy: "client"}, time.Minute)
+	h.signal(workflows.SignalRetry, workflows.RetrySignal{}, time.Hour)
+	h.env.OnActivity(h.a.Resume, mock.Anything, mock.Anything).Return(step(order.Created), nil).Once()
+	h.onValidate(step(order.Validated), nil)
+	// The cancel that arrived while parked is applied at the next safe point.
+	h.env.OnActivity(h.a.Cancel, mock.Anything, activities.CancelInput{OrderID: orderID, RequestedBy: "client"}).
+		Return(step(order.Cancelled), nil).Once()
+
+	res := h.runWith(shortRetry)
+	if res.Status != order.Cancelled {
+		t.Errorf("result = %+v, want CANCELLED", res)
+	}
+	h.assertCalls("Validate", "Validate", "MarkStalled", "Resume", "Validate", "Cancel")
 }

@@ -64,7 +64,7 @@ func TestMetricsAndReadinessOfTheRunningServices(t *testing.T) {
 		if !worker.has("orderflow_consumer_lag", `topic="order-execution"`) {
 			t.Error("orderflow_consumer_lag is missing")
 		}
-		for _, name := range []string{"temporal_request", "temporal_workflow_task_execution_latency_count", "temporal_activity_execution_latency_count"} {
+		for _, name := range []string{"temporal_request", "temporal_workflow_task_execution_latency_count", "temporal_local_activity_execution_latency_count"} {
 			if !worker.has(name) {
 				t.Errorf("%s is missing", name)
 			}
