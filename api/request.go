@@ -102,7 +102,7 @@ func idempotencyKey(r *http.Request) (string, error) {
 
 // decodeOrderRequest reads and validates an order placement body. It returns a
 // PAYLOAD_TOO_LARGE, MALFORMED_JSON or VALIDATION_FAILED apiError; a validation error
-// names every bad field, unknown fields first.
+// names every bad field, unknown fields first (a field sent twice is refused on its own).
 //
 // Numbers are accepted as JSON numbers or numeric strings (the seed's web client sends
 // strings), and never pass through float64: integers are parsed from their text, and
@@ -186,7 +186,8 @@ func decodeOrderRequest(r *http.Request) (orderRequest, error) {
 }
 
 // decodeObject parses body as exactly one JSON object, keeping each member's raw text so
-// that numbers are never decoded as float64 and unknown members can be named.
+// that numbers are never decoded as float64 and unknown members can be named. A member
+// that occurs twice is a VALIDATION_FAILED error naming it.
 func decodeObject(body []byte) (map[string]json.RawMessage, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	var fields map[string]json.RawMessage
@@ -207,7 +208,39 @@ func decodeObject(body []byte) (map[string]json.RawMessage, error) {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, newError(codeMalformedJSON, "request body must hold a single JSON object and nothing after it")
 	}
+	if name, ok := duplicateMember(body); ok {
+		// The decoder keeps the last value; the client may have meant the first, so the
+		// request is ambiguous rather than valid.
+		return nil, invalid(fieldError{name, "appears more than once; send each field once"})
+	}
 	return fields, nil
+}
+
+// duplicateMember returns the first member name that occurs twice in body, a single JSON
+// object that has already been parsed. Names are compared after unescaping, so
+// "quantity" and "quantit\u0079" are the same member.
+func duplicateMember(body []byte) (string, bool) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if _, err := dec.Token(); err != nil { // the opening brace
+		return "", false
+	}
+	seen := make(map[string]bool)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		name, _ := tok.(string)
+		if seen[name] {
+			return name, true
+		}
+		seen[name] = true
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return "", false
+		}
+	}
+	return "", false
 }
 
 // jsonSyntaxDetail describes where a JSON syntax error is, without echoing the body.
