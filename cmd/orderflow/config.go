@@ -19,6 +19,7 @@ import (
 //	KAFKA_BROKERS       comma-separated brokers (dev: empty starts an in-process broker)
 //	HTTP_ADDR           API listen address (default 127.0.0.1:8080)
 //	METRICS_ADDR        worker's /metrics and /healthz listen address (default 127.0.0.1:9090)
+//	DEBUG_ADDR          if set, serve Go's pprof profiler there (e.g. 127.0.0.1:6060); off by default
 //	TEMPORAL_UI_URL     Temporal UI base URL for links (default http://127.0.0.1:8233)
 //	CORS_ORIGINS        comma-separated browser origins (default http://localhost:3000)
 //	CANCEL_WAIT         how long a cancel request waits to be applied (default 2s)
@@ -41,6 +42,7 @@ type Config struct {
 	KafkaBrokers      []string
 	HTTPAddr          string
 	MetricsAddr       string
+	DebugAddr         string
 	TemporalUIURL     string
 	CORSOrigins       []string
 	CancelWait        time.Duration
@@ -88,6 +90,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		KafkaBrokers:      list("KAFKA_BROKERS", ""),
 		HTTPAddr:          str("HTTP_ADDR", "127.0.0.1:8080"),
 		MetricsAddr:       str("METRICS_ADDR", "127.0.0.1:9090"),
+		DebugAddr:         str("DEBUG_ADDR", ""),
 		TemporalUIURL:     strings.TrimRight(str("TEMPORAL_UI_URL", "http://127.0.0.1:8233"), "/"),
 		CORSOrigins:       list("CORS_ORIGINS", "http://localhost:3000"),
 		DBMaxConns:        int32(integer("DB_MAX_CONNS", 20)),

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -137,7 +138,22 @@ func runServices(ctx context.Context, cfg Config, logger *slog.Logger, roles rol
 		}
 		serveHTTP(gctx, g, logger, cfg.HTTPAddr, mux)
 	}
+	if cfg.DebugAddr != "" {
+		serveHTTP(gctx, g, logger, cfg.DebugAddr, debugMux())
+	}
 	return g.Wait()
+}
+
+// debugMux serves Go's profiler (go tool pprof http://DEBUG_ADDR/debug/pprof/profile) on
+// a listener of its own, off by default, so it is never exposed with the API.
+func debugMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // withMetrics serves metricsHandler at /metrics and h at every other path.
