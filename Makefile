@@ -17,7 +17,8 @@ help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 run: tools-run postgres ## Start everything (PostgreSQL, Temporal + UI, Kafka, API, worker) on embedded defaults.
-	$(GO) run ./cmd/orderflow dev
+	$(GO) build -o $(BIN)/orderflow ./cmd/orderflow
+	$(BIN)/orderflow dev
 
 test: tools-run postgres ## Run every test (unit, workflow, integration, end to end) with -race.
 	$(GO) test -race -count=1 -timeout 40m ./...
