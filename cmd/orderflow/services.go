@@ -139,7 +139,9 @@ func runServices(ctx context.Context, cfg Config, logger *slog.Logger, roles rol
 		serveHTTP(gctx, g, logger, cfg.HTTPAddr, mux)
 	}
 	if cfg.DebugAddr != "" {
-		serveHTTP(gctx, g, logger, cfg.DebugAddr, debugMux())
+		srv := newHTTPServer(cfg.DebugAddr, debugMux())
+		srv.WriteTimeout = 0 // a CPU profile takes 30s by default
+		serve(gctx, g, logger, srv)
 	}
 	return g.Wait()
 }
@@ -164,9 +166,12 @@ func withMetrics(h, metricsHandler http.Handler) *http.ServeMux {
 	return mux
 }
 
-// serveHTTP serves h on addr in g until ctx ends, then drains in-flight requests.
-func serveHTTP(ctx context.Context, g *errgroup.Group, logger *slog.Logger, addr string, h http.Handler) {
-	srv := &http.Server{
+// newHTTPServer is the server every listener uses: slow or idle clients are cut off
+// (headers within 5s, the whole request within 15s, the answer within 30s, idle
+// keep-alive connections after 2 minutes) and headers are capped at 64 KiB, so slow
+// clients cannot hold the server's connections.
+func newHTTPServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
 		Addr:              addr,
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -174,12 +179,20 @@ func serveHTTP(ctx context.Context, g *errgroup.Group, logger *slog.Logger, addr
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+}
+
+// serveHTTP serves h on addr in g until ctx ends, then drains in-flight requests.
+func serveHTTP(ctx context.Context, g *errgroup.Group, logger *slog.Logger, addr string, h http.Handler) {
+	serve(ctx, g, logger, newHTTPServer(addr, h))
+}
+
+func serve(ctx context.Context, g *errgroup.Group, logger *slog.Logger, srv *http.Server) {
+	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
 	g.Go(func() error {
-		logger.Info("http listening", "addr", addr)
+		logger.Info("http listening", "addr", srv.Addr)
 		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("http %s: %w", addr, err)
+			return fmt.Errorf("http %s: %w", srv.Addr, err)
 		}
 		return nil
 	})
