@@ -11,7 +11,7 @@ STATICCHECK_VERSION := v0.8.2
 export TEMPORAL_CLI ?= $(BIN)/temporal
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-short generate verify lint migrate tools postgres
+.PHONY: help run test test-short chaos bench generate verify lint migrate tools postgres
 
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -21,10 +21,18 @@ run: tools-run postgres ## Start everything (PostgreSQL, Temporal + UI, Kafka, A
 	$(BIN)/orderflow dev
 
 test: tools-run postgres ## Run every test (unit, workflow, integration, end to end) with -race.
-	$(GO) test -race -count=1 -timeout 40m ./...
+	@# -p 1: the end-to-end and chaos packages each run a whole system; on a 2-core
+	@# machine running them side by side only makes both slower and flakier.
+	$(GO) test -race -count=1 -p 1 -timeout 40m ./...
 
 test-short: ## Run the tests that need no services.
 	$(GO) test -race -count=1 -short ./order/... ./workflows/... ./kafka/...
+
+chaos: tools-run postgres ## Run the long fault-injection suite (real processes; about 15 minutes) and print its table.
+	$(GO) test -race -count=1 -timeout 30m -v -run Chaos ./chaos/ -args -chaos.long
+
+bench: ## Measure a running `make run` against its ceilings; flags in BENCH_ARGS='--mode open --rate 400 --json'.
+	$(GO) run ./cmd/orderflow bench $(BENCH_ARGS)
 
 generate: $(BIN)/sqlc ## Regenerate the sqlc query package from queries/*.sql and schema/.
 	$(BIN)/sqlc generate

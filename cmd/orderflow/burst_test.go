@@ -9,9 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/api/workflowservice/v1"
-
-	"github.com/orderflow/orderflow/order"
+	"github.com/orderflow/orderflow/audit"
 )
 
 // TestABurstOfMixedOrdersWithConcurrentCancelsKeepsEveryInvariant places several hundred
@@ -65,8 +63,14 @@ func TestABurstOfMixedOrdersWithConcurrentCancelsKeepsEveryInvariant(t *testing.
 		go func() {
 			defer cwg.Done()
 			for id := range cancels {
-				// Any of these is a truthful answer to a cancel racing the execution.
-				if code, _ := s.cancel(t, id); code != http.StatusOK && code != http.StatusAccepted && code != http.StatusConflict {
+				// 200, 202 and 409 are all truthful answers to a cancel racing the
+				// execution. 503 says the request was recorded but Temporal did not
+				// answer in time (a loaded machine); a client retries it, and so do we.
+				code, _ := s.cancel(t, id)
+				for try := 0; code == http.StatusServiceUnavailable && try < 3; try++ {
+					code, _ = s.cancel(t, id)
+				}
+				if code != http.StatusOK && code != http.StatusAccepted && code != http.StatusConflict {
 					t.Errorf("cancel %d answered %d", id, code)
 				}
 			}
@@ -94,121 +98,24 @@ func TestABurstOfMixedOrdersWithConcurrentCancelsKeepsEveryInvariant(t *testing.
 		time.Sleep(100 * time.Millisecond)
 	}
 	s.checkInvariants(t, ids)
-	s.checkOneRunEach(t, ids)
 }
 
-// checkInvariants checks, over the given orders, that fills add up, nothing is overfilled,
-// trades respect prices and users, the book is not crossed, and every timeline is a path
-// through the transition table ending at the order's status.
+// checkInvariants audits the given orders (package audit): timelines are paths through
+// the transition table ending at the order's status, fills add up to the trades, trades
+// respect prices, sides and users, the book is not crossed, no two orders share an
+// idempotency key, and every order had exactly one workflow run, live while the order is
+// not terminal. The orders must have settled: none is spared for being young, and only
+// Temporal's visibility gets a few seconds to catch up.
 func (s *stack) checkInvariants(t *testing.T, ids []int64) {
 	t.Helper()
-	ctx := context.Background()
-	violations := func(name, query string) {
-		t.Helper()
-		rows, err := s.pool.Query(ctx, query, ids)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			vals, _ := rows.Values()
-			t.Errorf("%s: %v", name, vals)
-		}
-	}
-	violations("filled quantity differs from the sum of trades", `
-		SELECT o.id, o.quantity, o.remaining_quantity, coalesce(sum(t.quantity), 0)
-		FROM orders o LEFT JOIN trades t ON t.buy_order_id = o.id OR t.sell_order_id = o.id
-		WHERE o.id = ANY($1)
-		GROUP BY o.id HAVING o.quantity - o.remaining_quantity <> coalesce(sum(t.quantity), 0)`)
-	violations("a trade breaks a limit price, a side, or trades a user with themselves", `
-		SELECT t.id FROM trades t
-		JOIN orders b ON b.id = t.buy_order_id JOIN orders s ON s.id = t.sell_order_id
-		WHERE (b.id = ANY($1) OR s.id = ANY($1))
-		  AND (b.side <> 'BUY' OR s.side <> 'SELL' OR b.user_id = s.user_id
-		       OR (b.kind = 'LIMIT' AND t.price > b.price) OR (s.kind = 'LIMIT' AND t.price < s.price)
-		       OR (b.kind = 'MARKET' AND s.kind = 'MARKET')
-		       OR t.price <> CASE WHEN t.aggressor_side = 'BUY' THEN s.price ELSE b.price END)`)
-	violations("the book is crossed", `
-		SELECT b.id, s.id FROM orders b JOIN orders s
-		  ON s.instrument_id = b.instrument_id AND s.side = 'SELL' AND b.side = 'BUY' AND b.price >= s.price
-		WHERE b.id = ANY($1) AND s.id = ANY($1)
-		  AND b.status IN ('EXECUTING', 'PARTIALLY_FILLED') AND s.status IN ('EXECUTING', 'PARTIALLY_FILLED')`)
-	violations("a resting order is not a limit order with quantity left", `
-		SELECT id FROM orders WHERE id = ANY($1) AND status IN ('EXECUTING', 'PARTIALLY_FILLED')
-		  AND (kind <> 'LIMIT' OR remaining_quantity = 0 OR time_in_force <> 'GTC')`)
-
-	// Timelines: checked in Go against the transition table itself.
-	rows, err := s.pool.Query(ctx, `
-		SELECT o.id, o.status, e.seq, e.event_type, coalesce(e.from_status, ''), e.to_status
-		FROM orders o JOIN order_events e ON e.order_id = o.id
-		WHERE o.id = ANY($1) ORDER BY o.id, e.seq`, ids)
+	rep, err := s.auditSettled(context.Background(), audit.Options{OrderIDs: ids, Grace: -1}, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
-	type timeline struct {
-		status, at string
-		seq        int32
+	for _, v := range rep.Violations {
+		t.Errorf("%s: order %d: %s", v.Check, v.OrderID, v.Detail)
 	}
-	seen := map[int64]*timeline{}
-	for rows.Next() {
-		var id int64
-		var status, typ, from, to string
-		var seq int32
-		if err := rows.Scan(&id, &status, &seq, &typ, &from, &to); err != nil {
-			t.Fatal(err)
-		}
-		tl := seen[id]
-		switch {
-		case tl == nil:
-			if seq != 1 || typ != string(order.EventOrderPlaced) || to != string(order.Created) {
-				t.Errorf("order %d: timeline starts with %s→%s at seq %d, want ORDER_PLACED→CREATED at 1", id, typ, to, seq)
-			}
-			tl = &timeline{status: status}
-			seen[id] = tl
-		case seq != tl.seq+1:
-			t.Errorf("order %d: seq %d follows %d", id, seq, tl.seq)
-		case !order.EventType(typ).ChangesStatus():
-			if from != tl.at || to != tl.at {
-				t.Errorf("order %d: %s %s→%s while at %s", id, typ, from, to, tl.at)
-			}
-		case from != tl.at || !order.CanTransition(order.Status(from), order.Status(to)) || typ != string(order.EventFor(order.Status(to))):
-			t.Errorf("order %d: event %s %s→%s is not a transition from %s", id, typ, from, to, tl.at)
-		}
-		tl.seq, tl.at = seq, to
-	}
-	for _, id := range ids {
-		switch tl := seen[id]; {
-		case tl == nil:
-			t.Errorf("order %d has no events", id)
-		case tl.at != tl.status:
-			t.Errorf("order %d: last event reaches %s but the order is %s", id, tl.at, tl.status)
-		}
-	}
-}
-
-// checkOneRunEach checks that every order had exactly one workflow run.
-func (s *stack) checkOneRunEach(t *testing.T, ids []int64) {
-	t.Helper()
-	runs := map[string]int{}
-	var token []byte
-	for {
-		resp, err := s.temporal.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{
-			Query: "WorkflowType = 'OrderWorkflow'", NextPageToken: token, PageSize: 1000,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range resp.GetExecutions() {
-			runs[e.GetExecution().GetWorkflowId()]++
-		}
-		if token = resp.GetNextPageToken(); len(token) == 0 {
-			break
-		}
-	}
-	for _, id := range ids {
-		if n := runs[fmt.Sprintf("order-%d", id)]; n != 1 {
-			t.Errorf("order %d had %d workflow runs, want 1", id, n)
-		}
+	if rep.Orders != len(ids) {
+		t.Errorf("audited %d orders, want %d", rep.Orders, len(ids))
 	}
 }

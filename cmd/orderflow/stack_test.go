@@ -60,6 +60,10 @@ func runTests(m *testing.M) int {
 	}
 	testStack = s
 	code := m.Run()
+	if err := auditAfterTests(ctx, s, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
+	}
 	if err := stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "stop stack:", err)
 		return 1
