@@ -125,6 +125,17 @@ func (p *Postgres) Stop() error {
 	return nil
 }
 
+// Crash stops the cluster the way a power cut would (pg_ctl's immediate mode: no
+// checkpoint, every session cut). The data stays, and the next StartPostgres on the same
+// folder recovers it from the write-ahead log, keeping every committed transaction.
+func (p *Postgres) Crash() error {
+	out, err := p.command(context.Background(), "pg_ctl", "-D", p.dir, "-m", "immediate", "-w", "stop").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("devstack: pg_ctl stop -m immediate: %w: %s", err, out)
+	}
+	return nil
+}
+
 func (p *Postgres) command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	path := filepath.Join(p.bindir, name)
 	if p.owner == nil {

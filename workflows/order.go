@@ -145,6 +145,7 @@ type run struct {
 	cancel   *CancelSignal
 	signals  int
 	known    bool // the search attributes describing the order are set
+	executed bool // this run has run the Execute step
 }
 
 // OrderWorkflow drives one order through its lifecycle. It is a loop over the order's
@@ -194,14 +195,7 @@ func (r *run) loop() (OrderResult, error) {
 				return s, workflow.ExecuteLocalActivity(ctx, a.SendToExecutor, id).Get(ctx, &s)
 			})
 		case r.res.Status == order.SentToExecutor:
-			step, err = r.step("Execute", func(ctx workflow.Context) (activities.StepResult, error) {
-				var ex activities.ExecuteResult
-				if err := workflow.ExecuteLocalActivity(ctx, a.Execute, id).Get(ctx, &ex); err != nil {
-					return ex.StepResult, err
-				}
-				notifyCounterparties(ctx, ex.Counterparties)
-				return ex.StepResult, nil
-			})
+			step, err = r.execute()
 		default: // resting on the book: wait for a fill or a cancel
 			if r.signals >= maxSignalsPerRun && r.fillCh.Len() == 0 && r.cancelCh.Len() == 0 {
 				return r.res, workflow.NewContinueAsNewError(r.ctx, OrderWorkflow, r.in)
@@ -217,12 +211,43 @@ func (r *run) loop() (OrderResult, error) {
 			workflow.GetLogger(r.ctx).Error("order step failed permanently", "order_id", id, "error", err)
 			step, err = r.failOrder(err.Error(), "")
 		}
+		if err == nil && !r.executed && matched(step.Status) {
+			// The order was matched, but not by a step of this run that got to tell the
+			// resting orders it traded with: the workflow task that ran Execute was lost
+			// after the commit (its local activities replay as no-ops), or this run was
+			// started for an order already past it. Execute is a no-op now that reports
+			// the same counterparties, so they still learn of their fills.
+			step, err = r.execute()
+		}
 		if err != nil {
 			return r.res, err
 		}
 		r.observe(step)
 	}
 	return r.res, nil
+}
+
+// execute runs the Execute step and tells the resting orders it traded with.
+func (r *run) execute() (activities.StepResult, error) {
+	var a *activities.Activities
+	r.executed = true
+	return r.step("Execute", func(ctx workflow.Context) (activities.StepResult, error) {
+		var ex activities.ExecuteResult
+		if err := workflow.ExecuteLocalActivity(ctx, a.Execute, r.in.OrderID).Get(ctx, &ex); err != nil {
+			return ex.StepResult, err
+		}
+		notifyCounterparties(ctx, ex.Counterparties)
+		return ex.StepResult, nil
+	})
+}
+
+// matched reports whether an order in status s has been through matching.
+func matched(s order.Status) bool {
+	switch s {
+	case order.Executing, order.PartiallyFilled, order.Executed, order.PartiallyCancelled:
+		return true
+	}
+	return false
 }
 
 // takeCancel notes a pending cancel request without blocking.

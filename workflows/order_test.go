@@ -464,8 +464,10 @@ func TestARetryableErrorTypeIsNotPermanent(t *testing.T) {
 
 func TestARunForARestingOrderGoesStraightToWaiting(t *testing.T) {
 	h := newHarness(t)
-	// Validate is a no-op for an order past validation and reports where it stands.
+	// Validate is a no-op for an order past validation and reports where it stands;
+	// Execute, a no-op too, reports the counterparties of its earlier match again.
 	h.onValidate(step(order.Executing), nil)
+	h.onExecute(activities.ExecuteResult{StepResult: step(order.Executing)}, nil)
 	var waiting order.Status
 	h.env.RegisterDelayedCallback(func() {
 		v, err := h.env.QueryWorkflow(workflows.QueryStatus)
@@ -485,7 +487,7 @@ func TestARunForARestingOrderGoesStraightToWaiting(t *testing.T) {
 	if res.Status != order.Executed {
 		t.Errorf("result = %+v, want EXECUTED", res)
 	}
-	h.assertCalls("Validate")
+	h.assertCalls("Validate", "Execute")
 }
 
 func TestARunForATerminalOrderEndsAtOnce(t *testing.T) {
@@ -617,4 +619,33 @@ func TestAParkedRunIgnoresFillsAndCancelsUntilTheOperatorDecides(t *testing.T) {
 		t.Errorf("result = %+v, want CANCELLED", res)
 	}
 	h.assertCalls("Validate", "Validate", "MarkStalled", "Resume", "Validate", "Cancel")
+}
+
+// A worker that dies after Execute committed loses the workflow task that ran it: the
+// replayed steps are no-ops that report the order already executed. The run must still
+// tell the resting orders it traded with, or their runs would wait forever.
+func TestARunThatFindsItsOrderAlreadyMatchedStillNotifiesItsCounterparties(t *testing.T) {
+	h := newHarness(t)
+	h.onValidate(step(order.Executed), nil)
+	h.onExecute(activities.ExecuteResult{
+		StepResult:     step(order.Executed),
+		Counterparties: []activities.Counterparty{{OrderID: 7, Status: order.Executed}},
+	}, nil)
+	h.env.OnSignalExternalWorkflow(mock.Anything, workflows.OrderWorkflowID(7), "", workflows.SignalFill,
+		workflows.FillSignal{Status: order.Executed}).Return(nil).Once()
+
+	res := h.run()
+	if res.Status != order.Executed {
+		t.Errorf("result = %+v, want EXECUTED", res)
+	}
+	h.assertCalls("Validate", "Execute")
+}
+
+func TestARunForAnOrderCancelledBeforeMatchingDoesNotExecute(t *testing.T) {
+	h := newHarness(t)
+	h.onValidate(step(order.Cancelled), nil)
+	if res := h.run(); res.Status != order.Cancelled {
+		t.Errorf("result = %+v, want CANCELLED", res)
+	}
+	h.assertCalls("Validate")
 }

@@ -1,0 +1,15 @@
+// Package chaos is OrderFlow's fault-injection suite; it holds only tests.
+//
+// The suite runs the real processes — `orderflow api`, one or two `orderflow worker`s,
+// PostgreSQL, the Temporal dev server and `orderflow broker` (the Kafka-protocol broker in
+// a process of its own) — places a steady mixed load of orders and cancels, and injects
+// one fault at a time: a worker killed with SIGKILL in the middle of its activities, two
+// workers with one killed, a restart of the broker, of the API, of PostgreSQL and of the
+// Temporal server, and every order-execution message delivered twice and out of order.
+// After each scenario the load stops, the system drains, and the suite checks that no
+// acknowledged order was lost or executed twice and that `orderflow audit` finds nothing.
+//
+// `go test ./chaos/` (part of `make test`) runs a short load per scenario;
+// `make chaos` runs the long one (`-chaos.long`) and prints the table that
+// RELIABILITY.md records.
+package chaos

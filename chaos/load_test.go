@@ -1,0 +1,361 @@
+package chaos_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"mime"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/orderflow/orderflow/kafka"
+)
+
+// loadShape is how hard a scenario's load pushes.
+type loadShape struct {
+	placers int           // goroutines placing orders, each paced by its own ticker
+	every   time.Duration // each placer's pace
+}
+
+// acked is an order the API acknowledged (201, or 200 for a replayed key): it must exist
+// and settle, whatever fault is injected.
+type acked struct {
+	msg kafka.ExecutionMessage // what its order-execution message says
+	at  time.Time
+}
+
+// load places a steady mix of orders — LIMIT orders that cross and that rest, IOC
+// LIMITs, MARKET orders — on the scenario's instruments, and cancels about one in four
+// of them. A request that fails with a transport error or a 503 is retried with the same
+// Idempotency-Key, as a careful client would; a 200 for such a retry acknowledges the
+// order as much as a 201. Anything else the API answers that a client could not act on
+// (a 500, a 503 without a problem body, a 404 for an acknowledged order) is recorded as
+// a violation.
+type load struct {
+	s           *system
+	instruments []int64
+	shape       loadShape
+	seed        uint64
+
+	stop    chan struct{}
+	cancels chan int64
+	wg      sync.WaitGroup
+
+	mu         sync.Mutex
+	acks       []acked
+	ackedIDs   map[int64]bool
+	cancelled  map[int64]bool // cancel answered 202: the run got the signal and must apply it
+	codes      map[string]int // "POST 201", "cancel 503", "POST transport error", …
+	failures   int            // transport errors and 503s, the marks of a fault
+	violations []string
+}
+
+func newLoad(s *system, instruments []int64, shape loadShape, seed uint64) *load {
+	return &load{
+		s: s, instruments: instruments, shape: shape, seed: seed,
+		stop: make(chan struct{}), cancels: make(chan int64, 10_000),
+		ackedIDs: map[int64]bool{}, cancelled: map[int64]bool{}, codes: map[string]int{},
+	}
+}
+
+// start starts the placers and two cancellers.
+func (l *load) start() {
+	for p := range l.shape.placers {
+		l.wg.Add(1)
+		go l.place(p)
+	}
+	for range 2 {
+		l.wg.Add(1)
+		go l.cancel()
+	}
+}
+
+// halt stops the load and waits for its requests to finish; a request still being
+// retried is abandoned (never acknowledged).
+func (l *load) halt() {
+	close(l.stop)
+	l.wg.Wait()
+}
+
+// ackCount returns how many orders have been acknowledged so far.
+func (l *load) ackCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.acks)
+}
+
+// failureCount returns how many requests failed with a transport error or a 503.
+func (l *load) failureCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.failures
+}
+
+// acksFrom returns the acknowledged orders from index i on, in acknowledgement order.
+func (l *load) acksFrom(i int) []acked {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if i >= len(l.acks) {
+		return nil
+	}
+	return append([]acked(nil), l.acks[i:]...)
+}
+
+func (l *load) violate(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.violations = append(l.violations, fmt.Sprintf(format, args...))
+}
+
+func (l *load) count(key string, failure bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.codes[key]++
+	if failure {
+		l.failures++
+	}
+}
+
+// place is one placer: one new order per tick, or a retry of the one in hand.
+func (l *load) place(p int) {
+	defer l.wg.Done()
+	rng := rand.New(rand.NewPCG(l.seed, uint64(p)))
+	tick := time.NewTicker(l.shape.every)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		body := l.order(rng)
+		key := fmt.Sprintf("chaos-%d-%d-%d", l.instruments[0], p, i)
+		for done := false; !done; {
+			select {
+			case <-l.stop:
+				return
+			case <-tick.C:
+			}
+			done = l.placeOnce(body, key, rng)
+		}
+	}
+}
+
+// order returns a random order body on the load's instruments, priced around 100 so
+// that buys and sells both cross and rest.
+func (l *load) order(rng *rand.Rand) map[string]any {
+	body := map[string]any{
+		"userId":       1 + rng.IntN(12),
+		"instrumentId": l.instruments[rng.IntN(len(l.instruments))],
+		"orderType":    []string{"BUY", "SELL"}[rng.IntN(2)],
+		"quantity":     1 + rng.IntN(20),
+	}
+	if rng.IntN(5) == 0 {
+		body["orderKind"] = "MARKET"
+		return body
+	}
+	body["orderKind"] = "LIMIT"
+	body["price"] = fmt.Sprintf("%d.%02d", 98+rng.IntN(5), rng.IntN(4)*25)
+	if rng.IntN(6) == 0 {
+		body["timeInForce"] = "IOC"
+	}
+	return body
+}
+
+// placeOnce posts the order once and reports whether it is done with (acknowledged, or
+// answered in a way no retry can change).
+func (l *load) placeOnce(body map[string]any, key string, rng *rand.Rand) bool {
+	b, _ := json.Marshal(body)
+	code, hdr, resp, err := l.do(http.MethodPost, "/api/v1/orders", b, key)
+	switch {
+	case err != nil:
+		l.count("POST transport error", true)
+		return false
+	case code == http.StatusServiceUnavailable:
+		l.count("POST 503", true)
+		l.checkProblem("POST /api/v1/orders", code, hdr, resp)
+		return false
+	}
+	l.count(fmt.Sprintf("POST %d", code), false)
+	if code != http.StatusCreated && code != http.StatusOK {
+		l.violate("POST /api/v1/orders %s answered %d: %s", b, code, excerpt(resp))
+		return true
+	}
+	var v struct {
+		OrderID      int64  `json:"orderId"`
+		UserID       int64  `json:"userId"`
+		InstrumentID int64  `json:"instrumentId"`
+		Side         string `json:"orderType"`
+		Kind         string `json:"orderKind"`
+	}
+	if err := json.Unmarshal(resp, &v); err != nil || v.OrderID <= 0 {
+		l.violate("POST /api/v1/orders answered %d with an unreadable body %q", code, excerpt(resp))
+		return true
+	}
+	l.mu.Lock()
+	if !l.ackedIDs[v.OrderID] {
+		l.ackedIDs[v.OrderID] = true
+		l.acks = append(l.acks, acked{at: time.Now(), msg: kafka.ExecutionMessage{
+			OrderID: v.OrderID, UserID: v.UserID, InstrumentID: v.InstrumentID, Side: v.Side, Kind: v.Kind,
+		}})
+	}
+	l.mu.Unlock()
+	if rng.IntN(4) == 0 {
+		select {
+		case l.cancels <- v.OrderID:
+		default:
+		}
+	}
+	return true
+}
+
+// cancel is one canceller: it cancels the orders it is handed, retrying transport errors
+// and 503s a few times.
+func (l *load) cancel() {
+	defer l.wg.Done()
+	tick := time.NewTicker(l.shape.every)
+	defer tick.Stop()
+	for {
+		var id int64
+		select {
+		case <-l.stop:
+			return
+		case id = <-l.cancels:
+		}
+		for attempt := 0; attempt < 10 && !l.cancelOnce(id); attempt++ {
+			select {
+			case <-l.stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}
+}
+
+// cancelOnce posts a cancel and reports whether it is done with.
+func (l *load) cancelOnce(id int64) bool {
+	path := fmt.Sprintf("/api/v1/orders/%d/cancel", id)
+	code, hdr, resp, err := l.do(http.MethodPost, path, nil, "")
+	switch {
+	case err != nil:
+		l.count("cancel transport error", true)
+		return false
+	case code == http.StatusServiceUnavailable:
+		// "Recorded, but the run could not be reached": the order may rest with its cancel
+		// requested until a retry gets through.
+		l.count("cancel 503", true)
+		l.checkProblem("POST "+path, code, hdr, resp)
+		return false
+	}
+	l.count(fmt.Sprintf("cancel %d", code), false)
+	switch code {
+	case http.StatusAccepted:
+		l.mu.Lock()
+		l.cancelled[id] = true
+		l.mu.Unlock()
+	case http.StatusOK, http.StatusConflict:
+		// Applied, or the order was already terminal: both are truthful answers.
+	default:
+		l.violate("POST %s for an acknowledged order answered %d: %s", path, code, excerpt(resp))
+	}
+	return true
+}
+
+// do sends one request to the API.
+func (l *load) do(method, path string, body []byte, key string) (int, http.Header, []byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, l.s.baseURL+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	resp, err := l.s.http.Do(req)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, nil, nil, err // cut off mid-body: as good as no answer
+	}
+	return resp.StatusCode, resp.Header, b, nil
+}
+
+// checkProblem records a violation unless a 5xx answer is a 503 with an RFC 9457
+// problem+json body carrying the seed's error fields.
+func (l *load) checkProblem(what string, code int, hdr http.Header, body []byte) {
+	if code != http.StatusServiceUnavailable {
+		l.violate("%s answered %d: %s", what, code, excerpt(body))
+		return
+	}
+	mt, _, _ := mime.ParseMediaType(hdr.Get("Content-Type"))
+	var p struct {
+		Status    int    `json:"status"`
+		Title     string `json:"title"`
+		ErrorCode string `json:"errorCode"`
+		Message   string `json:"message"`
+	}
+	if mt != "application/problem+json" || json.Unmarshal(body, &p) != nil || p.Status != code || p.ErrorCode == "" || p.Title == "" {
+		l.violate("%s answered 503 without a problem+json body (Content-Type %q): %s", what, hdr.Get("Content-Type"), excerpt(body))
+		return
+	}
+	if strings.Contains(p.Message, "goroutine ") || strings.Contains(p.Message, ".go:") {
+		l.violate("%s answered 503 with internals in its message: %s", what, excerpt(body))
+	}
+}
+
+func excerpt(b []byte) string {
+	const limit = 300
+	if len(b) > limit {
+		return string(b[:limit]) + "…"
+	}
+	return string(b)
+}
+
+// summary returns the load's answers by kind, sorted, for the scenario's log.
+func (l *load) summary() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	keys := make([]string, 0, len(l.codes))
+	for k := range l.codes {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s: %d", k, l.codes[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
+// cancelledIDs returns the orders whose cancel was answered 202.
+func (l *load) cancelledIDs() []int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ids := make([]int64, 0, len(l.cancelled))
+	for id := range l.cancelled {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// violationList returns what the load saw that no client should ever see.
+func (l *load) violationList() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.violations...)
+}
+
+// codeCount returns how many answers of one kind ("POST 503") the load has had.
+func (l *load) codeCount(key string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.codes[key]
+}
