@@ -229,7 +229,10 @@ func (s *system) liveRun(ctx context.Context, id int64) error {
 }
 
 // orphanRuns returns the terminal orders on instruments whose run is still running,
-// once the runs have had a minute to hear of the fills and cancels that ended them.
+// once the runs have had three minutes to hear of the fills and cancels that ended them.
+// After a kill -9 the dead worker's long polls linger at the server for up to a minute
+// and a workflow task handed to one of them waits that long (seen: 57 s), so a minute
+// is not enough to tell a late run from an orphaned one.
 func (s *system) orphanRuns(ctx context.Context, instruments []int64) ([]string, error) {
 	var terms []string
 	for _, id := range instruments {
@@ -237,7 +240,7 @@ func (s *system) orphanRuns(ctx context.Context, instruments []int64) ([]string,
 	}
 	query := fmt.Sprintf("ExecutionStatus = 'Running' AND (%s)", strings.Join(terms, " OR "))
 	var found []string
-	err := waitUntil(ctx, time.Minute, "the runs of terminal orders to end", func() (bool, error) {
+	err := waitUntil(ctx, 3*time.Minute, "the runs of terminal orders to end", func() (bool, error) {
 		found = nil
 		var ids []int64
 		var token []byte
