@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -32,21 +31,15 @@ var cluster *devstack.Postgres
 func TestMain(m *testing.M) { os.Exit(runTests(m)) }
 
 func runTests(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "orderflow-api-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "api tests:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	pg, err := devstack.StartPostgres(ctx, devstack.PostgresOptions{Dir: filepath.Join(dir, "pg")})
+	pg, stop, err := devstack.StartTempPostgres(ctx, "orderflow-api-test-")
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "api tests: start PostgreSQL:", err)
 		return 1
 	}
 	defer func() {
-		if err := pg.Stop(); err != nil {
+		if err := stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "api tests:", err)
 		}
 	}()

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -33,21 +32,15 @@ var cluster *devstack.Postgres
 func TestMain(m *testing.M) { os.Exit(runTests(m)) }
 
 func runTests(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "orderflow-audit-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "audit tests:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	pg, err := devstack.StartPostgres(ctx, devstack.PostgresOptions{Dir: filepath.Join(dir, "pg")})
+	pg, stop, err := devstack.StartTempPostgres(ctx, "orderflow-audit-test-")
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "audit tests: start PostgreSQL:", err)
 		return 1
 	}
 	defer func() {
-		if err := pg.Stop(); err != nil {
+		if err := stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "audit tests:", err)
 		}
 	}()

@@ -209,3 +209,20 @@ func FreePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// StartTempPostgres starts a throwaway cluster in a new temporary folder, as a test
+// binary's TestMain needs; stop shuts it down and removes the folder.
+func StartTempPostgres(ctx context.Context, prefix string) (p *Postgres, stop func() error, err error) {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return nil, nil, fmt.Errorf("devstack: %w", err)
+	}
+	if p, err = StartPostgres(ctx, PostgresOptions{Dir: filepath.Join(dir, "pg")}); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	return p, func() error {
+		err := p.Stop()
+		return errors.Join(err, os.RemoveAll(dir))
+	}, nil
+}
