@@ -32,12 +32,12 @@ func TestPartOfMatchesTheProgramNotTheGoTool(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"/work/main/bin/orderflow", "dev"}, ProcAPI},
+		{[]string{"/opt/orderflow/bin/orderflow", "dev"}, ProcAPI},
 		{[]string{"/tmp/go-build1/b001/exe/orderflow", "api"}, ProcAPI},
 		{[]string{"orderflow", "worker"}, ProcWorker},
 		{[]string{"go", "run", "./cmd/orderflow", "dev"}, ""},
-		{[]string{"/work/main/bin/orderflow", "bench", "--json"}, ""},
-		{[]string{"/work/main/bin/temporal", "server", "start-dev", "--port", "7233"}, ProcTemporal},
+		{[]string{"/opt/orderflow/bin/orderflow", "bench", "--json"}, ""},
+		{[]string{"/opt/orderflow/bin/temporal", "server", "start-dev", "--port", "7233"}, ProcTemporal},
 		{[]string{"temporal", "workflow", "list"}, ""},
 		{[]string{"/usr/lib/postgresql/15/bin/postgres", "-D", "/data", "-p", "5433"}, ProcPostgres},
 		{[]string{"postgres: walwriter "}, ""},
