@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/shopspring/decimal"
 	"go.temporal.io/sdk/temporal"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/orderflow/orderflow/order"
 	"github.com/orderflow/orderflow/queries"
@@ -37,6 +38,13 @@ type Activities struct {
 	pool     *pgxpool.Pool
 	log      *slog.Logger
 	observer TransitionObserver
+	notifier FillNotifier // nil: the workflow signals the counterparties itself
+}
+
+// FillNotifier tells a resting order's run that a trade left the order in status; a
+// run that does not exist is not an error. (The workflows package's Starter is one.)
+type FillNotifier interface {
+	NotifyFill(ctx context.Context, orderID int64, status order.Status) error
 }
 
 // TransitionObserver learns of every committed status change (for metrics).
@@ -44,9 +52,12 @@ type TransitionObserver interface {
 	ObserveTransition(from, to string)
 }
 
-// New returns the activities over pool; observer may be nil.
-func New(pool *pgxpool.Pool, logger *slog.Logger, observer TransitionObserver) *Activities {
-	return &Activities{pool: pool, log: logger, observer: observer}
+// New returns the activities over pool. observer may be nil. With a notifier, Execute
+// tells the runs of the resting orders it traded with about their fills; without one
+// (nil), it only reports them. (Every exported method of Activities is registered as an
+// activity, hence no setters.)
+func New(pool *pgxpool.Pool, logger *slog.Logger, observer TransitionObserver, notifier FillNotifier) *Activities {
+	return &Activities{pool: pool, log: logger, observer: observer, notifier: notifier}
 }
 
 // txn is one activity's transaction: its queries, and the status changes it made, which
@@ -83,7 +94,9 @@ func resultOf(o queries.Order) StepResult {
 }
 
 // Counterparty is a resting order that an executed order traded with, and the status
-// that trade left it in, so the workflow can tell that order's run about its fill.
+// that trade left it in, so that order's run can be told about its fill. Only fills that
+// changed the resting order's status are listed (a further partial fill of a PARTIALLY_FILLED
+// order changes nothing its run acts on), except after a retry, which lists them all.
 type Counterparty struct {
 	OrderID int64
 	Status  order.Status
@@ -347,14 +360,38 @@ func (a *Activities) Execute(ctx context.Context, orderID int64) (ExecuteResult,
 			if o, cp, err = applyFill(ctx, q, o, byID[f.RestingID], f); err != nil {
 				return o, err
 			}
-			counterparties = append(counterparties, cp)
+			if cp.Status != order.Status(byID[f.RestingID].Status) {
+				counterparties = append(counterparties, cp)
+			}
 		}
 		if order.Status(o.Status) != outcome.Status {
 			return transition(ctx, q, o, change{to: outcome.Status, reason: outcome.Reason})
 		}
 		return o, nil
 	})
-	return ExecuteResult{StepResult: resultOf(o), Counterparties: counterparties}, err
+	if err != nil {
+		return ExecuteResult{}, err
+	}
+	if err := a.notify(ctx, counterparties); err != nil {
+		// The match is committed; the retry is a no-op that lists the same counterparties
+		// and notifies them again.
+		return ExecuteResult{}, err
+	}
+	return ExecuteResult{StepResult: resultOf(o), Counterparties: counterparties}, nil
+}
+
+// notify tells the counterparties' runs about their fills, concurrently; from here rather
+// than from the workflow, the aggressor's run needs no second workflow task to learn that
+// its signals were delivered.
+func (a *Activities) notify(ctx context.Context, cps []Counterparty) error {
+	if a.notifier == nil || len(cps) == 0 {
+		return nil
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for _, cp := range cps {
+		g.Go(func() error { return a.notifier.NotifyFill(gctx, cp.OrderID, cp.Status) })
+	}
+	return g.Wait()
 }
 
 // loadBook loads the opposite side of o's book, page by page, until it holds enough

@@ -101,7 +101,7 @@ type dataset struct {
 func newDataset(t *testing.T, db *pgxpool.Pool) dataset {
 	t.Helper()
 	ctx := context.Background()
-	acts := activities.New(db, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	acts := activities.New(db, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil)
 	var d dataset
 	lim := func(user, inst int64, side order.Side, price string, qty int64) int64 {
 		return place(t, db, user, inst, side, order.Limit, price, qty)

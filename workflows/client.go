@@ -10,6 +10,8 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/orderflow/orderflow/order"
 )
 
 // Search attributes the order's run carries, so operators can filter runs in the
@@ -83,7 +85,7 @@ func NewStarter(c client.Client, retry RetryConfig) *Starter {
 }
 
 func (s *Starter) input(orderID int64) OrderInput {
-	return OrderInput{OrderID: orderID, Retry: s.retry}
+	return OrderInput{OrderID: orderID, Retry: s.retry, Revision: CurrentRevision}
 }
 
 // Start starts the order's run. A run that already exists for the order (running, or
@@ -144,6 +146,21 @@ func (s *Starter) Retry(ctx context.Context, orderID int64, requestedBy string) 
 // Fail tells a parked order's run to end the order FAILED with reason.
 func (s *Starter) Fail(ctx context.Context, orderID int64, reason, requestedBy string) error {
 	return s.signal(ctx, orderID, SignalFail, FailSignal{Reason: reason, RequestedBy: requestedBy})
+}
+
+// NotifyFill tells a resting order's run that a trade left the order in status. A run
+// that does not exist is not an error: the trade is committed, the order's row is the
+// truth, and a run started later reads it.
+func (s *Starter) NotifyFill(ctx context.Context, orderID int64, status order.Status) error {
+	err := s.client.SignalWorkflow(ctx, OrderWorkflowID(orderID), "", SignalFill, FillSignal{Status: status})
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("signal %s to %s: %w", SignalFill, OrderWorkflowID(orderID), err)
+	}
+	return nil
 }
 
 func (s *Starter) signal(ctx context.Context, orderID int64, name string, arg any) error {

@@ -41,7 +41,29 @@ type OrderInput struct {
 	OrderID int64
 	// Retry is the activities' retry policy; zero fields take DefaultRetry's.
 	Retry RetryConfig
+	// Revision is the behaviour the run follows (see CurrentRevision); zero for runs
+	// started before revisions existed.
+	Revision int
 }
+
+// Revisions of OrderWorkflow's behaviour. A run keeps the revision it was started with
+// for its whole life: the revision is in its input, which a replay reads back, so a run
+// started by an older worker replays the commands it recorded. New runs, and runs that
+// continue as new, take CurrentRevision. (workflow.GetVersion would do the same with a
+// marker, but its marker also upserts a search attribute in every new run, which is a
+// visibility write per order on the server.)
+const (
+	// RevisionPerChange upserts the search attributes at every change and signals the
+	// resting orders a match traded with from the workflow (SignalExternalWorkflow,
+	// which costs the run a second workflow task to learn the signals were delivered).
+	RevisionPerChange = 0
+	// RevisionBatched collects the search-attribute changes of a workflow task into one
+	// upsert, made when the run blocks or ends, and leaves the fill signals to the
+	// Execute activity, which sends them once its transaction has committed.
+	RevisionBatched = 1
+	// CurrentRevision is the revision new runs follow.
+	CurrentRevision = RevisionBatched
+)
 
 // RetryConfig is the retry policy of the lifecycle steps. Transient failures (database or
 // broker unavailable, optimistic-lock conflicts) are retried with exponential backoff
@@ -146,6 +168,8 @@ type run struct {
 	signals  int
 	known    bool // the search attributes describing the order are set
 	executed bool // this run has run the Execute step
+	// pending are search-attribute changes not yet upserted (RevisionBatched).
+	pending []temporal.SearchAttributeUpdate
 }
 
 // OrderWorkflow drives one order through its lifecycle. It is a loop over the order's
@@ -166,7 +190,11 @@ func OrderWorkflow(ctx workflow.Context, in OrderInput) (OrderResult, error) {
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (order.Status, error) { return r.res.Status, nil }); err != nil {
 		return r.res, err
 	}
-	return r.loop()
+	res, err := r.loop()
+	// However the run ends (done, failed, continued as new), its search attributes
+	// leave with it: the closed run's visibility record is what operators filter on.
+	r.flush()
+	return res, err
 }
 
 func (r *run) loop() (OrderResult, error) {
@@ -198,7 +226,10 @@ func (r *run) loop() (OrderResult, error) {
 			step, err = r.execute()
 		default: // resting on the book: wait for a fill or a cancel
 			if r.signals >= maxSignalsPerRun && r.fillCh.Len() == 0 && r.cancelCh.Len() == 0 {
-				return r.res, workflow.NewContinueAsNewError(r.ctx, OrderWorkflow, r.in)
+				// The next run has no history to replay, so it can take the current revision.
+				next := r.in
+				next.Revision = CurrentRevision
+				return r.res, workflow.NewContinueAsNewError(r.ctx, OrderWorkflow, next)
 			}
 			r.waitOnBook()
 			continue
@@ -236,7 +267,9 @@ func (r *run) execute() (activities.StepResult, error) {
 		if err := workflow.ExecuteLocalActivity(ctx, a.Execute, r.in.OrderID).Get(ctx, &ex); err != nil {
 			return ex.StepResult, err
 		}
-		notifyCounterparties(ctx, ex.Counterparties)
+		if r.in.Revision < RevisionBatched {
+			notifyCounterparties(ctx, ex.Counterparties)
+		}
 		return ex.StepResult, nil
 	})
 }
@@ -268,6 +301,7 @@ func (r *run) waitOnBook() {
 		r.cancel = &s
 	})
 	sel.AddReceive(r.fillCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(r.ctx, &fill) })
+	r.flush()
 	sel.Select(r.ctx)
 	r.signals++
 	if fill.Status != "" && fill.Status != r.res.Status {
@@ -282,8 +316,7 @@ func (r *run) observe(step activities.StepResult) {
 	r.res.Status, r.res.Reason = step.Status, step.Reason
 	if !r.known && step.UserID != 0 {
 		r.known = true
-		_ = workflow.UpsertTypedSearchAttributes(r.ctx,
-			AttrUserID.ValueSet(step.UserID), AttrInstrumentID.ValueSet(step.InstrumentID),
+		r.show(AttrUserID.ValueSet(step.UserID), AttrInstrumentID.ValueSet(step.InstrumentID),
 			AttrOrderSide.ValueSet(string(step.Side)), AttrOrderKind.ValueSet(string(step.Kind)),
 			AttrOrderStatus.ValueSet(string(step.Status)))
 		workflow.SetCurrentDetails(r.ctx, summary(r.in.OrderID, step))
@@ -297,7 +330,29 @@ func (r *run) observe(step activities.StepResult) {
 // publish keeps the OrderStatus search attribute current, so a UI filter such as
 // OrderStatus="PARTIALLY_FILLED" finds exactly the runs in that state.
 func (r *run) publish() {
-	_ = workflow.UpsertTypedSearchAttributes(r.ctx, AttrOrderStatus.ValueSet(string(r.res.Status)))
+	r.show(AttrOrderStatus.ValueSet(string(r.res.Status)))
+}
+
+// show sets search attributes for operators. Each upsert is a history event and a
+// visibility write on the server, and what operators filter on is where a run rests or
+// how it ended, so RevisionBatched runs collect the changes and flush them in one upsert
+// when the run blocks or ends; older runs upsert at once, as they recorded.
+func (r *run) show(updates ...temporal.SearchAttributeUpdate) {
+	if r.in.Revision < RevisionBatched {
+		_ = workflow.UpsertTypedSearchAttributes(r.ctx, updates...)
+		return
+	}
+	r.pending = append(r.pending, updates...)
+}
+
+// flush upserts the collected changes, later ones winning; call it before the run
+// blocks or ends.
+func (r *run) flush() {
+	if len(r.pending) == 0 {
+		return
+	}
+	_ = workflow.UpsertTypedSearchAttributes(r.ctx, r.pending...)
+	r.pending = nil
 }
 
 // summary is the one line the Temporal UI shows for the run.
@@ -330,7 +385,8 @@ func (r *run) step(name string, do func(workflow.Context) (activities.StepResult
 		}
 		log := workflow.GetLogger(r.ctx)
 		log.Warn("order step exhausted its retries; parking the order", "order_id", r.in.OrderID, "step", name, "error", err)
-		_ = workflow.UpsertTypedSearchAttributes(r.ctx, AttrNeedsAttention.ValueSet(true))
+		r.show(AttrNeedsAttention.ValueSet(true))
+		r.flush()
 		workflow.SetCurrentDetails(r.ctx, fmt.Sprintf("PARKED at %s: %v — send signal %q to retry or %q to fail", name, err, SignalRetry, SignalFail))
 		book := workflow.WithActivityOptions(r.ctx, bookkeepingOptions(r.in.Retry))
 		stalled := workflow.ExecuteActivity(book, a.MarkStalled, activities.StallInput{
@@ -364,7 +420,7 @@ func (r *run) step(name string, do func(workflow.Context) (activities.StepResult
 		}).Get(r.ctx, nil); err != nil {
 			return res, err
 		}
-		_ = workflow.UpsertTypedSearchAttributes(r.ctx, AttrNeedsAttention.ValueSet(false))
+		r.show(AttrNeedsAttention.ValueSet(false))
 	}
 }
 
@@ -375,7 +431,7 @@ func (r *run) failOrder(reason, requestedBy string) (activities.StepResult, erro
 	var step activities.StepResult
 	err := workflow.ExecuteActivity(book, a.Fail, activities.FailInput{OrderID: r.in.OrderID, Reason: reason, RequestedBy: requestedBy}).Get(r.ctx, &step)
 	if err == nil && r.known {
-		_ = workflow.UpsertTypedSearchAttributes(r.ctx, AttrNeedsAttention.ValueSet(false))
+		r.show(AttrNeedsAttention.ValueSet(false))
 	}
 	return step, err
 }

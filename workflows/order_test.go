@@ -3,6 +3,7 @@ package workflows_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"testing"
@@ -103,10 +104,18 @@ func (h *harness) forbidUnmocked() {
 		}).Maybe()
 }
 
-// run executes the order's workflow to its end and returns its result.
+// run executes the order's workflow, as a new run would, to its end and returns its
+// result.
 func (h *harness) run() workflows.OrderResult {
 	h.t.Helper()
-	return h.runWith(workflows.OrderInput{OrderID: orderID})
+	return h.runWith(workflows.OrderInput{OrderID: orderID, Revision: workflows.CurrentRevision})
+}
+
+// runPerChange is run for a run started before revisions (RevisionPerChange), which
+// signals its counterparties itself.
+func (h *harness) runPerChange() workflows.OrderResult {
+	h.t.Helper()
+	return h.runWith(workflows.OrderInput{OrderID: orderID, Revision: workflows.RevisionPerChange})
 }
 
 // runWith is run with a given input (a retry policy, say).
@@ -242,7 +251,7 @@ func TestExecuteSignalsEachCounterparty(t *testing.T) {
 	h.env.OnSignalExternalWorkflow(mock.Anything, "order-8", "", workflows.SignalFill,
 		workflows.FillSignal{Status: order.PartiallyFilled}).Return(nil).Once()
 
-	res := h.run()
+	res := h.runPerChange()
 	if res.Status != order.Executed {
 		t.Errorf("result = %+v, want EXECUTED", res)
 	}
@@ -264,7 +273,7 @@ func TestAnUndeliveredFillSignalDoesNotFailTheOrder(t *testing.T) {
 		Return(errors.New("unknown external workflow")).Once()
 	h.signal(workflows.SignalFill, workflows.FillSignal{Status: order.Executed}, time.Minute)
 
-	res := h.run()
+	res := h.runPerChange()
 	if res.Status != order.Executed {
 		t.Errorf("result = %+v, want EXECUTED", res)
 	}
@@ -556,11 +565,15 @@ func TestALongRestingRunContinuesAsNew(t *testing.T) {
 	if in.OrderID != orderID {
 		t.Errorf("continued as new for order %d, want %d", in.OrderID, orderID)
 	}
+	if in.Revision != workflows.CurrentRevision {
+		t.Errorf("a run started at revision %d continued as new at revision %d, want the current %d",
+			workflows.RevisionPerChange, in.Revision, workflows.CurrentRevision)
+	}
 	h.assertCalls("Validate", "SendToExecutor", "Execute")
 }
 
 // shortRetry gives up after two attempts, so a test reaches parking quickly.
-var shortRetry = workflows.OrderInput{OrderID: orderID, Retry: workflows.RetryConfig{
+var shortRetry = workflows.OrderInput{OrderID: orderID, Revision: workflows.CurrentRevision, Retry: workflows.RetryConfig{
 	InitialInterval: time.Millisecond, MaximumInterval: time.Millisecond, MaximumAttempts: 2,
 }}
 
@@ -634,7 +647,7 @@ func TestARunThatFindsItsOrderAlreadyMatchedStillNotifiesItsCounterparties(t *te
 	h.env.OnSignalExternalWorkflow(mock.Anything, workflows.OrderWorkflowID(7), "", workflows.SignalFill,
 		workflows.FillSignal{Status: order.Executed}).Return(nil).Once()
 
-	res := h.run()
+	res := h.runPerChange()
 	if res.Status != order.Executed {
 		t.Errorf("result = %+v, want EXECUTED", res)
 	}
@@ -648,4 +661,127 @@ func TestARunForAnOrderCancelledBeforeMatchingDoesNotExecute(t *testing.T) {
 		t.Errorf("result = %+v, want CANCELLED", res)
 	}
 	h.assertCalls("Validate")
+}
+
+// upserts records the run's search-attribute upserts, each as the OrderStatus and
+// NeedsAttention it set ("" and nil where it set none).
+type upsert struct {
+	status    string
+	attention *bool
+	userID    int64
+}
+
+func (h *harness) recordUpserts() *[]upsert {
+	var got []upsert
+	h.env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
+		sa := args.Get(0).(temporal.SearchAttributes)
+		var u upsert
+		u.status, _ = sa.GetKeyword(workflows.AttrOrderStatus)
+		if v, ok := sa.GetBool(workflows.AttrNeedsAttention); ok {
+			u.attention = &v
+		}
+		u.userID, _ = sa.GetInt64(workflows.AttrUserID)
+		got = append(got, u)
+	}).Return(nil)
+	return &got
+}
+
+func described(s order.Status) activities.StepResult {
+	return activities.StepResult{Status: s, UserID: 9, InstrumentID: 101, Side: order.Buy, Kind: order.Market, Quantity: 5}
+}
+
+// Each upsert is a visibility write on the server, so a run that goes from CREATED to
+// EXECUTED in one workflow task upserts once, with where it ended; a run started before
+// revisions keeps the upsert per change it recorded.
+func TestSearchAttributesAreUpsertedOncePerWorkflowTask(t *testing.T) {
+	for _, tc := range []struct {
+		revision int
+		want     []upsert
+	}{
+		{workflows.CurrentRevision, []upsert{{status: "EXECUTED", userID: 9}}},
+		{workflows.RevisionPerChange, []upsert{{status: "VALIDATED", userID: 9}, {status: "SENT_TO_EXECUTOR"}, {status: "EXECUTED"}}},
+	} {
+		t.Run(fmt.Sprintf("revision %d", tc.revision), func(t *testing.T) {
+			h := newHarness(t)
+			got := h.recordUpserts()
+			h.onValidate(described(order.Validated), nil)
+			h.onSend(described(order.SentToExecutor), nil)
+			h.onExecute(activities.ExecuteResult{StepResult: described(order.Executed)}, nil)
+			if res := h.runWith(workflows.OrderInput{OrderID: orderID, Revision: tc.revision}); res.Status != order.Executed {
+				t.Errorf("result = %+v, want EXECUTED", res)
+			}
+			if !slices.EqualFunc(*got, tc.want, func(a, b upsert) bool {
+				return a.status == b.status && a.userID == b.userID && (a.attention == nil) == (b.attention == nil)
+			}) {
+				t.Errorf("upserts = %+v, want %+v", *got, tc.want)
+			}
+		})
+	}
+}
+
+// A resting order's run shows where it rests before it waits, and each fill that changes
+// its status before it waits again.
+func TestARestingRunUpsertsBeforeEachWait(t *testing.T) {
+	h := newHarness(t)
+	got := h.recordUpserts()
+	h.onValidate(described(order.Validated), nil)
+	h.onSend(described(order.SentToExecutor), nil)
+	h.onExecute(activities.ExecuteResult{StepResult: described(order.Executing)}, nil)
+	var resting []upsert
+	h.env.RegisterDelayedCallback(func() { resting = slices.Clone(*got) }, time.Second)
+	h.signal(workflows.SignalFill, workflows.FillSignal{Status: order.PartiallyFilled}, time.Minute)
+	h.signal(workflows.SignalFill, workflows.FillSignal{Status: order.Executed}, time.Hour)
+
+	if res := h.run(); res.Status != order.Executed {
+		t.Errorf("result = %+v, want EXECUTED", res)
+	}
+	if len(resting) != 1 || resting[0].status != "EXECUTING" || resting[0].userID != 9 {
+		t.Errorf("upserts while resting = %+v, want one showing the order EXECUTING for user 9", resting)
+	}
+	var statuses []string
+	for _, u := range *got {
+		statuses = append(statuses, u.status)
+	}
+	if want := []string{"EXECUTING", "PARTIALLY_FILLED", "EXECUTED"}; !slices.Equal(statuses, want) {
+		t.Errorf("upserted statuses %v, want %v", statuses, want)
+	}
+}
+
+// A parked run must show NeedsAttention while it waits for the operator, not only when
+// its workflow task ends.
+func TestAParkedRunShowsNeedsAttentionBeforeItWaits(t *testing.T) {
+	h := newHarness(t)
+	got := h.recordUpserts()
+	h.env.OnActivity(h.a.Validate, mock.Anything, orderID).Return(activities.StepResult{}, errors.New("database unavailable")).Times(2)
+	h.env.OnActivity(h.a.MarkStalled, mock.Anything, mock.Anything).Return(activities.StepResult{}, nil).Once()
+	var parked []upsert
+	h.env.RegisterDelayedCallback(func() { parked = slices.Clone(*got) }, time.Minute)
+	h.signal(workflows.SignalFail, workflows.FailSignal{Reason: "gave up"}, time.Hour)
+	h.env.OnActivity(h.a.Fail, mock.Anything, mock.Anything).Return(activities.StepResult{Status: order.Failed}, nil).Once()
+
+	if res := h.runWith(shortRetry); res.Status != order.Failed {
+		t.Errorf("result = %+v, want FAILED", res)
+	}
+	if len(parked) != 1 || parked[0].attention == nil || !*parked[0].attention {
+		t.Errorf("upserts while parked = %+v, want one setting NeedsAttention", parked)
+	}
+}
+
+// In the current revision the Execute activity signals the counterparties once its
+// transaction has committed; the run must not signal them again.
+func TestACurrentRunLeavesFillSignalsToExecute(t *testing.T) {
+	h := newHarness(t)
+	h.onValidate(step(order.Validated), nil)
+	h.onSend(step(order.SentToExecutor), nil)
+	h.onExecute(activities.ExecuteResult{
+		StepResult:     step(order.Executed),
+		Counterparties: []activities.Counterparty{{OrderID: 7, Status: order.Executed}},
+	}, nil)
+	h.env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, mock.Anything, mock.Anything).
+		Run(func(mock.Arguments) { t.Error("the run signalled a counterparty itself") }).Return(nil).Maybe()
+
+	if res := h.run(); res.Status != order.Executed {
+		t.Errorf("result = %+v, want EXECUTED", res)
+	}
+	h.assertCalls("Validate", "SendToExecutor", "Execute")
 }

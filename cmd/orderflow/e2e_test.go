@@ -7,8 +7,11 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/orderflow/orderflow/order"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
+
+	"github.com/orderflow/orderflow/order"
+	"github.com/orderflow/orderflow/workflows"
 )
 
 func limit(user, instrument int64, side string, price string, qty int64) map[string]any {
@@ -111,6 +114,63 @@ func TestLimitOrderRestsThenIsFilledByALaterOrder(t *testing.T) {
 	var res struct{ Status order.Status }
 	if err := run.Get(context.Background(), &res); err != nil || res.Status != order.Executed {
 		t.Errorf("resting order's run ended with %+v, %v; want EXECUTED", res, err)
+	}
+}
+
+// historyCounts counts the event types of the order's (closed) run.
+func (s *stack) historyCounts(t *testing.T, orderID int64) map[enumspb.EventType]int {
+	t.Helper()
+	ctx := context.Background()
+	id := workflows.OrderWorkflowID(orderID)
+	if err := s.temporal.GetWorkflow(ctx, id, "").Get(ctx, nil); err != nil {
+		t.Fatalf("wait for %s to close: %v", id, err)
+	}
+	counts := map[enumspb.EventType]int{}
+	it := s.temporal.GetWorkflowHistory(ctx, id, "", false, 0)
+	for it.HasNext() {
+		e, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		counts[e.GetEventType()]++
+	}
+	return counts
+}
+
+// What each order costs the Temporal server: an order that trades against the book runs
+// in one workflow task with one search-attribute upsert, and tells the resting order's
+// run only about fills that change its status.
+func TestOrdersCostOneWorkflowTaskAndRestingRunsOneSignalPerStatusChange(t *testing.T) {
+	t.Parallel()
+	s := needStack(t)
+	inst := s.newInstrument(t)
+	buy := s.mustPlace(t, limit(1, inst, "BUY", "99", 10))
+	s.waitStatus(t, buy, "EXECUTING")
+	var sells []int64
+	for i, qty := range []int64{3, 3, 4} { // EXECUTING → PARTIALLY_FILLED → PARTIALLY_FILLED → EXECUTED
+		sell := s.mustPlace(t, limit(2, inst, "SELL", "98", qty))
+		s.waitStatus(t, sell, "EXECUTED")
+		sells = append(sells, sell)
+		s.recordHistory(t, sell, fmt.Sprintf("limit_crossing_%d", i+1))
+	}
+	s.waitStatus(t, buy, "EXECUTED")
+	s.recordHistory(t, buy, "limit_rested_filled_in_three")
+
+	got := s.historyCounts(t, buy)
+	if n := got[enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED]; n != 2 {
+		t.Errorf("resting order's run got %d fill signals, want 2 (PARTIALLY_FILLED, then EXECUTED; not the fill that left it PARTIALLY_FILLED)", n)
+	}
+	for _, sell := range sells {
+		got := s.historyCounts(t, sell)
+		if n := got[enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED]; n != 1 {
+			t.Errorf("order %d: %d workflow tasks, want 1", sell, n)
+		}
+		if n := got[enumspb.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES]; n != 1 {
+			t.Errorf("order %d: %d search-attribute upserts, want 1", sell, n)
+		}
+		if n := got[enumspb.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED]; n != 0 {
+			t.Errorf("order %d: the run signalled %d runs itself, want 0 (the Execute activity does)", sell, n)
+		}
 	}
 }
 

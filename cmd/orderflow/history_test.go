@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -19,8 +20,9 @@ import (
 //	go test ./cmd/orderflow -run . -record-histories
 var recordHistories = flag.Bool("record-histories", false, "write the order runs' histories to workflows/testdata")
 
-// recordHistory saves the history of the order's (closed) run as workflows/testdata/name.json
-// when -record-histories is given.
+// recordHistory saves the history of the order's (closed) run as
+// workflows/testdata/name.revN.json (N: the current revision) when -record-histories is
+// given.
 func (s *stack) recordHistory(t *testing.T, orderID int64, name string) {
 	t.Helper()
 	if !*recordHistories {
@@ -44,7 +46,9 @@ func (s *stack) recordHistory(t *testing.T, orderID int64, name string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join("..", "..", "workflows", "testdata", name+".json"), b, 0o644); err != nil {
+	// Histories of earlier revisions stay: runs of every revision still open must replay.
+	file := fmt.Sprintf("%s.rev%d.json", name, workflows.CurrentRevision)
+	if err := os.WriteFile(filepath.Join("..", "..", "workflows", "testdata", file), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

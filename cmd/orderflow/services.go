@@ -226,7 +226,7 @@ func runWorker(ctx context.Context, g *errgroup.Group, cfg Config, logger *slog.
 		Interceptors: []interceptor.WorkerInterceptor{m.WorkerInterceptor()},
 	})
 	w.RegisterWorkflow(workflows.OrderWorkflow)
-	w.RegisterActivity(activities.New(pool, logger, m))
+	w.RegisterActivity(activities.New(pool, logger, m, starter))
 	if err := w.Start(); err != nil {
 		producer.Close()
 		consumerClient.Close()
