@@ -44,13 +44,15 @@ func userActor(userID int64) []byte {
 }
 
 // placeOrder handles POST /api/v1/orders. The order, its ORDER_PLACED event and the
-// outbox message that starts its execution are written in one transaction, so an order
-// is never stranded without its message nor announced without being stored.
+// outbox message that starts its execution are written by one statement (PlaceOrder), so
+// an order is never stranded without its message nor announced without being stored, at
+// the cost of one database round trip.
 //
 // Idempotency rests on UNIQUE (user_id, idempotency_key): of concurrent requests with one
-// key, exactly one insert wins; the others wait for it on the unique index, insert
-// nothing, and then read the winner's committed row in the same transaction (READ
-// COMMITTED gives each statement a fresh snapshot).
+// key, exactly one insert wins; the others wait for it on the unique index, write nothing
+// (no order, so no event and no message either) and return no row. As that statement was
+// its own transaction, the winner has committed by then, and the next statement reads its
+// row.
 func (s *server) placeOrder(w http.ResponseWriter, r *http.Request) error {
 	if err := requireJSON(r); err != nil {
 		return err
@@ -66,14 +68,7 @@ func (s *server) placeOrder(w http.ResponseWriter, r *http.Request) error {
 	hash := req.hash()
 
 	ctx := r.Context()
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("api: place order: begin: %w", err)
-	}
-	defer func() { _ = tx.Rollback(ctx) }() // after Commit this is a no-op
-	q := s.q.WithTx(tx)
-
-	placed, err := q.InsertOrder(ctx, queries.InsertOrderParams{
+	row, err := s.q.PlaceOrder(ctx, queries.PlaceOrderParams{
 		UserID:         req.userID,
 		InstrumentID:   req.instrumentID,
 		Side:           string(req.side),
@@ -83,9 +78,12 @@ func (s *server) placeOrder(w http.ResponseWriter, r *http.Request) error {
 		TimeInForce:    string(req.timeInForce),
 		IdempotencyKey: key,
 		RequestHash:    hash,
+		EventType:      string(order.EventOrderPlaced),
+		EventDetails:   userActor(req.userID),
+		Topic:          kafka.TopicOrderExecution,
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
-		existing, err := q.GetOrderByIdempotencyKey(ctx, queries.GetOrderByIdempotencyKeyParams{UserID: req.userID, IdempotencyKey: key})
+		existing, err := s.q.GetOrderByIdempotencyKey(ctx, queries.GetOrderByIdempotencyKeyParams{UserID: req.userID, IdempotencyKey: key})
 		if err != nil {
 			return fmt.Errorf("api: place order: load order of idempotency key: %w", err)
 		}
@@ -96,34 +94,9 @@ func (s *server) placeOrder(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("api: place order: insert: %w", err)
+		return fmt.Errorf("api: place order: %w", err)
 	}
-
-	if _, err := q.InsertOrderEvent(ctx, queries.InsertOrderEventParams{
-		OrderID:   placed.ID,
-		EventType: string(order.EventOrderPlaced),
-		ToStatus:  string(order.Created),
-		Details:   userActor(placed.UserID),
-	}); err != nil {
-		return fmt.Errorf("api: place order: insert event: %w", err)
-	}
-	msg := kafka.ExecutionMessage{
-		OrderID:      placed.ID,
-		UserID:       placed.UserID,
-		InstrumentID: placed.InstrumentID,
-		Side:         placed.Side,
-		Kind:         placed.Kind,
-	}
-	if err := q.InsertOutbox(ctx, queries.InsertOutboxParams{
-		Topic:   kafka.TopicOrderExecution,
-		Key:     msg.Key(),
-		Payload: msg.Encode(),
-	}); err != nil {
-		return fmt.Errorf("api: place order: insert outbox: %w", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("api: place order: commit: %w", err)
-	}
+	placed := queries.Order(row) // sqlc types a CTE's rows apart, but they are the orders row
 
 	w.Header().Set("Location", "/api/v1/orders/"+strconv.FormatInt(placed.ID, 10))
 	s.respond(w, r, http.StatusCreated, placedView{orderView: s.orderView(placed), Message: msgAccepted})

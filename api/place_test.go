@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/orderflow/orderflow/kafka"
 )
@@ -204,7 +205,13 @@ func TestPlacingRejectsInvalidRequestsAndWritesNothing(t *testing.T) {
 func TestPlacingWritesTheOrderItsEventAndItsOutboxMessage(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	o := h.mustPlace(`{"userId":7,"instrumentId":102,"orderType":"SELL","orderKind":"LIMIT","price":"100.50","quantity":5}`)
+	const body = `{"userId":7,"instrumentId":102,"orderType":"SELL","orderKind":"LIMIT","price":"100.50","quantity":5}`
+	idemKey := newKey()
+	res := h.place(idemKey, body)
+	if res.status != http.StatusCreated {
+		t.Fatalf("place order: status %d, body %s", res.status, res.body)
+	}
+	o := decode[orderBody](t, res)
 	ctx := context.Background()
 
 	var status, side, kind, tif string
@@ -229,7 +236,7 @@ func TestPlacingWritesTheOrderItsEventAndItsOutboxMessage(t *testing.T) {
 		Scan(&seq, &eventType, &fromStatus, &toStatus, &details); err != nil {
 		t.Fatal(err)
 	}
-	if seq != 1 || eventType != "ORDER_PLACED" || fromStatus != nil || toStatus != "CREATED" || details["requestedBy"] != "user:7" {
+	if seq != 1 || eventType != "ORDER_PLACED" || fromStatus != nil || toStatus != "CREATED" || len(details) != 1 || details["requestedBy"] != "user:7" {
 		t.Errorf("event = seq %d %s %v→%s %v", seq, eventType, fromStatus, toStatus, details)
 	}
 	if n := h.count("order_events"); n != 1 {
@@ -252,8 +259,50 @@ func TestPlacingWritesTheOrderItsEventAndItsOutboxMessage(t *testing.T) {
 	if msg != want {
 		t.Errorf("outbox message = %+v, want %+v", msg, want)
 	}
+	// The relay publishes the payload as stored, so it must be the very JSON value the
+	// consumer's own encoding gives, not merely decode to the same message.
+	var sameJSON bool
+	if err := h.pool.QueryRow(ctx, `SELECT payload = $1::jsonb FROM outbox`, want.Encode()).Scan(&sameJSON); err != nil {
+		t.Fatal(err)
+	}
+	if !sameJSON {
+		t.Errorf("outbox payload %s is not the JSON value %s", payload, want.Encode())
+	}
 	if n := h.count("outbox"); n != 1 {
 		t.Errorf("%d outbox rows, want 1", n)
+	}
+
+	res = h.place(idemKey, body)
+	if res.status != http.StatusOK {
+		t.Fatalf("replay: status %d, want 200; body %s", res.status, res.body)
+	}
+	if again := decode[orderBody](t, res); again.OrderID != o.OrderID || !again.Duplicate {
+		t.Errorf("replay = order %d duplicate %v; want order %d duplicate", again.OrderID, again.Duplicate, o.OrderID)
+	}
+	for _, table := range []string{"orders", "order_events", "outbox"} {
+		if n := h.count(table); n != 1 {
+			t.Errorf("after the replay %s has %d rows, want 1", table, n)
+		}
+	}
+}
+
+func TestPlacingAnOrderWakesTheOutboxRelay(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := h.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "LISTEN outbox"); err != nil {
+		t.Fatal(err)
+	}
+
+	h.mustPlace(limitBody(1, `"10"`, 1))
+	if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
+		t.Fatalf("no notification on channel outbox after placing an order: %v", err)
 	}
 }
 

@@ -7,6 +7,33 @@ VALUES (@user_id, @instrument_id, @side, @kind, @price, @quantity, @quantity,
 ON CONFLICT (user_id, idempotency_key) DO NOTHING
 RETURNING *;
 
+-- name: PlaceOrder :one
+-- Writes a new order, its ORDER_PLACED event (seq 1) and the outbox message that starts
+-- its execution in one statement, so in one round trip and atomically without an explicit
+-- transaction. The message is built here because only here is the order's id known; it
+-- must decode to what kafka.ExecutionMessage encodes. seq 1 needs no lock: no one else can
+-- see the order before this statement commits. Returns the new order, or no row (and
+-- writes nothing) when (user_id, idempotency_key) already exists; the outbox's
+-- statement-level NOTIFY still fires then, and the relay wakes to find nothing new.
+WITH placed AS (
+    INSERT INTO orders (user_id, instrument_id, side, kind, price, quantity, remaining_quantity,
+                        status, time_in_force, idempotency_key, request_hash)
+    VALUES (@user_id, @instrument_id, @side, @kind, @price, @quantity, @quantity,
+            'CREATED', @time_in_force, @idempotency_key, @request_hash)
+    ON CONFLICT (user_id, idempotency_key) DO NOTHING
+    RETURNING *
+), event AS (
+    INSERT INTO order_events (order_id, seq, event_type, to_status, details)
+    SELECT id, 1, @event_type::text, status, @event_details::jsonb FROM placed
+), message AS (
+    INSERT INTO outbox (topic, key, payload)
+    SELECT @topic::text, id::text,
+           jsonb_build_object('orderId', id, 'userId', user_id, 'instrumentId', instrument_id,
+                              'orderType', side, 'orderKind', kind)
+    FROM placed
+)
+SELECT * FROM placed;
+
 -- name: GetOrderByIdempotencyKey :one
 SELECT * FROM orders WHERE user_id = @user_id AND idempotency_key = @idempotency_key;
 

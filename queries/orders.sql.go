@@ -7,6 +7,7 @@ package queries
 
 import (
 	"context"
+	"time"
 
 	"github.com/shopspring/decimal"
 )
@@ -371,6 +372,113 @@ RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_qua
 func (q *Queries) MarkCancelRequested(ctx context.Context, id int64) (Order, error) {
 	row := q.db.QueryRow(ctx, markCancelRequested, id)
 	var i Order
+	err := row.Scan(
+		&i.ID,
+		&i.UserID,
+		&i.InstrumentID,
+		&i.Side,
+		&i.Kind,
+		&i.Price,
+		&i.Quantity,
+		&i.RemainingQuantity,
+		&i.Status,
+		&i.TimeInForce,
+		&i.Version,
+		&i.IdempotencyKey,
+		&i.RequestHash,
+		&i.Reason,
+		&i.CancelRequested,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.NeedsAttention,
+		&i.LastError,
+		&i.StalledStep,
+	)
+	return i, err
+}
+
+const placeOrder = `-- name: PlaceOrder :one
+WITH placed AS (
+    INSERT INTO orders (user_id, instrument_id, side, kind, price, quantity, remaining_quantity,
+                        status, time_in_force, idempotency_key, request_hash)
+    VALUES ($1, $2, $3, $4, $5, $6, $6,
+            'CREATED', $7, $8, $9)
+    ON CONFLICT (user_id, idempotency_key) DO NOTHING
+    RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step
+), event AS (
+    INSERT INTO order_events (order_id, seq, event_type, to_status, details)
+    SELECT id, 1, $10::text, status, $11::jsonb FROM placed
+), message AS (
+    INSERT INTO outbox (topic, key, payload)
+    SELECT $12::text, id::text,
+           jsonb_build_object('orderId', id, 'userId', user_id, 'instrumentId', instrument_id,
+                              'orderType', side, 'orderKind', kind)
+    FROM placed
+)
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step FROM placed
+`
+
+type PlaceOrderParams struct {
+	UserID         int64
+	InstrumentID   int64
+	Side           string
+	Kind           string
+	Price          decimal.NullDecimal
+	Quantity       int64
+	TimeInForce    string
+	IdempotencyKey string
+	RequestHash    string
+	EventType      string
+	EventDetails   []byte
+	Topic          string
+}
+
+type PlaceOrderRow struct {
+	ID                int64
+	UserID            int64
+	InstrumentID      int64
+	Side              string
+	Kind              string
+	Price             decimal.NullDecimal
+	Quantity          int64
+	RemainingQuantity int64
+	Status            string
+	TimeInForce       string
+	Version           int64
+	IdempotencyKey    string
+	RequestHash       string
+	Reason            string
+	CancelRequested   bool
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
+	NeedsAttention    bool
+	LastError         string
+	StalledStep       string
+}
+
+// Writes a new order, its ORDER_PLACED event (seq 1) and the outbox message that starts
+// its execution in one statement, so in one round trip and atomically without an explicit
+// transaction. The message is built here because only here is the order's id known; it
+// must decode to what kafka.ExecutionMessage encodes. seq 1 needs no lock: no one else can
+// see the order before this statement commits. Returns the new order, or no row (and
+// writes nothing) when (user_id, idempotency_key) already exists; the outbox's
+// statement-level NOTIFY still fires then, and the relay wakes to find nothing new.
+func (q *Queries) PlaceOrder(ctx context.Context, arg PlaceOrderParams) (PlaceOrderRow, error) {
+	row := q.db.QueryRow(ctx, placeOrder,
+		arg.UserID,
+		arg.InstrumentID,
+		arg.Side,
+		arg.Kind,
+		arg.Price,
+		arg.Quantity,
+		arg.TimeInForce,
+		arg.IdempotencyKey,
+		arg.RequestHash,
+		arg.EventType,
+		arg.EventDetails,
+		arg.Topic,
+	)
+	var i PlaceOrderRow
 	err := row.Scan(
 		&i.ID,
 		&i.UserID,
