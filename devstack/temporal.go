@@ -68,6 +68,13 @@ func StartTemporal(ctx context.Context, opts TemporalOptions) (*Temporal, error)
 	for _, name := range names {
 		args = append(args, "--search-attribute", name+"="+opts.SearchAttributes[name])
 	}
+	if opts.DBFile != "" {
+		// SQLite's default rollback journal syncs the journal and the database on every
+		// commit; write-ahead logging syncs the log once, which doubles the server's
+		// throughput here (35 → 70 empty workflows/s on 2 cores). synchronous=full keeps
+		// that sync on every commit, so a committed workflow change survives a power cut.
+		args = append(args, "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=full")
+	}
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
