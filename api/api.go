@@ -21,6 +21,7 @@ import (
 	"github.com/go-chi/cors"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/orderflow/orderflow/kafka"
 	"github.com/orderflow/orderflow/queries"
 )
 
@@ -87,6 +88,7 @@ type server struct {
 	cancels Canceller
 	logger  *slog.Logger
 	cfg     Config
+	waker   *kafka.OutboxWaker
 }
 
 // NewServer returns the API's HTTP handler. pool and cancels must not be nil; a nil
@@ -95,7 +97,8 @@ func NewServer(pool *pgxpool.Pool, cancels Canceller, logger *slog.Logger, cfg C
 	if logger == nil {
 		logger = slogDiscard()
 	}
-	s := &server{pool: pool, q: queries.New(pool), cancels: cancels, logger: logger, cfg: cfg.withDefaults()}
+	s := &server{pool: pool, q: queries.New(pool), cancels: cancels, logger: logger, cfg: cfg.withDefaults(),
+		waker: kafka.NewOutboxWaker(pool, logger)}
 	return s.routes()
 }
 

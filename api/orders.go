@@ -97,6 +97,7 @@ func (s *server) placeOrder(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("api: place order: %w", err)
 	}
 	placed := queries.Order(row) // sqlc types a CTE's rows apart, but they are the orders row
+	s.waker.Wake()
 
 	w.Header().Set("Location", "/api/v1/orders/"+strconv.FormatInt(placed.ID, 10))
 	s.respond(w, r, http.StatusCreated, placedView{orderView: s.orderView(placed), Message: msgAccepted})

@@ -22,7 +22,8 @@ type Relay struct {
 	log    *slog.Logger
 	batch  int32
 	// sweep is how long the relay waits for a notification before looking anyway; it
-	// only matters if a notification is lost (e.g. while the LISTEN connection was down).
+	// bounds the delay of rows whose wake-up was lost (the LISTEN connection was down, or
+	// the API stopped between its commit and its NOTIFY).
 	sweep time.Duration
 	obs   RelayObserver // nil: not observed
 }
@@ -36,7 +37,7 @@ type RelayObserver interface {
 
 // NewRelay returns a relay that publishes with client.
 func NewRelay(pool *pgxpool.Pool, client *kgo.Client, logger *slog.Logger) *Relay {
-	return &Relay{pool: pool, client: client, log: logger, batch: 500, sweep: 5 * time.Second}
+	return &Relay{pool: pool, client: client, log: logger, batch: 500, sweep: time.Second}
 }
 
 // WithObserver makes the relay report to o and returns it; call it before Run.
@@ -70,12 +71,12 @@ func (r *Relay) listen(ctx context.Context) error {
 		return fmt.Errorf("acquire: %w", err)
 	}
 	defer conn.Release()
-	if _, err := conn.Exec(ctx, "LISTEN outbox"); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+OutboxChannel); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	defer func() {
 		// A pooled connection must not keep listening after we give it back.
-		_, _ = conn.Exec(context.WithoutCancel(ctx), "UNLISTEN outbox")
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "UNLISTEN "+OutboxChannel)
 	}()
 	for {
 		// Drain before waiting: rows committed before LISTEN took effect had no one to

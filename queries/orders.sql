@@ -13,8 +13,8 @@ RETURNING *;
 -- transaction. The message is built here because only here is the order's id known; it
 -- must decode to what kafka.ExecutionMessage encodes. seq 1 needs no lock: no one else can
 -- see the order before this statement commits. Returns the new order, or no row (and
--- writes nothing) when (user_id, idempotency_key) already exists; the outbox's
--- statement-level NOTIFY still fires then, and the relay wakes to find nothing new.
+-- writes nothing) when (user_id, idempotency_key) already exists. It does not NOTIFY the
+-- relay (schema 0003 says why); the API wakes it once the statement has committed.
 WITH placed AS (
     INSERT INTO orders (user_id, instrument_id, side, kind, price, quantity, remaining_quantity,
                         status, time_in_force, idempotency_key, request_hash)

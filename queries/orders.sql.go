@@ -461,8 +461,8 @@ type PlaceOrderRow struct {
 // transaction. The message is built here because only here is the order's id known; it
 // must decode to what kafka.ExecutionMessage encodes. seq 1 needs no lock: no one else can
 // see the order before this statement commits. Returns the new order, or no row (and
-// writes nothing) when (user_id, idempotency_key) already exists; the outbox's
-// statement-level NOTIFY still fires then, and the relay wakes to find nothing new.
+// writes nothing) when (user_id, idempotency_key) already exists. It does not NOTIFY the
+// relay (schema 0003 says why); the API wakes it once the statement has committed.
 func (q *Queries) PlaceOrder(ctx context.Context, arg PlaceOrderParams) (PlaceOrderRow, error) {
 	row := q.db.QueryRow(ctx, placeOrder,
 		arg.UserID,
