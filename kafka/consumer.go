@@ -46,11 +46,18 @@ type ConsumerObserver interface {
 	ObserveDeadLetter()
 }
 
+// SessionTimeout is how long the group waits for a member that stopped heartbeating
+// (a worker killed or cut off) before giving its partitions to the others: their
+// messages wait that long. kgo's default is 45 s; heartbeats run on their own goroutine,
+// every 3 s, so a busy worker is not mistaken for a dead one.
+const SessionTimeout = 10 * time.Second
+
 // ConsumerOptions returns the client options the consumer needs on top of the brokers:
 // a group with manual commits that blocks rebalances while a poll's records are in hand.
 func ConsumerOptions() []kgo.Opt {
 	return []kgo.Opt{
 		kgo.ConsumerGroup(ConsumerGroup),
+		kgo.SessionTimeout(SessionTimeout),
 		kgo.ConsumeTopics(TopicOrderExecution),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.DisableAutoCommit(),
