@@ -12,6 +12,12 @@ import (
 // OutboxChannel is the PostgreSQL notification channel the relay listens on.
 const OutboxChannel = "outbox"
 
+// notifySQL sends the wake-up. A NOTIFY needs a transaction of its own, and committing it
+// would wait for a WAL flush like any other; a wake-up is only a hint (the relay also
+// sweeps), so its transaction does not wait. The two statements go as one simple query,
+// which PostgreSQL runs as one implicit transaction, so SET LOCAL applies to it alone.
+const notifySQL = "SET LOCAL synchronous_commit = off; SELECT pg_notify('" + OutboxChannel + "', '')"
+
 // OutboxWaker wakes the outbox relays after outbox rows have committed. Wakes that come
 // while a notification is in flight are folded into the next one, so a burst of orders
 // costs a handful of NOTIFYs, and the orders' own transactions never notify (a NOTIFY
@@ -55,7 +61,7 @@ func (w *OutboxWaker) notifyWhilePending() {
 		w.mu.Unlock()
 
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := w.pool.Exec(ctx, "SELECT pg_notify($1, '')", OutboxChannel)
+		_, err := w.pool.Exec(ctx, notifySQL)
 		cancel()
 		if err != nil {
 			// The rows are committed; the relay's periodic sweep publishes them.
