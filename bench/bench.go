@@ -58,14 +58,17 @@ const (
 
 // Options configure a run. Zero values take the defaults Defaults returns.
 type Options struct {
-	APIURL            string  // base URL of the API, e.g. http://127.0.0.1:8080
-	DatabaseURL       string  // the system's PostgreSQL, read to follow orders and for the ceiling
-	DBMaxConns        int32   // pool size of the database ceiling: the application's DB_MAX_CONNS
-	TemporalAddress   string  // Temporal frontend, for the engine ceiling
-	TemporalNamespace string  // its namespace
-	Mode              Mode    // Open or Closed
-	Rate              float64 // open loop: orders per second
-	Concurrency       int     // closed loop: clients
+	APIURL            string // base URL of the API, e.g. http://127.0.0.1:8080
+	DatabaseURL       string // the system's PostgreSQL, read to follow orders and for the ceiling
+	DBMaxConns        int32  // pool size of the database ceiling: the application's DB_MAX_CONNS
+	TemporalAddress   string // Temporal frontend, for the engine ceiling
+	TemporalNamespace string // its namespace
+	// TemporalConnection is how the engine ceiling's client connects: as the system's do
+	// (TEMPORAL_GRPC_COMPRESSION), so both pay the same transport costs.
+	TemporalConnection client.ConnectionOptions
+	Mode               Mode    // Open or Closed
+	Rate               float64 // open loop: orders per second
+	Concurrency        int     // closed loop: clients
 	// MaxPending, when positive, makes closed-loop clients wait while that many accepted
 	// orders have not settled, so the run measures throughput without building an
 	// unbounded backlog.
@@ -346,7 +349,8 @@ func (r *runner) ceilings(ctx context.Context, rep *Report) error {
 	r.out.printf("engine ceiling: %d concurrent empty workflows on %s for %s…", o.EngineConcurrency, o.TemporalAddress, o.CeilingDuration)
 	tc, err := client.DialContext(ctx, client.Options{
 		HostPort: o.TemporalAddress, Namespace: o.TemporalNamespace,
-		Logger: tlog.NewStructuredLogger(o.Logger),
+		Logger:            tlog.NewStructuredLogger(o.Logger),
+		ConnectionOptions: o.TemporalConnection,
 	})
 	if err != nil {
 		return fmt.Errorf("bench: temporal at %s: %w", o.TemporalAddress, err)

@@ -64,7 +64,8 @@ func runAudit(ctx context.Context, cfg Config, args []string, stdout io.Writer) 
 	// The SDK's default logger writes to stdout, which is the report's.
 	tc, err := client.DialContext(ctx, client.Options{
 		HostPort: addr, Namespace: cfg.TemporalNamespace,
-		Logger: tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)),
+		Logger:            tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)),
+		ConnectionOptions: cfg.temporalConnection(),
 	})
 	if err != nil {
 		return fmt.Errorf("temporal at %s: %w", addr, err)

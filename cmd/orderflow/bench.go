@@ -112,7 +112,8 @@ func parseBenchFlags(cfg Config, args []string) (bench.Options, bool, error) {
 	opts := bench.Options{
 		APIURL: *apiURL, DatabaseURL: *dbURL, DBMaxConns: cfg.DBMaxConns,
 		TemporalAddress: *temporal, TemporalNamespace: cfg.TemporalNamespace,
-		Mode: bench.Mode(*mode), Rate: *rate, Concurrency: *concurrency, MaxPending: *maxPending,
+		TemporalConnection: cfg.temporalConnection(),
+		Mode:               bench.Mode(*mode), Rate: *rate, Concurrency: *concurrency, MaxPending: *maxPending,
 		Duration: *duration, Warmup: *warmup, Drain: *drain,
 		CancelRatio: *cancelRatio, SkipCeilings: *skipCeilings, CeilingDuration: *ceilingDuration,
 		EngineConcurrency: *engineConcurrency,

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"go.temporal.io/sdk/client"
+
 	"github.com/orderflow/orderflow/workflows"
 )
 
@@ -16,6 +18,9 @@ import (
 //	DATABASE_URL        PostgreSQL URL (dev: empty starts a local cluster under DATA_DIR)
 //	TEMPORAL_ADDRESS    Temporal frontend host:port (dev: empty starts the dev server)
 //	TEMPORAL_NAMESPACE  Temporal namespace (default "default")
+//	TEMPORAL_GRPC_COMPRESSION
+//	                    none or gzip: compression of requests to Temporal (default none:
+//	                    the messages are small, and gzip cost CPU on both ends for nothing)
 //	KAFKA_BROKERS       comma-separated brokers (dev: empty starts an in-process broker)
 //	HTTP_ADDR           API listen address (default 127.0.0.1:8080)
 //	METRICS_ADDR        worker's /metrics and /healthz listen address (default 127.0.0.1:9090)
@@ -39,24 +44,26 @@ type Config struct {
 	DatabaseURL       string
 	TemporalAddress   string
 	TemporalNamespace string
-	KafkaBrokers      []string
-	HTTPAddr          string
-	MetricsAddr       string
-	DebugAddr         string
-	TemporalUIURL     string
-	CORSOrigins       []string
-	CancelWait        time.Duration
-	Retry             workflows.RetryConfig
-	StuckAfter        time.Duration
-	DBMaxConns        int32
-	LogFormat         string
-	LogLevel          slog.Level
-	DataDir           string
-	TemporalCLI       string
-	DevPGPort         int
-	DevTemporalPort   int
-	DevTemporalUIPort int
-	DevKafkaPort      int
+	// TemporalCompressGzip turns on gzip for requests to Temporal (TEMPORAL_GRPC_COMPRESSION).
+	TemporalCompressGzip bool
+	KafkaBrokers         []string
+	HTTPAddr             string
+	MetricsAddr          string
+	DebugAddr            string
+	TemporalUIURL        string
+	CORSOrigins          []string
+	CancelWait           time.Duration
+	Retry                workflows.RetryConfig
+	StuckAfter           time.Duration
+	DBMaxConns           int32
+	LogFormat            string
+	LogLevel             slog.Level
+	DataDir              string
+	TemporalCLI          string
+	DevPGPort            int
+	DevTemporalPort      int
+	DevTemporalUIPort    int
+	DevKafkaPort         int
 }
 
 func loadConfig(getenv func(string) string) (Config, error) {
@@ -116,6 +123,12 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		MaximumInterval: duration("ACTIVITY_RETRY_MAX_INTERVAL", workflows.DefaultRetry.MaximumInterval),
 		MaximumAttempts: int32(integer("ACTIVITY_RETRY_MAX_ATTEMPTS", int(workflows.DefaultRetry.MaximumAttempts))),
 	}
+	switch c := str("TEMPORAL_GRPC_COMPRESSION", "none"); c {
+	case "none", "gzip":
+		cfg.TemporalCompressGzip = c == "gzip"
+	default:
+		errs = append(errs, "TEMPORAL_GRPC_COMPRESSION must be none or gzip")
+	}
 	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
 		errs = append(errs, "LOG_FORMAT must be text or json")
 	}
@@ -126,6 +139,15 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		return cfg, fmt.Errorf("configuration: %s", strings.Join(errs, "; "))
 	}
 	return cfg, nil
+}
+
+// temporalConnection is how every client of this process connects to Temporal.
+func (cfg Config) temporalConnection() client.ConnectionOptions {
+	var c client.GrpcCompression = &client.GrpcCompressionNone{}
+	if cfg.TemporalCompressGzip {
+		c = &client.GrpcCompressionGzip{}
+	}
+	return client.ConnectionOptions{GrpcCompression: c}
 }
 
 func newLogger(cfg Config, w io.Writer) *slog.Logger {

@@ -101,7 +101,7 @@ func dialStarter(ctx context.Context, cfg Config) (*workflows.Starter, func(), e
 	if addr == "" {
 		addr = defaultTemporalAddress
 	}
-	c, err := client.DialContext(ctx, client.Options{HostPort: addr, Namespace: cfg.TemporalNamespace})
+	c, err := client.DialContext(ctx, client.Options{HostPort: addr, Namespace: cfg.TemporalNamespace, ConnectionOptions: cfg.temporalConnection()})
 	if err != nil {
 		return nil, nil, fmt.Errorf("temporal at %s: %w", addr, err)
 	}

@@ -88,10 +88,11 @@ func runServices(ctx context.Context, cfg Config, logger *slog.Logger, roles rol
 		return err
 	}
 	tc, err := client.DialContext(ctx, client.Options{
-		HostPort:       cfg.TemporalAddress,
-		Namespace:      cfg.TemporalNamespace,
-		Logger:         tlog.NewStructuredLogger(logger),
-		MetricsHandler: m.TemporalMetricsHandler(),
+		HostPort:          cfg.TemporalAddress,
+		Namespace:         cfg.TemporalNamespace,
+		Logger:            tlog.NewStructuredLogger(logger),
+		MetricsHandler:    m.TemporalMetricsHandler(),
+		ConnectionOptions: cfg.temporalConnection(),
 	})
 	if err != nil {
 		return fmt.Errorf("temporal at %s: %w", cfg.TemporalAddress, err)
