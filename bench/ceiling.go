@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
@@ -79,8 +80,8 @@ func EmptyWorkflow(workflow.Context) error { return nil }
 // EngineCeiling measures the Temporal server's rate of empty workflow executions: a
 // worker in this process on a task queue of its own, and concurrency clients each
 // starting an EmptyWorkflow and waiting for its result, then the next, for d after a
-// short warm-up. measured, if not nil, is called when the load ends, before the worker
-// stops.
+// short warm-up, and until the server has recorded every one of them closed. measured,
+// if not nil, is called then, before the worker stops.
 func EngineCeiling(ctx context.Context, c client.Client, runID string, concurrency int, d time.Duration, measured func()) (Ceiling, error) {
 	queue := "orderflow-bench-" + runID
 	w := worker.New(c, queue, worker.Options{})
@@ -106,6 +107,13 @@ func EngineCeiling(ctx context.Context, c client.Client, runID string, concurren
 		return run.Get(ctx, nil)
 	}
 	res, err := closedLoop(ctx, concurrency, d, execute)
+	if err == nil {
+		// A workflow's result comes before the server has finished with it (its
+		// visibility record is written afterwards, from a queue). Wait for that work too,
+		// so that it is counted in the ceiling's cost and does not spill into the load
+		// measured next.
+		err = waitVisible(ctx, c, queue, res.Total)
+	}
 	if measured != nil {
 		measured()
 	}
@@ -113,6 +121,38 @@ func EngineCeiling(ctx context.Context, c client.Client, runID string, concurren
 		return res, fmt.Errorf("bench: engine ceiling: %w", err)
 	}
 	return res, nil
+}
+
+// settleTimeout bounds the wait for the server to record the ceiling's workflows.
+const settleTimeout = time.Minute
+
+// waitVisible waits until the visibility store shows no run of queue open and at least
+// closed of them closed.
+func waitVisible(ctx context.Context, c client.Client, queue string, closed int64) error {
+	ctx, cancel := context.WithTimeout(ctx, settleTimeout)
+	defer cancel()
+	count := func(status string) (int64, error) {
+		resp, err := c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{
+			Query: fmt.Sprintf("TaskQueue = %q AND ExecutionStatus %s", queue, status),
+		})
+		return resp.GetCount(), err
+	}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		running, err := count(`= "Running"`)
+		if err == nil && running == 0 {
+			var done int64
+			if done, err = count(`!= "Running"`); err == nil && done >= closed {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the server had not recorded the ceiling's %d workflows as closed after %s (last error: %v)", closed, settleTimeout, err)
+		case <-tick.C:
+		}
+	}
 }
 
 // closedLoop runs op from concurrency goroutines back to back for ceilingWarmup plus d,
