@@ -152,15 +152,12 @@ func (s *Starter) Fail(ctx context.Context, orderID int64, reason, requestedBy s
 // that does not exist is not an error: the trade is committed, the order's row is the
 // truth, and a run started later reads it.
 func (s *Starter) NotifyFill(ctx context.Context, orderID int64, status order.Status) error {
-	err := s.client.SignalWorkflow(ctx, OrderWorkflowID(orderID), "", SignalFill, FillSignal{Status: status})
+	err := s.signal(ctx, orderID, SignalFill, FillSignal{Status: status})
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("signal %s to %s: %w", SignalFill, OrderWorkflowID(orderID), err)
-	}
-	return nil
+	return err
 }
 
 func (s *Starter) signal(ctx context.Context, orderID int64, name string, arg any) error {

@@ -663,14 +663,15 @@ func TestARunForAnOrderCancelledBeforeMatchingDoesNotExecute(t *testing.T) {
 	h.assertCalls("Validate")
 }
 
-// upserts records the run's search-attribute upserts, each as the OrderStatus and
-// NeedsAttention it set ("" and nil where it set none).
+// upsert is one search-attribute upsert of a run: the OrderStatus, NeedsAttention and
+// UserId it set ("", nil and 0 where it set none).
 type upsert struct {
 	status    string
 	attention *bool
 	userID    int64
 }
 
+// recordUpserts records the run's upserts, in order.
 func (h *harness) recordUpserts() *[]upsert {
 	var got []upsert
 	h.env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
