@@ -88,7 +88,7 @@ type server struct {
 	cancels Canceller
 	logger  *slog.Logger
 	cfg     Config
-	waker   *kafka.OutboxWaker
+	placer  *placer
 }
 
 // NewServer returns the API's HTTP handler. pool and cancels must not be nil; a nil
@@ -97,8 +97,10 @@ func NewServer(pool *pgxpool.Pool, cancels Canceller, logger *slog.Logger, cfg C
 	if logger == nil {
 		logger = slogDiscard()
 	}
-	s := &server{pool: pool, q: queries.New(pool), cancels: cancels, logger: logger, cfg: cfg.withDefaults(),
-		waker: kafka.NewOutboxWaker(pool, logger)}
+	q := queries.New(pool)
+	cfg = cfg.withDefaults()
+	s := &server{pool: pool, q: q, cancels: cancels, logger: logger, cfg: cfg,
+		placer: newPlacer(q, kafka.NewOutboxWaker(pool, logger), cfg.RequestTimeout)}
 	return s.routes()
 }
 

@@ -13,7 +13,6 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/orderflow/orderflow/kafka"
 	"github.com/orderflow/orderflow/order"
 	"github.com/orderflow/orderflow/queries"
 )
@@ -44,15 +43,17 @@ func userActor(userID int64) []byte {
 }
 
 // placeOrder handles POST /api/v1/orders. The order, its ORDER_PLACED event and the
-// outbox message that starts its execution are written by one statement (PlaceOrder), so
-// an order is never stranded without its message nor announced without being stored, at
-// the cost of one database round trip.
+// outbox message that starts its execution are written by one statement, so an order is
+// never stranded without its message nor announced without being stored. Concurrent
+// requests share that statement and its commit (placer), so the database pays one
+// commit per batch rather than per order; the 201 still comes only after the order's
+// commit.
 //
 // Idempotency rests on UNIQUE (user_id, idempotency_key): of concurrent requests with one
-// key, exactly one insert wins; the others wait for it on the unique index, write nothing
-// (no order, so no event and no message either) and return no row. As that statement was
-// its own transaction, the winner has committed by then, and the next statement reads its
-// row.
+// key, exactly one insert wins; the others wait for it on the unique index (or, in the
+// same batch, are left out of it), write nothing (no order, so no event and no message
+// either) and get no row. As the winner's statement has committed by then, the next
+// statement reads its row.
 func (s *server) placeOrder(w http.ResponseWriter, r *http.Request) error {
 	if err := requireJSON(r); err != nil {
 		return err
@@ -67,23 +68,12 @@ func (s *server) placeOrder(w http.ResponseWriter, r *http.Request) error {
 	}
 	hash := req.hash()
 
-	ctx := r.Context()
-	row, err := s.q.PlaceOrder(ctx, queries.PlaceOrderParams{
-		UserID:         req.userID,
-		InstrumentID:   req.instrumentID,
-		Side:           string(req.side),
-		Kind:           string(req.kind),
-		Price:          req.price,
-		Quantity:       req.quantity,
-		TimeInForce:    string(req.timeInForce),
-		IdempotencyKey: key,
-		RequestHash:    hash,
-		EventType:      string(order.EventOrderPlaced),
-		EventDetails:   userActor(req.userID),
-		Topic:          kafka.TopicOrderExecution,
-	})
-	if errors.Is(err, pgx.ErrNoRows) {
-		existing, err := s.q.GetOrderByIdempotencyKey(ctx, queries.GetOrderByIdempotencyKeyParams{UserID: req.userID, IdempotencyKey: key})
+	res := s.placer.place(req, key, hash)
+	if res.err != nil {
+		return fmt.Errorf("api: place order: %w", res.err)
+	}
+	if !res.created {
+		existing, err := s.q.GetOrderByIdempotencyKey(r.Context(), queries.GetOrderByIdempotencyKeyParams{UserID: req.userID, IdempotencyKey: key})
 		if err != nil {
 			return fmt.Errorf("api: place order: load order of idempotency key: %w", err)
 		}
@@ -93,12 +83,8 @@ func (s *server) placeOrder(w http.ResponseWriter, r *http.Request) error {
 		s.respond(w, r, http.StatusOK, placedView{orderView: s.orderView(existing), Message: msgDuplicate, Duplicate: true})
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("api: place order: %w", err)
-	}
-	placed := queries.Order(row) // sqlc types a CTE's rows apart, but they are the orders row
-	s.waker.Wake()
 
+	placed := res.order
 	w.Header().Set("Location", "/api/v1/orders/"+strconv.FormatInt(placed.ID, 10))
 	s.respond(w, r, http.StatusCreated, placedView{orderView: s.orderView(placed), Message: msgAccepted})
 	return nil

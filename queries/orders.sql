@@ -7,30 +7,51 @@ VALUES (@user_id, @instrument_id, @side, @kind, @price, @quantity, @quantity,
 ON CONFLICT (user_id, idempotency_key) DO NOTHING
 RETURNING *;
 
--- name: PlaceOrder :one
--- Writes a new order, its ORDER_PLACED event (seq 1) and the outbox message that starts
--- its execution in one statement, so in one round trip and atomically without an explicit
--- transaction. The message is built here because only here is the order's id known; it
--- must decode to what kafka.ExecutionMessage encodes. seq 1 needs no lock: no one else can
--- see the order before this statement commits. Returns the new order, or no row (and
--- writes nothing) when (user_id, idempotency_key) already exists. It does not NOTIFY the
--- relay (schema 0003 says why); the API wakes it once the statement has committed.
-WITH placed AS (
+-- name: PlaceOrders :many
+-- Writes new orders, each with its ORDER_PLACED event (seq 1) and the outbox message that
+-- starts its execution, in one statement: one round trip and one commit for the whole
+-- batch, atomically without an explicit transaction. The arrays are parallel, one element
+-- per order, and must not repeat a (user_id, idempotency_key) pair. Orders get their ids
+-- in array order. An empty price is a MARKET order's NULL. The message is built here
+-- because only here is the order's id known; it must decode to what kafka.ExecutionMessage
+-- encodes. seq 1 needs no lock: no one else can see an order before this statement
+-- commits. Returns the orders written; an order whose (user_id, idempotency_key) already
+-- exists gets no row, and nothing of it is written. It does not NOTIFY the relay (schema
+-- 0003 says why); the API wakes it once the statement has committed.
+WITH input AS (
+    -- Set-returning functions in one select list advance together, so each row is one
+    -- element of every array, and ord numbers them in array order.
+    SELECT generate_series(1, cardinality(@user_ids::bigint[])) AS ord,
+           unnest(@user_ids::bigint[]) AS user_id,
+           unnest(@instrument_ids::bigint[]) AS instrument_id,
+           unnest(@sides::text[]) AS side,
+           unnest(@kinds::text[]) AS kind,
+           unnest(@prices::text[]) AS price,
+           unnest(@quantities::bigint[]) AS quantity,
+           unnest(@time_in_forces::text[]) AS time_in_force,
+           unnest(@idempotency_keys::text[]) AS idempotency_key,
+           unnest(@request_hashes::text[]) AS request_hash,
+           unnest(@event_details::text[]) AS event_details
+), placed AS (
     INSERT INTO orders (user_id, instrument_id, side, kind, price, quantity, remaining_quantity,
                         status, time_in_force, idempotency_key, request_hash)
-    VALUES (@user_id, @instrument_id, @side, @kind, @price, @quantity, @quantity,
-            'CREATED', @time_in_force, @idempotency_key, @request_hash)
+    SELECT user_id, instrument_id, side, kind, NULLIF(price, '')::numeric, quantity, quantity,
+           'CREATED', time_in_force, idempotency_key, request_hash
+    FROM input
+    ORDER BY ord
     ON CONFLICT (user_id, idempotency_key) DO NOTHING
     RETURNING *
 ), event AS (
     INSERT INTO order_events (order_id, seq, event_type, to_status, details)
-    SELECT id, 1, @event_type::text, status, @event_details::jsonb FROM placed
+    SELECT p.id, 1, @event_type::text, p.status, i.event_details::jsonb
+    FROM placed p JOIN input i ON i.user_id = p.user_id AND i.idempotency_key = p.idempotency_key
 ), message AS (
     INSERT INTO outbox (topic, key, payload)
     SELECT @topic::text, id::text,
            jsonb_build_object('orderId', id, 'userId', user_id, 'instrumentId', instrument_id,
                               'orderType', side, 'orderKind', kind)
     FROM placed
+    ORDER BY id
 )
 SELECT * FROM placed;
 

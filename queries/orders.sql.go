@@ -397,43 +397,61 @@ func (q *Queries) MarkCancelRequested(ctx context.Context, id int64) (Order, err
 	return i, err
 }
 
-const placeOrder = `-- name: PlaceOrder :one
-WITH placed AS (
+const placeOrders = `-- name: PlaceOrders :many
+WITH input AS (
+    -- Set-returning functions in one select list advance together, so each row is one
+    -- element of every array, and ord numbers them in array order.
+    SELECT generate_series(1, cardinality($1::bigint[])) AS ord,
+           unnest($1::bigint[]) AS user_id,
+           unnest($2::bigint[]) AS instrument_id,
+           unnest($3::text[]) AS side,
+           unnest($4::text[]) AS kind,
+           unnest($5::text[]) AS price,
+           unnest($6::bigint[]) AS quantity,
+           unnest($7::text[]) AS time_in_force,
+           unnest($8::text[]) AS idempotency_key,
+           unnest($9::text[]) AS request_hash,
+           unnest($10::text[]) AS event_details
+), placed AS (
     INSERT INTO orders (user_id, instrument_id, side, kind, price, quantity, remaining_quantity,
                         status, time_in_force, idempotency_key, request_hash)
-    VALUES ($1, $2, $3, $4, $5, $6, $6,
-            'CREATED', $7, $8, $9)
+    SELECT user_id, instrument_id, side, kind, NULLIF(price, '')::numeric, quantity, quantity,
+           'CREATED', time_in_force, idempotency_key, request_hash
+    FROM input
+    ORDER BY ord
     ON CONFLICT (user_id, idempotency_key) DO NOTHING
     RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step
 ), event AS (
     INSERT INTO order_events (order_id, seq, event_type, to_status, details)
-    SELECT id, 1, $10::text, status, $11::jsonb FROM placed
+    SELECT p.id, 1, $11::text, p.status, i.event_details::jsonb
+    FROM placed p JOIN input i ON i.user_id = p.user_id AND i.idempotency_key = p.idempotency_key
 ), message AS (
     INSERT INTO outbox (topic, key, payload)
     SELECT $12::text, id::text,
            jsonb_build_object('orderId', id, 'userId', user_id, 'instrumentId', instrument_id,
                               'orderType', side, 'orderKind', kind)
     FROM placed
+    ORDER BY id
 )
 SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step FROM placed
 `
 
-type PlaceOrderParams struct {
-	UserID         int64
-	InstrumentID   int64
-	Side           string
-	Kind           string
-	Price          decimal.NullDecimal
-	Quantity       int64
-	TimeInForce    string
-	IdempotencyKey string
-	RequestHash    string
-	EventType      string
-	EventDetails   []byte
-	Topic          string
+type PlaceOrdersParams struct {
+	UserIds         []int64
+	InstrumentIds   []int64
+	Sides           []string
+	Kinds           []string
+	Prices          []string
+	Quantities      []int64
+	TimeInForces    []string
+	IdempotencyKeys []string
+	RequestHashes   []string
+	EventDetails    []string
+	EventType       string
+	Topic           string
 }
 
-type PlaceOrderRow struct {
+type PlaceOrdersRow struct {
 	ID                int64
 	UserID            int64
 	InstrumentID      int64
@@ -456,52 +474,68 @@ type PlaceOrderRow struct {
 	StalledStep       string
 }
 
-// Writes a new order, its ORDER_PLACED event (seq 1) and the outbox message that starts
-// its execution in one statement, so in one round trip and atomically without an explicit
-// transaction. The message is built here because only here is the order's id known; it
-// must decode to what kafka.ExecutionMessage encodes. seq 1 needs no lock: no one else can
-// see the order before this statement commits. Returns the new order, or no row (and
-// writes nothing) when (user_id, idempotency_key) already exists. It does not NOTIFY the
-// relay (schema 0003 says why); the API wakes it once the statement has committed.
-func (q *Queries) PlaceOrder(ctx context.Context, arg PlaceOrderParams) (PlaceOrderRow, error) {
-	row := q.db.QueryRow(ctx, placeOrder,
-		arg.UserID,
-		arg.InstrumentID,
-		arg.Side,
-		arg.Kind,
-		arg.Price,
-		arg.Quantity,
-		arg.TimeInForce,
-		arg.IdempotencyKey,
-		arg.RequestHash,
-		arg.EventType,
+// Writes new orders, each with its ORDER_PLACED event (seq 1) and the outbox message that
+// starts its execution, in one statement: one round trip and one commit for the whole
+// batch, atomically without an explicit transaction. The arrays are parallel, one element
+// per order, and must not repeat a (user_id, idempotency_key) pair. Orders get their ids
+// in array order. An empty price is a MARKET order's NULL. The message is built here
+// because only here is the order's id known; it must decode to what kafka.ExecutionMessage
+// encodes. seq 1 needs no lock: no one else can see an order before this statement
+// commits. Returns the orders written; an order whose (user_id, idempotency_key) already
+// exists gets no row, and nothing of it is written. It does not NOTIFY the relay (schema
+// 0003 says why); the API wakes it once the statement has committed.
+func (q *Queries) PlaceOrders(ctx context.Context, arg PlaceOrdersParams) ([]PlaceOrdersRow, error) {
+	rows, err := q.db.Query(ctx, placeOrders,
+		arg.UserIds,
+		arg.InstrumentIds,
+		arg.Sides,
+		arg.Kinds,
+		arg.Prices,
+		arg.Quantities,
+		arg.TimeInForces,
+		arg.IdempotencyKeys,
+		arg.RequestHashes,
 		arg.EventDetails,
+		arg.EventType,
 		arg.Topic,
 	)
-	var i PlaceOrderRow
-	err := row.Scan(
-		&i.ID,
-		&i.UserID,
-		&i.InstrumentID,
-		&i.Side,
-		&i.Kind,
-		&i.Price,
-		&i.Quantity,
-		&i.RemainingQuantity,
-		&i.Status,
-		&i.TimeInForce,
-		&i.Version,
-		&i.IdempotencyKey,
-		&i.RequestHash,
-		&i.Reason,
-		&i.CancelRequested,
-		&i.CreatedAt,
-		&i.UpdatedAt,
-		&i.NeedsAttention,
-		&i.LastError,
-		&i.StalledStep,
-	)
-	return i, err
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []PlaceOrdersRow{}
+	for rows.Next() {
+		var i PlaceOrdersRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.UserID,
+			&i.InstrumentID,
+			&i.Side,
+			&i.Kind,
+			&i.Price,
+			&i.Quantity,
+			&i.RemainingQuantity,
+			&i.Status,
+			&i.TimeInForce,
+			&i.Version,
+			&i.IdempotencyKey,
+			&i.RequestHash,
+			&i.Reason,
+			&i.CancelRequested,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+			&i.NeedsAttention,
+			&i.LastError,
+			&i.StalledStep,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const transitionOrder = `-- name: TransitionOrder :one

@@ -1,0 +1,40 @@
+package api
+
+import (
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/shopspring/decimal"
+
+	"github.com/orderflow/orderflow/kafka"
+	"github.com/orderflow/orderflow/order"
+	"github.com/orderflow/orderflow/queries"
+)
+
+// TestPlacer exposes a placer to the package's tests, which hold its writers on a lock
+// to see how the orders queued meanwhile share statements.
+type TestPlacer struct{ p *placer }
+
+// NewTestPlacer returns a placer writing through pool.
+func NewTestPlacer(pool *pgxpool.Pool) *TestPlacer {
+	return &TestPlacer{newPlacer(queries.New(pool), kafka.NewOutboxWaker(pool, slogDiscard()), 30*time.Second)}
+}
+
+// Place places a limit buy of quantity at 10 on instrument 101 for user under key.
+func (t *TestPlacer) Place(user, quantity int64, key string) (id int64, created bool, err error) {
+	req := orderRequest{userID: user, instrumentID: 101, side: order.Buy, kind: order.Limit,
+		price: decimal.NewNullDecimal(decimal.NewFromInt(10)), quantity: quantity, timeInForce: order.GTC}
+	r := t.p.place(req, key, req.hash())
+	return r.order.ID, r.created, r.err
+}
+
+// Queued returns how many orders wait for a writer.
+func (t *TestPlacer) Queued() int {
+	t.p.mu.Lock()
+	defer t.p.mu.Unlock()
+	return len(t.p.queue)
+}
+
+// Writers is how many orders the placer writes at once at most, each writer taking
+// one when they are queued one at a time.
+const Writers = placeWriters

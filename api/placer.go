@@ -1,0 +1,190 @@
+package api
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/orderflow/orderflow/kafka"
+	"github.com/orderflow/orderflow/order"
+	"github.com/orderflow/orderflow/queries"
+)
+
+// Group commit limits. Two writers keep PostgreSQL busy while one waits for its commit's
+// WAL flush, and leave the rest of the pool to reads, cancels and the worker; 64 orders
+// keep a batch's statement small enough that the orders in it barely wait for each other.
+const (
+	placeWriters  = 2
+	placeMaxBatch = 64
+)
+
+// placer writes new orders in batches: group commit. A request queues its order and waits;
+// a writer takes what is queued (up to placeMaxBatch) and writes it with one PlaceOrders
+// statement, so one round trip and one commit for the batch. Under light load a writer is
+// free and an order is written alone as soon as it arrives; under heavy load the orders
+// that arrive while the writers wait for their commits share the next one, which is what
+// lets ingestion outgrow one transaction per order.
+//
+// Writers are goroutines started on demand, at most placeWriters, each ending when it
+// finds the queue empty; both happen under mu, so an order is never queued with no writer
+// to take it, and an idle API runs none. It needs no Close.
+type placer struct {
+	q       *queries.Queries
+	waker   *kafka.OutboxWaker
+	timeout time.Duration
+
+	mu      sync.Mutex
+	queue   []*placement
+	writers int // running writer goroutines
+}
+
+// placement is one order waiting to be written.
+type placement struct {
+	req  orderRequest
+	key  string // the Idempotency-Key
+	hash string // req.hash()
+	done chan placeResult
+}
+
+// placeResult is what became of a placement. created is false, with no error, when the
+// user's Idempotency-Key was already taken, by an earlier order or by another request in
+// the same batch; nothing of this request was written then.
+type placeResult struct {
+	order   queries.Order
+	created bool
+	err     error
+}
+
+// newPlacer returns a placer writing through q. A batch's statement gets timeout, whoever
+// waits for it: one client giving up must not abort the other orders in its batch.
+func newPlacer(q *queries.Queries, waker *kafka.OutboxWaker, timeout time.Duration) *placer {
+	return &placer{q: q, waker: waker, timeout: timeout}
+}
+
+// place writes the order of req under Idempotency-Key key and returns what became of it.
+// The request's context is not consulted: once queued, the order is written or fails
+// with its batch, as a statement already sent would be.
+func (p *placer) place(req orderRequest, key, hash string) placeResult {
+	pl := &placement{req: req, key: key, hash: hash, done: make(chan placeResult, 1)}
+	p.mu.Lock()
+	p.queue = append(p.queue, pl)
+	if p.writers < placeWriters {
+		p.writers++
+		go p.writeWhileQueued()
+	}
+	p.mu.Unlock()
+	return <-pl.done
+}
+
+// writeWhileQueued writes batches until the queue is empty, then ends.
+func (p *placer) writeWhileQueued() {
+	for {
+		p.mu.Lock()
+		n := min(len(p.queue), placeMaxBatch)
+		if n == 0 {
+			p.writers--
+			p.mu.Unlock()
+			return
+		}
+		batch := slices.Clone(p.queue[:n])
+		p.queue = slices.Delete(p.queue, 0, n)
+		p.mu.Unlock()
+		p.write(batch)
+	}
+}
+
+// idemKey is the unique (user, Idempotency-Key) pair of an order.
+type idemKey struct {
+	userID int64
+	key    string
+}
+
+// write writes batch in one statement and gives every placement its result. If the
+// statement fails, each order is written again on its own, so a fault of one order fails
+// that order alone.
+func (p *placer) write(batch []*placement) {
+	// One row per (user, key): a repeat within the batch is a duplicate of the first,
+	// told so after the commit, exactly as if it had come just after it. Rows go in
+	// (user, key) order so that two batches racing on the same keys take their unique
+	// index entries in the same order and cannot deadlock; the orders of one batch are
+	// concurrent requests, so no order among them is owed to anyone.
+	first := make(map[idemKey]*placement, len(batch))
+	unique := make([]*placement, 0, len(batch))
+	for _, pl := range batch {
+		k := idemKey{pl.req.userID, pl.key}
+		if _, seen := first[k]; !seen {
+			first[k] = pl
+			unique = append(unique, pl)
+		}
+	}
+	slices.SortFunc(unique, func(a, b *placement) int {
+		return cmp.Or(cmp.Compare(a.req.userID, b.req.userID), cmp.Compare(a.key, b.key))
+	})
+
+	rows, err := p.insert(unique)
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if len(batch) > 1 && errors.As(err, &pgErr) {
+			// PostgreSQL refused the statement, perhaps for one order's sake. An error
+			// short of that (a timeout, a lost connection) would hit every order alike, and
+			// retrying them one by one would only multiply the wait.
+			for _, pl := range batch {
+				p.write([]*placement{pl})
+			}
+			return
+		}
+		batch[0].done <- placeResult{err: err}
+		return
+	}
+	written := make(map[idemKey]queries.Order, len(rows))
+	for _, row := range rows {
+		written[idemKey{row.UserID, row.IdempotencyKey}] = queries.Order(row) // sqlc types a CTE's rows apart, but they are the orders row
+	}
+	if len(written) > 0 {
+		p.waker.Wake()
+	}
+	for _, pl := range batch {
+		k := idemKey{pl.req.userID, pl.key}
+		o, ok := written[k]
+		if ok && first[k] == pl {
+			pl.done <- placeResult{order: o, created: true}
+		} else {
+			pl.done <- placeResult{}
+		}
+	}
+}
+
+// insert runs PlaceOrders for the placements, in their order.
+func (p *placer) insert(pls []*placement) ([]queries.PlaceOrdersRow, error) {
+	arg := queries.PlaceOrdersParams{EventType: string(order.EventOrderPlaced), Topic: kafka.TopicOrderExecution}
+	for _, pl := range pls {
+		r := pl.req
+		price := ""
+		if r.price.Valid {
+			price = r.price.Decimal.String()
+		}
+		arg.UserIds = append(arg.UserIds, r.userID)
+		arg.InstrumentIds = append(arg.InstrumentIds, r.instrumentID)
+		arg.Sides = append(arg.Sides, string(r.side))
+		arg.Kinds = append(arg.Kinds, string(r.kind))
+		arg.Prices = append(arg.Prices, price)
+		arg.Quantities = append(arg.Quantities, r.quantity)
+		arg.TimeInForces = append(arg.TimeInForces, string(r.timeInForce))
+		arg.IdempotencyKeys = append(arg.IdempotencyKeys, pl.key)
+		arg.RequestHashes = append(arg.RequestHashes, pl.hash)
+		arg.EventDetails = append(arg.EventDetails, string(userActor(r.userID)))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
+	defer cancel()
+	rows, err := p.q.PlaceOrders(ctx, arg)
+	if err != nil {
+		return nil, fmt.Errorf("api: place %d orders: %w", len(pls), err)
+	}
+	return rows, nil
+}

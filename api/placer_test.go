@@ -1,0 +1,216 @@
+package api_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/orderflow/orderflow/api"
+)
+
+// placed is what one Place call returned.
+type placed struct {
+	id      int64
+	created bool
+	err     error
+}
+
+// placerRig holds a placer's writers on a lock on the orders table, so that the orders
+// placed meanwhile queue, and lets them go.
+type placerRig struct {
+	t      *testing.T
+	pool   *pgxpool.Pool
+	placer *api.TestPlacer
+	lock   pgx.Tx
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	got    map[string][]placed // by the caller's label
+}
+
+// newPlacerRig returns a rig whose writers are both busy, each with one order of user 1
+// blocked on the lock, so that whatever is placed next queues.
+func newPlacerRig(t *testing.T) *placerRig {
+	t.Helper()
+	pool := newPool(t)
+	ctx := context.Background()
+	// A trigger refuses user 666's orders, as a database fault would.
+	if _, err := pool.Exec(ctx, `
+		CREATE FUNCTION refuse_user_666() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF NEW.user_id = 666 THEN RAISE EXCEPTION 'user 666 is refused'; END IF;
+			RETURN NEW;
+		END $$;
+		CREATE TRIGGER refuse_user_666 BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION refuse_user_666();`); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// SHARE conflicts with the ROW EXCLUSIVE lock an INSERT takes.
+	if _, err := lock.Exec(ctx, "LOCK TABLE orders IN SHARE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	rig := &placerRig{t: t, pool: pool, placer: api.NewTestPlacer(pool), lock: lock, got: map[string][]placed{}}
+	t.Cleanup(func() { _ = lock.Rollback(context.Background()) })
+	for i := range api.Writers {
+		rig.place("held", 1, 1, fmt.Sprintf("held-%d", i))
+		rig.waitFor(fmt.Sprintf("%d writers blocked on the lock", i+1), func() bool { return rig.lockWaiters() == i+1 })
+	}
+	return rig
+}
+
+// place places an order in the background, filing its result under label.
+func (r *placerRig) place(label string, user, quantity int64, key string) {
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		id, created, err := r.placer.Place(user, quantity, key)
+		r.mu.Lock()
+		r.got[label] = append(r.got[label], placed{id, created, err})
+		r.mu.Unlock()
+	}()
+}
+
+// release lets the writers go and waits for every Place call to return.
+func (r *placerRig) release() {
+	r.t.Helper()
+	if err := r.lock.Rollback(context.Background()); err != nil {
+		r.t.Fatal(err)
+	}
+	r.wg.Wait()
+}
+
+// lockWaiters returns how many sessions wait for a lock on the orders table.
+func (r *placerRig) lockWaiters() int {
+	r.t.Helper()
+	var n int
+	if err := r.pool.QueryRow(context.Background(),
+		"SELECT count(*) FROM pg_locks WHERE relation = 'orders'::regclass AND NOT granted").Scan(&n); err != nil {
+		r.t.Fatal(err)
+	}
+	return n
+}
+
+// waitFor polls cond until it holds, failing the test after 10s.
+func (r *placerRig) waitFor(what string, cond func() bool) {
+	r.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// intQuery runs a query returning one integer.
+func (r *placerRig) intQuery(sql string) int {
+	r.t.Helper()
+	var n int
+	if err := r.pool.QueryRow(context.Background(), sql).Scan(&n); err != nil {
+		r.t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
+
+func TestOrdersQueuedWhileTheWritersAreBusyShareOneStatement(t *testing.T) {
+	t.Parallel()
+	rig := newPlacerRig(t)
+	const queued = 40
+	for i := range queued {
+		rig.place("queued", int64(2+i%5), int64(1+i), fmt.Sprintf("queued-%d", i))
+	}
+	rig.waitFor("the orders to queue", func() bool { return rig.placer.Queued() == queued })
+	rig.release()
+
+	ids := map[int64]bool{}
+	for _, p := range append(rig.got["held"], rig.got["queued"]...) {
+		if p.err != nil || !p.created {
+			t.Fatalf("Place = created %v, error %v; want a new order", p.created, p.err)
+		}
+		ids[p.id] = true
+	}
+	if len(ids) != queued+api.Writers {
+		t.Fatalf("%d distinct order ids, want %d", len(ids), queued+api.Writers)
+	}
+	// Rows written by one statement share its transaction id.
+	if n := rig.intQuery("SELECT count(DISTINCT xmin::text) FROM orders"); n != api.Writers+1 {
+		t.Errorf("orders were written by %d transactions, want %d: one per held writer and one for the queue", n, api.Writers+1)
+	}
+	// Every order has its ORDER_PLACED event and its outbox message, in the same transaction.
+	if n := rig.intQuery(`SELECT count(*) FROM orders o
+		JOIN order_events e ON e.order_id = o.id AND e.seq = 1 AND e.event_type = 'ORDER_PLACED' AND e.xmin = o.xmin
+		JOIN outbox m ON m.key = o.id::text AND (m.payload->>'orderId')::bigint = o.id AND m.xmin = o.xmin`); n != queued+api.Writers {
+		t.Errorf("%d orders have their event and message in their own transaction, want %d", n, queued+api.Writers)
+	}
+}
+
+func TestARepeatedKeyInOneBatchWritesOneOrder(t *testing.T) {
+	t.Parallel()
+	rig := newPlacerRig(t)
+	for range 5 {
+		rig.place("same", 7, 10, "one-key")
+	}
+	rig.place("same", 7, 11, "one-key") // the key reused for a different order
+	rig.place("other user", 8, 10, "one-key")
+	rig.waitFor("the orders to queue", func() bool { return rig.placer.Queued() == 7 })
+	rig.release()
+
+	created := 0
+	for _, p := range rig.got["same"] {
+		if p.err != nil {
+			t.Fatalf("Place: %v", p.err)
+		}
+		if p.created {
+			created++
+		}
+	}
+	if created != 1 {
+		t.Errorf("%d of 6 placements with one user and key created an order, want 1", created)
+	}
+	if p := rig.got["other user"][0]; !p.created {
+		t.Errorf("another user's order under the same key: created %v, error %v; want created", p.created, p.err)
+	}
+	if n := rig.intQuery("SELECT count(*) FROM orders WHERE idempotency_key = 'one-key'"); n != 2 {
+		t.Errorf("%d orders under the key, want 2 (one per user)", n)
+	}
+	// The repeats were left out of the batch, not retried one by one after it failed.
+	if n := rig.intQuery("SELECT count(DISTINCT xmin::text) FROM orders WHERE idempotency_key = 'one-key'"); n != 1 {
+		t.Errorf("the two orders under the key were written by %d transactions, want 1", n)
+	}
+	if n := rig.intQuery("SELECT count(*) FROM outbox"); n != 2+api.Writers {
+		t.Errorf("%d outbox messages, want %d", n, 2+api.Writers)
+	}
+}
+
+func TestAnOrderTheDatabaseRefusesFailsAloneInItsBatch(t *testing.T) {
+	t.Parallel()
+	rig := newPlacerRig(t)
+	for i := range 3 {
+		rig.place("good", 9, 1, fmt.Sprintf("good-%d", i))
+	}
+	rig.place("refused", 666, 1, "refused")
+	rig.waitFor("the orders to queue", func() bool { return rig.placer.Queued() == 4 })
+	rig.release()
+
+	for _, p := range rig.got["good"] {
+		if p.err != nil || !p.created {
+			t.Errorf("good order: created %v, error %v; want created", p.created, p.err)
+		}
+	}
+	if p := rig.got["refused"][0]; p.err == nil {
+		t.Errorf("refused order: created %v with no error; want the database's error", p.created)
+	}
+	if n := rig.intQuery("SELECT count(*) FROM orders WHERE user_id = 9"); n != 3 {
+		t.Errorf("%d good orders written, want 3", n)
+	}
+	if n := rig.intQuery("SELECT count(*) FROM outbox"); n != 3+api.Writers {
+		t.Errorf("%d outbox messages, want %d", n, 3+api.Writers)
+	}
+}
