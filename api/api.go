@@ -54,12 +54,20 @@ type Canceller interface {
 //   - Namespace: the Temporal namespace used in that link; default "default".
 //   - RequestTimeout: the deadline of every request; default 10s, and always at least
 //     CancelWait plus 5s so that a cancel's wait fits inside it.
+//   - Batches: told how many orders each statement of the group commit wrote; nil, no one.
 type Config struct {
 	AllowedOrigins []string
 	CancelWait     time.Duration
 	TemporalUIURL  string
 	Namespace      string
 	RequestTimeout time.Duration
+	Batches        BatchObserver
+}
+
+// BatchObserver is told the size of every batch of new orders the API writes in one
+// statement.
+type BatchObserver interface {
+	ObserveOrderBatch(n int)
 }
 
 // withDefaults returns cfg with every unset field given its documented default.
@@ -100,7 +108,7 @@ func NewServer(pool *pgxpool.Pool, cancels Canceller, logger *slog.Logger, cfg C
 	q := queries.New(pool)
 	cfg = cfg.withDefaults()
 	s := &server{pool: pool, q: q, cancels: cancels, logger: logger, cfg: cfg,
-		placer: newPlacer(q, kafka.NewOutboxWaker(pool, logger), cfg.RequestTimeout)}
+		placer: newPlacer(q, kafka.NewOutboxWaker(pool, logger), cfg.RequestTimeout, cfg.Batches)}
 	return s.routes()
 }
 

@@ -17,7 +17,7 @@ type TestPlacer struct{ p *placer }
 
 // NewTestPlacer returns a placer writing through pool.
 func NewTestPlacer(pool *pgxpool.Pool) *TestPlacer {
-	return &TestPlacer{newPlacer(queries.New(pool), kafka.NewOutboxWaker(pool, slogDiscard()), 30*time.Second)}
+	return &TestPlacer{newPlacer(queries.New(pool), kafka.NewOutboxWaker(pool, slogDiscard()), 30*time.Second, nil)}
 }
 
 // Place places a limit buy of quantity at 10 on instrument 101 for user under key.

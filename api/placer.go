@@ -17,8 +17,10 @@ import (
 )
 
 // Group commit limits. Two writers keep PostgreSQL busy while one waits for its commit's
-// WAL flush, and leave the rest of the pool to reads, cancels and the worker; 64 orders
-// keep a batch's statement small enough that the orders in it barely wait for each other.
+// WAL flush, and leave the rest of the pool to reads, cancels and the worker; on 2 cores
+// four or eight writers made smaller batches and accepted fewer orders per second
+// (BENCHMARKS.md). 64 orders keep a batch's statement small enough that the orders in it
+// barely wait for each other.
 const (
 	placeWriters  = 2
 	placeMaxBatch = 64
@@ -31,13 +33,16 @@ const (
 // that arrive while the writers wait for their commits share the next one, which is what
 // lets ingestion outgrow one transaction per order.
 //
-// Writers are goroutines started on demand, at most placeWriters, each ending when it
-// finds the queue empty; both happen under mu, so an order is never queued with no writer
-// to take it, and an idle API runs none. It needs no Close.
+// At most placeWriters write at once. A request that finds a writer free becomes one and
+// writes the batch itself; orders left queued after that go to a goroutine that writes
+// until the queue is empty. Taking and giving up the role both happen under mu, so an
+// order is never queued with no writer to take it, and an idle API runs no goroutine. It
+// needs no Close.
 type placer struct {
 	q       *queries.Queries
 	waker   *kafka.OutboxWaker
 	timeout time.Duration
+	batches BatchObserver // nil: none
 
 	mu      sync.Mutex
 	queue   []*placement
@@ -61,10 +66,11 @@ type placeResult struct {
 	err     error
 }
 
-// newPlacer returns a placer writing through q. A batch's statement gets timeout, whoever
-// waits for it: one client giving up must not abort the other orders in its batch.
-func newPlacer(q *queries.Queries, waker *kafka.OutboxWaker, timeout time.Duration) *placer {
-	return &placer{q: q, waker: waker, timeout: timeout}
+// newPlacer returns a placer writing through q and telling batches (if not nil) the size
+// of every statement it ran. A batch's statement gets timeout, whoever waits for it: one
+// client giving up must not abort the other orders in its batch.
+func newPlacer(q *queries.Queries, waker *kafka.OutboxWaker, timeout time.Duration, batches BatchObserver) *placer {
+	return &placer{q: q, waker: waker, timeout: timeout, batches: batches}
 }
 
 // place writes the order of req under Idempotency-Key key and returns what became of it.
@@ -74,29 +80,57 @@ func (p *placer) place(req orderRequest, key, hash string) placeResult {
 	pl := &placement{req: req, key: key, hash: hash, done: make(chan placeResult, 1)}
 	p.mu.Lock()
 	p.queue = append(p.queue, pl)
-	if p.writers < placeWriters {
+	lead := p.writers < placeWriters
+	if lead {
 		p.writers++
-		go p.writeWhileQueued()
 	}
 	p.mu.Unlock()
+	if lead {
+		// A free writer: this request writes the batch itself (its own order and whatever
+		// queued with it), which spares the handoffs to and from another goroutine that
+		// would otherwise add to every order's latency on a busy machine.
+		p.writeBatch()
+	}
 	return <-pl.done
 }
 
-// writeWhileQueued writes batches until the queue is empty, then ends.
-func (p *placer) writeWhileQueued() {
-	for {
-		p.mu.Lock()
-		n := min(len(p.queue), placeMaxBatch)
-		if n == 0 {
-			p.writers--
-			p.mu.Unlock()
-			return
-		}
-		batch := slices.Clone(p.queue[:n])
-		p.queue = slices.Delete(p.queue, 0, n)
-		p.mu.Unlock()
-		p.write(batch)
+// writeBatch writes one batch as a writer, then, if orders queued meanwhile, leaves them
+// to a writer goroutine rather than make its own request wait for them.
+func (p *placer) writeBatch() {
+	if !p.writeNext() {
+		return
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.queue) == 0 {
+		p.writers--
+		return
+	}
+	go p.writeWhileQueued()
+}
+
+// writeWhileQueued writes batches as a writer until the queue is empty.
+func (p *placer) writeWhileQueued() {
+	for p.writeNext() {
+	}
+}
+
+// writeNext writes the next batch, and reports whether the caller is to go on as a
+// writer: false when it found the queue empty (having written nothing or not), in which
+// case it has stopped being one.
+func (p *placer) writeNext() bool {
+	p.mu.Lock()
+	n := min(len(p.queue), placeMaxBatch)
+	if n == 0 {
+		p.writers--
+		p.mu.Unlock()
+		return false
+	}
+	batch := slices.Clone(p.queue[:n])
+	p.queue = slices.Delete(p.queue, 0, n)
+	p.mu.Unlock()
+	p.write(batch)
+	return true
 }
 
 // idemKey is the unique (user, Idempotency-Key) pair of an order.
@@ -183,6 +217,9 @@ func (p *placer) insert(pls []*placement) ([]queries.PlaceOrdersRow, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
 	defer cancel()
 	rows, err := p.q.PlaceOrders(ctx, arg)
+	if p.batches != nil {
+		p.batches.ObserveOrderBatch(len(pls))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("api: place %d orders: %w", len(pls), err)
 	}

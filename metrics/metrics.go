@@ -38,6 +38,7 @@ type Metrics struct {
 	httpRequests     *prometheus.CounterVec
 	httpDuration     *prometheus.HistogramVec
 	ordersPlaced     prometheus.Counter
+	orderBatches     prometheus.Histogram
 	transitions      *prometheus.CounterVec
 	outboxLatency    prometheus.Histogram
 	startLatency     prometheus.Histogram
@@ -67,6 +68,11 @@ func New(reg *prometheus.Registry) *Metrics {
 		ordersPlaced: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "orderflow_orders_placed_total",
 			Help: "Orders accepted by POST /api/v1/orders (201; idempotent replays excluded).",
+		})),
+		orderBatches: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "orderflow_order_write_batch_size",
+			Help:    "New orders written per PostgreSQL statement by the API's group commit: 1 while requests do not overlap, larger as they queue for a commit.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64},
 		})),
 		transitions: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orderflow_order_transitions_total",
@@ -181,6 +187,11 @@ func routeLabel(rctx *chi.Context, status int) string {
 		return routeUnmatched
 	}
 	return route
+}
+
+// ObserveOrderBatch records one statement of the API's group commit that wrote n orders.
+func (m *Metrics) ObserveOrderBatch(n int) {
+	m.orderBatches.Observe(float64(n))
 }
 
 // ObserveTransition counts one committed order status change. Call it after the

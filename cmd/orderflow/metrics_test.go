@@ -35,6 +35,9 @@ func TestMetricsAndReadinessOfTheRunningServices(t *testing.T) {
 		if got := api.sum("orderflow_orders_placed_total"); got < 2 {
 			t.Errorf("orderflow_orders_placed_total = %v, want ≥ 2", got)
 		}
+		if got := api.sum("orderflow_order_write_batch_size_sum"); got < 2 {
+			t.Errorf("orderflow_order_write_batch_size_sum = %v, want ≥ 2 (orders written by the group commit)", got)
+		}
 		if !api.has("orderflow_outbox_backlog") || !api.has("orderflow_parked_orders") {
 			t.Error("the database gauges are missing")
 		}

@@ -131,6 +131,7 @@ func runServices(ctx context.Context, cfg Config, logger *slog.Logger, roles rol
 		handler := api.NewServer(pool, starter, logger, api.Config{
 			AllowedOrigins: cfg.CORSOrigins, CancelWait: cfg.CancelWait,
 			TemporalUIURL: cfg.TemporalUIURL, Namespace: cfg.TemporalNamespace,
+			Batches: m,
 		})
 		mux := withMetrics(m.HTTP(handler), m.Handler(logger))
 		if workerReady != nil {
