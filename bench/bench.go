@@ -84,6 +84,9 @@ type Options struct {
 	SkipCeilings      bool
 	CeilingDuration   time.Duration // measured window of each ceiling
 	EngineConcurrency int           // concurrent empty workflows of the engine ceiling
+	// EngineShapes is how many runs of each workflow shape to measure the Temporal
+	// server's CPU on (EngineShapes in shapes.go), after the ceilings; 0 skips them.
+	EngineShapes int
 	// Procs are the processes to observe; nil discovers them (see Discover).
 	Procs []Proc
 	// Progress receives a line a second while the bench runs; nil discards it.
@@ -367,6 +370,22 @@ func (r *runner) ceilings(ctx context.Context, rep *Report) error {
 	rep.EngineCeilingConcurrency = eng.Concurrency
 	rep.EngineCeilingP50Ms, rep.EngineCeilingP99Ms = eng.Latency.P50, eng.Latency.P99
 	r.out.printf("engine ceiling: %.1f empty workflow executions/s (each p50 %.1f ms, p99 %.1f ms)", eng.PerSecond, eng.Latency.P50, eng.Latency.P99)
+
+	if o.EngineShapes > 0 {
+		r.out.printf("engine shapes: %d runs of each of %d workflow shapes…", o.EngineShapes, len(shapes))
+		serverCPU := func() (float64, bool) {
+			s := samples.take()[ProcTemporal]
+			return s.CPUSeconds, s.Alive
+		}
+		costs, err := EngineShapes(ctx, tc, r.runID, o.EngineShapes, o.EngineConcurrency, serverCPU)
+		if err != nil {
+			return err
+		}
+		if costs == nil {
+			r.out.printf("engine shapes: skipped, the Temporal server's CPU cannot be read (is it on this machine? see --pids)")
+		}
+		rep.EngineShapes = costs
+	}
 	return nil
 }
 

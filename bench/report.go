@@ -71,17 +71,18 @@ type Report struct {
 	BacklogSlopePerS float64 `json:"backlog_slope_per_s"`
 	BacklogGrowing   bool    `json:"backlog_growing"`
 
-	DBCeilingPerS            *float64 `json:"db_ceiling_per_s"`
-	EngineCeilingPerS        *float64 `json:"engine_ceiling_per_s"`
-	DBCeilingConns           int      `json:"db_ceiling_conns,omitempty"`
-	EngineCeilingConcurrency int      `json:"engine_ceiling_concurrency,omitempty"`
-	DBCeilingP50Ms           float64  `json:"db_ceiling_p50_ms,omitempty"` // one insert transaction
-	DBCeilingP99Ms           float64  `json:"db_ceiling_p99_ms,omitempty"`
-	EngineCeilingP50Ms       float64  `json:"engine_ceiling_p50_ms,omitempty"` // one empty workflow, start to result
-	EngineCeilingP99Ms       float64  `json:"engine_ceiling_p99_ms,omitempty"`
-	EngineCeilingCPUSPer1k   *float64 `json:"engine_ceiling_cpu_s_per_1k"` // the Temporal server's CPU per 1,000 empty workflows
-	IngestVsDB               *float64 `json:"ingest_vs_db"`
-	E2EVsEngine              *float64 `json:"e2e_vs_engine"`
+	DBCeilingPerS            *float64    `json:"db_ceiling_per_s"`
+	EngineCeilingPerS        *float64    `json:"engine_ceiling_per_s"`
+	DBCeilingConns           int         `json:"db_ceiling_conns,omitempty"`
+	EngineCeilingConcurrency int         `json:"engine_ceiling_concurrency,omitempty"`
+	DBCeilingP50Ms           float64     `json:"db_ceiling_p50_ms,omitempty"` // one insert transaction
+	DBCeilingP99Ms           float64     `json:"db_ceiling_p99_ms,omitempty"`
+	EngineCeilingP50Ms       float64     `json:"engine_ceiling_p50_ms,omitempty"` // one empty workflow, start to result
+	EngineCeilingP99Ms       float64     `json:"engine_ceiling_p99_ms,omitempty"`
+	EngineCeilingCPUSPer1k   *float64    `json:"engine_ceiling_cpu_s_per_1k"` // the Temporal server's CPU per 1,000 empty workflows
+	EngineShapes             []ShapeCost `json:"engine_shapes,omitempty"`     // the Temporal server's CPU per run of each workflow shape (--engine-shapes)
+	IngestVsDB               *float64    `json:"ingest_vs_db"`
+	E2EVsEngine              *float64    `json:"e2e_vs_engine"`
 
 	CPUs            int     `json:"cpus"`
 	LoadAverage     float64 `json:"load_average"`      // one-minute load average when the bench started
@@ -197,6 +198,13 @@ func (rep *Report) WriteTable(w io.Writer) error {
 		p("  temporal, ceiling\t%.3f\t\t\t\t(per 1k empty workflows)", *rep.EngineCeilingCPUSPer1k)
 	}
 	p("  machine\t\t%.2f of %d\t\t(%.2f by other processes; load average %.2f at the start)", rep.MachineCPUCores, rep.CPUs, rep.OtherCPUCores, rep.LoadAverage)
+	if len(rep.EngineShapes) > 0 {
+		p("")
+		p("engine shapes\tTemporal CPU ms / run\truns")
+		for _, s := range rep.EngineShapes {
+			p("  %s\t%.2f\t%d", s.Name, s.CPUMsRun, s.Runs)
+		}
+	}
 	if len(rep.Notes) > 0 {
 		p("")
 		for _, n := range rep.Notes {

@@ -60,11 +60,12 @@ func startOptions(r StartRequest) client.StartWorkflowOptions {
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		TypedSearchAttributes:                    searchAttributes(r),
+		TypedSearchAttributes:                    StartSearchAttributes(r),
 	}
 }
 
-func searchAttributes(r StartRequest) temporal.SearchAttributes {
+// StartSearchAttributes are the search attributes an order's run starts with.
+func StartSearchAttributes(r StartRequest) temporal.SearchAttributes {
 	updates := []temporal.SearchAttributeUpdate{AttrOrderID.ValueSet(r.OrderID)}
 	if r.UserID != 0 {
 		updates = append(updates, AttrUserID.ValueSet(r.UserID), AttrInstrumentID.ValueSet(r.InstrumentID),

@@ -35,6 +35,9 @@ Temporal ceilings measured in the same run, as a table and (--json) as one line 
   --skip-ceilings        do not measure the database and engine ceilings
   --ceiling-duration D   measured window of each ceiling (default 5s)
   --engine-concurrency N concurrent empty workflows of the engine ceiling (default 50)
+  --engine-shapes N      after the ceilings, also measure the Temporal server's CPU per
+                         run of the order workflow's shapes, N runs each (default 0, not
+                         measured; needs the ceilings)
   --pids LIST            api=PID,worker=PID,temporal=PID,postgres=PID (default: found in /proc)
   --json                 end the output with the report as one line of JSON`
 
@@ -89,6 +92,7 @@ func parseBenchFlags(cfg Config, args []string) (bench.Options, bool, error) {
 	skipCeilings := fs.Bool("skip-ceilings", false, "")
 	ceilingDuration := fs.Duration("ceiling-duration", d.CeilingDuration, "")
 	engineConcurrency := fs.Int("engine-concurrency", d.EngineConcurrency, "")
+	engineShapes := fs.Int("engine-shapes", 0, "")
 	pids := fs.String("pids", "", "")
 	asJSON := fs.Bool("json", false, "")
 	if err := fs.Parse(args); err != nil {
@@ -106,8 +110,11 @@ func parseBenchFlags(cfg Config, args []string) (bench.Options, bool, error) {
 	if *temporal == "" {
 		*temporal = net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.DevTemporalPort))
 	}
-	if *concurrency <= 0 || *engineConcurrency <= 0 || *maxPending < 0 || *duration <= 0 || *ceilingDuration <= 0 {
-		return bench.Options{}, false, errors.New("--concurrency, --engine-concurrency, --duration and --ceiling-duration must be positive, --max-pending not negative")
+	if *concurrency <= 0 || *engineConcurrency <= 0 || *maxPending < 0 || *duration <= 0 || *ceilingDuration <= 0 || *engineShapes < 0 {
+		return bench.Options{}, false, errors.New("--concurrency, --engine-concurrency, --duration and --ceiling-duration must be positive, --max-pending and --engine-shapes not negative")
+	}
+	if *skipCeilings && *engineShapes > 0 {
+		return bench.Options{}, false, errors.New("--engine-shapes is measured with the ceilings; drop --skip-ceilings")
 	}
 	opts := bench.Options{
 		APIURL: *apiURL, DatabaseURL: *dbURL, DBMaxConns: cfg.DBMaxConns,
@@ -116,7 +123,7 @@ func parseBenchFlags(cfg Config, args []string) (bench.Options, bool, error) {
 		Mode:               bench.Mode(*mode), Rate: *rate, Concurrency: *concurrency, MaxPending: *maxPending,
 		Duration: *duration, Warmup: *warmup, Drain: *drain,
 		CancelRatio: *cancelRatio, SkipCeilings: *skipCeilings, CeilingDuration: *ceilingDuration,
-		EngineConcurrency: *engineConcurrency,
+		EngineConcurrency: *engineConcurrency, EngineShapes: *engineShapes,
 	}
 	for _, s := range strings.Split(*instruments, ",") {
 		id, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)

@@ -22,7 +22,7 @@ func TestBenchSmokeRunEndsWithTheReportAsJSON(t *testing.T) {
 	var out bytes.Buffer
 	err := run(ctx, []string{"bench",
 		"--api", s.baseURL, "--duration", "2s", "--warmup", "0s", "--drain", "30s",
-		"--concurrency", "2", "--ceiling-duration", "1s", "--instruments", instruments, "--json",
+		"--concurrency", "2", "--ceiling-duration", "1s", "--engine-shapes", "5", "--instruments", instruments, "--json",
 	}, func(k string) string { return s.env[k] }, &out)
 	if err != nil {
 		t.Fatalf("bench: %v\n%s", err, out.String())
@@ -48,6 +48,19 @@ func TestBenchSmokeRunEndsWithTheReportAsJSON(t *testing.T) {
 	}
 	for _, k := range []string{"ingest_per_s", "e2e_per_s", "db_ceiling_per_s", "engine_ceiling_per_s"} {
 		positive(k)
+	}
+	shapes, _ := rep["engine_shapes"].([]any)
+	if len(shapes) != 3 {
+		t.Errorf("engine_shapes = %v, want 3 shapes", rep["engine_shapes"])
+	}
+	for _, sh := range shapes {
+		m, _ := sh.(map[string]any)
+		if runs, _ := m["runs"].(float64); runs != 5 {
+			t.Errorf("shape %v: runs %v, want 5", m["name"], m["runs"])
+		}
+		if ms, _ := m["cpu_ms_per_run"].(float64); ms <= 0 {
+			t.Errorf("shape %v: cpu_ms_per_run %v, want > 0", m["name"], m["cpu_ms_per_run"])
+		}
 	}
 	if errs, _ := rep["errors_by_status"].(map[string]any); len(errs) > 0 {
 		t.Errorf("errors by status: %v", errs)
@@ -87,7 +100,7 @@ func TestBenchFlagsDefaultToTheSystemMakeRunStarts(t *testing.T) {
 	}
 	for _, bad := range [][]string{
 		{"--mode", "open"}, {"--mode", "sideways"}, {"--instruments", "x"}, {"--pids", "db=1"},
-		{"--concurrency", "0"}, {"extra"},
+		{"--concurrency", "0"}, {"extra"}, {"--engine-shapes", "-1"}, {"--engine-shapes", "5", "--skip-ceilings"},
 	} {
 		if _, _, err := parseBenchFlags(cfg, bad); err == nil {
 			t.Errorf("parseBenchFlags(%q) did not fail", bad)
