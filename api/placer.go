@@ -46,7 +46,7 @@ type placer struct {
 
 	mu      sync.Mutex
 	queue   []*placement
-	writers int // running writer goroutines
+	writers int // requests and goroutines writing now, at most placeWriters
 }
 
 // placement is one order waiting to be written.
@@ -115,9 +115,8 @@ func (p *placer) writeWhileQueued() {
 	}
 }
 
-// writeNext writes the next batch, and reports whether the caller is to go on as a
-// writer: false when it found the queue empty (having written nothing or not), in which
-// case it has stopped being one.
+// writeNext writes the next batch and reports true, or, finding the queue empty, stops
+// the caller being a writer and reports false.
 func (p *placer) writeNext() bool {
 	p.mu.Lock()
 	n := min(len(p.queue), placeMaxBatch)
