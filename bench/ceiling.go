@@ -129,27 +129,37 @@ const settleTimeout = time.Minute
 // waitVisible waits until the visibility store shows no run of queue open and at least
 // closed of them closed.
 func waitVisible(ctx context.Context, c client.Client, queue string, closed int64) error {
+	return untilVisible(ctx, c, fmt.Sprintf("the server had not recorded the ceiling's %d workflows as closed", closed),
+		func(count func(query string) (int64, error)) (bool, error) {
+			running, err := count(fmt.Sprintf("TaskQueue = %q AND ExecutionStatus = \"Running\"", queue))
+			if err != nil || running > 0 {
+				return false, err
+			}
+			done, err := count(fmt.Sprintf("TaskQueue = %q AND ExecutionStatus != \"Running\"", queue))
+			return done >= closed, err
+		})
+}
+
+// untilVisible asks the visibility store, every 200 ms for up to settleTimeout, whether
+// done, which counts with count the runs a visibility query matches. what says, for the
+// error, what was still not so when the time ran out.
+func untilVisible(ctx context.Context, c client.Client, what string, done func(count func(query string) (int64, error)) (bool, error)) error {
 	ctx, cancel := context.WithTimeout(ctx, settleTimeout)
 	defer cancel()
-	count := func(status string) (int64, error) {
-		resp, err := c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{
-			Query: fmt.Sprintf("TaskQueue = %q AND ExecutionStatus %s", queue, status),
-		})
+	count := func(query string) (int64, error) {
+		resp, err := c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: query})
 		return resp.GetCount(), err
 	}
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		running, err := count(`= "Running"`)
-		if err == nil && running == 0 {
-			var done int64
-			if done, err = count(`!= "Running"`); err == nil && done >= closed {
-				return nil
-			}
+		ok, err := done(count)
+		if ok && err == nil {
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("the server had not recorded the ceiling's %d workflows as closed after %s (last error: %v)", closed, settleTimeout, err)
+			return fmt.Errorf("%s after %s (last error: %v)", what, settleTimeout, err)
 		case <-tick.C:
 		}
 	}

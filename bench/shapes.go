@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
@@ -170,21 +169,9 @@ func runShape(ctx context.Context, c client.Client, queue, idPrefix string, s sh
 
 // waitWaiting waits until n runs of queue show that they wait for wake-up round.
 func waitWaiting(ctx context.Context, c client.Client, queue string, n, round int) error {
-	ctx, cancel := context.WithTimeout(ctx, settleTimeout)
-	defer cancel()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		resp, err := c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{
-			Query: fmt.Sprintf("TaskQueue = %q AND OrderStatus = %q", queue, waitingStatus(round)),
+	return untilVisible(ctx, c, fmt.Sprintf("%d runs were not all waiting", n),
+		func(count func(query string) (int64, error)) (bool, error) {
+			waiting, err := count(fmt.Sprintf("TaskQueue = %q AND OrderStatus = %q", queue, waitingStatus(round)))
+			return waiting >= int64(n), err
 		})
-		if err == nil && resp.GetCount() >= int64(n) {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%d runs were not all waiting after %s (last error: %v)", n, settleTimeout, err)
-		case <-tick.C:
-		}
-	}
 }
