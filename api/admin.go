@@ -7,10 +7,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/go-chi/chi/v5"
+
+	"github.com/orderflow/orderflow/orderbook"
 	"github.com/orderflow/orderflow/queries"
 )
 
@@ -145,14 +149,42 @@ func (s *server) listStuck(w http.ResponseWriter, r *http.Request) error {
 		}
 		olderThan = d
 	}
-	rows, err := s.q.ListStuckOrders(r.Context(), queries.ListStuckOrdersParams{Since: time.Now().Add(-olderThan), MaxRows: 1000})
+	rows, err := s.book.Stuck(r.Context(), olderThan, 1000)
 	if err != nil {
-		return fmt.Errorf("api: list stuck orders: %w", err)
+		return fmt.Errorf("api: %w", err)
 	}
 	out := make([]stuckView, len(rows))
 	for i, o := range rows {
 		out[i] = stuckView{orderView: s.orderView(o), StalledStep: o.StalledStep, LastError: o.LastError}
 	}
 	s.respond(w, r, http.StatusOK, out)
+	return nil
+}
+
+// haltInstrument handles POST /api/v1/admin/instruments/{id}/halt: from its answer on,
+// the instrument matches nothing (see orderbook.Service.HaltInstrument).
+func (s *server) haltInstrument(w http.ResponseWriter, r *http.Request) error {
+	return s.setInstrumentStatus(w, r, s.book.HaltInstrument)
+}
+
+// resumeInstrument handles POST /api/v1/admin/instruments/{id}/resume.
+func (s *server) resumeInstrument(w http.ResponseWriter, r *http.Request) error {
+	return s.setInstrumentStatus(w, r, s.book.ResumeInstrument)
+}
+
+func (s *server) setInstrumentStatus(w http.ResponseWriter, r *http.Request, set func(context.Context, int64) (queries.Instrument, error)) error {
+	raw := chi.URLParam(r, "id")
+	id, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || id <= 0 {
+		return invalid(fieldError{"id", fmt.Sprintf("must be a positive integer, got %q", raw)})
+	}
+	in, err := set(r.Context(), id)
+	if errors.Is(err, orderbook.ErrInstrumentNotFound) {
+		return newError(codeInstrumentNotFound, "instrument %d not found", id)
+	}
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	s.respond(w, r, http.StatusOK, newInstrumentView(in))
 	return nil
 }

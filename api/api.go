@@ -22,7 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orderflow/orderflow/kafka"
-	"github.com/orderflow/orderflow/queries"
+	"github.com/orderflow/orderflow/orderbook"
 )
 
 // openapiSpec is the API's OpenAPI 3 description, served at /openapi.yaml; the tests
@@ -61,13 +61,7 @@ type Config struct {
 	TemporalUIURL  string
 	Namespace      string
 	RequestTimeout time.Duration
-	Batches        BatchObserver
-}
-
-// BatchObserver is told the size of every batch of new orders the API writes in one
-// statement.
-type BatchObserver interface {
-	ObserveOrderBatch(n int)
+	Batches        orderbook.BatchObserver
 }
 
 // withDefaults returns cfg with every unset field given its documented default.
@@ -91,24 +85,24 @@ func (cfg Config) withDefaults() Config {
 
 // server holds the handlers' dependencies.
 type server struct {
-	pool    *pgxpool.Pool
-	q       *queries.Queries
+	pool    *pgxpool.Pool // only for readiness
+	book    *orderbook.Service
 	cancels Canceller
 	logger  *slog.Logger
 	cfg     Config
-	placer  *placer
 }
 
-// NewServer returns the API's HTTP handler. pool and cancels must not be nil; a nil
-// logger discards logs.
+// NewServer returns the API's HTTP handler over the order-book service on pool. pool
+// and cancels must not be nil; a nil logger discards logs.
 func NewServer(pool *pgxpool.Pool, cancels Canceller, logger *slog.Logger, cfg Config) http.Handler {
 	if logger == nil {
 		logger = slogDiscard()
 	}
-	q := queries.New(pool)
 	cfg = cfg.withDefaults()
-	s := &server{pool: pool, q: q, cancels: cancels, logger: logger, cfg: cfg,
-		placer: newPlacer(q, kafka.NewOutboxWaker(pool, logger), cfg.RequestTimeout, cfg.Batches)}
+	book := orderbook.New(pool, logger, orderbook.Config{
+		Waker: kafka.NewOutboxWaker(pool, logger), Batches: cfg.Batches, PlaceTimeout: cfg.RequestTimeout,
+	})
+	s := &server{pool: pool, book: book, cancels: cancels, logger: logger, cfg: cfg}
 	return s.routes()
 }
 
@@ -163,6 +157,9 @@ func (s *server) routes() http.Handler {
 		r.Get("/admin/orders/stuck", s.handle(s.listStuck))
 		r.Post("/admin/orders/{id}/retry", s.handle(s.retryOrder))
 		r.Post("/admin/orders/{id}/fail", s.handle(s.failOrder))
+		r.Get("/admin/instruments", s.handle(s.listInstruments))
+		r.Post("/admin/instruments/{id}/halt", s.handle(s.haltInstrument))
+		r.Post("/admin/instruments/{id}/resume", s.handle(s.resumeInstrument))
 	})
 	return mux
 }

@@ -7,13 +7,14 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/orderflow/orderflow/order"
+	"github.com/orderflow/orderflow/orderbook"
 	"github.com/orderflow/orderflow/queries"
 )
 
@@ -30,30 +31,18 @@ const (
 	maxPageSize     = 500
 )
 
-// requestedBy is the details of a client's event. There is no authentication yet, so a
-// request is attributed to the user it acts for.
-type requestedBy struct {
-	RequestedBy string `json:"requestedBy"`
-}
-
 // userActor returns the details of an event a client asked for on behalf of userID.
+// There is no authentication yet, so a request is attributed to the user it acts for.
 func userActor(userID int64) []byte {
-	b, _ := json.Marshal(requestedBy{RequestedBy: "user:" + strconv.FormatInt(userID, 10)}) // a string cannot fail to encode
+	b, _ := json.Marshal(map[string]string{"requestedBy": "user:" + strconv.FormatInt(userID, 10)}) // strings cannot fail to encode
 	return b
 }
 
-// placeOrder handles POST /api/v1/orders. The order, its ORDER_PLACED event and the
-// outbox message that starts its execution are written by one statement, so an order is
-// never stranded without its message nor announced without being stored. Concurrent
-// requests share that statement and its commit (placer), so the database pays one
-// commit per batch rather than per order; the 201 still comes only after the order's
-// commit.
-//
-// Idempotency rests on UNIQUE (user_id, idempotency_key): of concurrent requests with one
-// key, exactly one insert wins; the others wait for it on the unique index (or, in the
-// same batch, are left out of it), write nothing (no order, so no event and no message
-// either) and get no row. As the winner's statement has committed by then, the next
-// statement reads its row.
+// placeOrder handles POST /api/v1/orders: the order-book service writes the order, its
+// ORDER_PLACED event and the outbox message that starts its execution in one statement
+// (shared with concurrent requests: group commit), and the 201 comes only after its
+// commit. A replay of the user's Idempotency-Key answers 200 with the order it placed;
+// the same key with a different order, 422.
 func (s *server) placeOrder(w http.ResponseWriter, r *http.Request) error {
 	if err := requireJSON(r); err != nil {
 		return err
@@ -66,27 +55,22 @@ func (s *server) placeOrder(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	hash := req.hash()
-
-	res := s.placer.place(req, key, hash)
-	if res.err != nil {
-		return fmt.Errorf("api: place order: %w", res.err)
-	}
-	if !res.created {
-		existing, err := s.q.GetOrderByIdempotencyKey(r.Context(), queries.GetOrderByIdempotencyKeyParams{UserID: req.userID, IdempotencyKey: key})
-		if err != nil {
-			return fmt.Errorf("api: place order: load order of idempotency key: %w", err)
-		}
-		if existing.RequestHash != hash {
-			return newError(codeKeyReused, "Idempotency-Key %q was already used by this user for a different order request; use a new key for a new order", key)
-		}
-		s.respond(w, r, http.StatusOK, placedView{orderView: s.orderView(existing), Message: msgDuplicate, Duplicate: true})
+	res, err := s.book.Place(r.Context(), orderbook.NewOrder{
+		UserID: req.userID, InstrumentID: req.instrumentID, Side: req.side, Kind: req.kind, Price: req.price,
+		Quantity: req.quantity, TimeInForce: req.timeInForce, IdempotencyKey: key, RequestHash: req.hash(),
+		Details: userActor(req.userID),
+	})
+	switch {
+	case errors.Is(err, orderbook.ErrKeyReused):
+		return newError(codeKeyReused, "Idempotency-Key %q was already used by this user for a different order request; use a new key for a new order", key)
+	case err != nil:
+		return fmt.Errorf("api: %w", err)
+	case !res.Created:
+		s.respond(w, r, http.StatusOK, placedView{orderView: s.orderView(res.Order), Message: msgDuplicate, Duplicate: true})
 		return nil
 	}
-
-	placed := res.order
-	w.Header().Set("Location", "/api/v1/orders/"+strconv.FormatInt(placed.ID, 10))
-	s.respond(w, r, http.StatusCreated, placedView{orderView: s.orderView(placed), Message: msgAccepted})
+	w.Header().Set("Location", "/api/v1/orders/"+strconv.FormatInt(res.Order.ID, 10))
+	s.respond(w, r, http.StatusCreated, placedView{orderView: s.orderView(res.Order), Message: msgAccepted})
 	return nil
 }
 
@@ -107,12 +91,12 @@ func (s *server) loadOrder(r *http.Request) (queries.Order, error) {
 	if err != nil {
 		return queries.Order{}, err
 	}
-	o, err := s.q.GetOrder(r.Context(), id)
-	if errors.Is(err, pgx.ErrNoRows) {
+	o, err := s.book.Order(r.Context(), id)
+	if errors.Is(err, orderbook.ErrNotFound) {
 		return queries.Order{}, orderNotFound(id)
 	}
 	if err != nil {
-		return queries.Order{}, fmt.Errorf("api: get order %d: %w", id, err)
+		return queries.Order{}, fmt.Errorf("api: %w", err)
 	}
 	return o, nil
 }
@@ -127,27 +111,39 @@ func (s *server) getOrder(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// sortKey maps a sort field a client may name to ListOrders' sort key.
-func sortKey(field string) (string, bool) {
-	switch field {
-	case "id", "createdAt", "updatedAt", "price", "quantity":
-		return field, true
-	case "orderStatus":
-		return "status", true
+// sortFields maps the sort fields a client may name to the list's sort keys: the JSON
+// names of the order's fields, which are the names the original backend's entity had
+// (its web client sends them), and today's id and status.
+var sortFields = map[string]orderbook.SortKey{
+	"id": orderbook.SortID, "orderId": orderbook.SortID,
+	"createdAt": orderbook.SortCreatedAt, "updatedAt": orderbook.SortUpdatedAt,
+	"userId": orderbook.SortUserID, "instrumentId": orderbook.SortInstrumentID,
+	"orderType": orderbook.SortSide, "orderKind": orderbook.SortKind,
+	"price": orderbook.SortPrice, "quantity": orderbook.SortQuantity,
+	"remainingQuantity": orderbook.SortRemainingQuantity,
+	"orderStatus":       orderbook.SortStatus, "status": orderbook.SortStatus,
+}
+
+// sortFieldList names the sort fields, for error messages.
+func sortFieldList() string {
+	names := make([]string, 0, len(sortFields))
+	for name := range sortFields {
+		names = append(names, name)
 	}
-	return "", false
+	slices.Sort(names)
+	return strings.Join(names, ", ")
 }
 
 // listQuery is a parsed GET /api/v1/orders query.
 type listQuery struct {
 	page, size int64
-	params     queries.ListOrdersParams
+	q          orderbook.ListQuery
 }
 
 // parseListQuery validates the list parameters, naming every bad one. Empty values mean
 // the default, as in the seed (Spring) API; unknown parameters are ignored, as there.
 func parseListQuery(v url.Values) (listQuery, error) {
-	lq := listQuery{page: 0, size: defaultPageSize, params: queries.ListOrdersParams{SortKey: "createdAt", SortDesc: true}}
+	lq := listQuery{page: 0, size: defaultPageSize, q: orderbook.ListQuery{Sort: orderbook.SortCreatedAt, Desc: true}}
 	var errs []fieldError
 	bad := func(field, msg string) { errs = append(errs, fieldError{field, msg}) }
 
@@ -167,7 +163,7 @@ func parseListQuery(v url.Values) (listQuery, error) {
 			lq.size = n
 		}
 	}
-	// The offset is an int32 in the query; a page beyond it cannot hold anything anyway.
+	// A page beyond this cannot hold anything anyway, and the offset stays an int32.
 	if offset := lq.page * lq.size; lq.page > math.MaxInt32 || offset > math.MaxInt32 {
 		bad("page", "is too large")
 	}
@@ -175,17 +171,17 @@ func parseListQuery(v url.Values) (listQuery, error) {
 		bad("sort", "may be given once")
 	} else if len(sorts) == 1 && sorts[0] != "" {
 		field, dir, hasDir := strings.Cut(sorts[0], ",")
-		key, ok := sortKey(field)
+		key, ok := sortFields[field]
 		if !ok {
-			bad("sort", fmt.Sprintf("cannot sort by %q: use id, createdAt, updatedAt, price, quantity or orderStatus", field))
+			bad("sort", fmt.Sprintf("cannot sort by %q: use one of %s", field, sortFieldList()))
 		} else {
-			lq.params.SortKey = key
+			lq.q.Sort = key
 		}
 		switch {
 		case !hasDir || strings.EqualFold(dir, "asc"):
-			lq.params.SortDesc = false
+			lq.q.Desc = false
 		case strings.EqualFold(dir, "desc"):
-			lq.params.SortDesc = true
+			lq.q.Desc = true
 		default:
 			bad("sort", fmt.Sprintf("direction must be asc or desc, got %q", dir))
 		}
@@ -194,75 +190,50 @@ func parseListQuery(v url.Values) (listQuery, error) {
 		if n, err := strconv.ParseInt(s, 10, 64); err != nil || n <= 0 {
 			bad("userId", "must be a positive integer")
 		} else {
-			lq.params.UserID = &n
+			lq.q.UserID = &n
 		}
 	}
 	if s := v.Get("instrumentId"); s != "" {
 		if n, err := strconv.ParseInt(s, 10, 64); err != nil || n <= 0 {
 			bad("instrumentId", "must be a positive integer")
 		} else {
-			lq.params.InstrumentID = &n
+			lq.q.InstrumentID = &n
 		}
 	}
 	if s := v.Get("status"); s != "" {
 		if st, err := order.ParseStatus(s); err != nil {
-			bad("status", "must be one of "+statusList())
+			bad("status", "must be one of "+strings.Join(order.Names(order.Statuses), ", "))
 		} else {
-			str := string(st)
-			lq.params.Status = &str
+			lq.q.Status = &st
 		}
 	}
 	if len(errs) > 0 {
 		return listQuery{}, invalid(errs...)
 	}
-	lq.params.PageSize = int32(lq.size)
-	lq.params.PageOffset = int32(lq.page * lq.size)
+	lq.q.Limit = int32(lq.size)
+	lq.q.Offset = lq.page * lq.size
 	return lq, nil
 }
 
-// statusList names every order status, for error messages.
-func statusList() string {
-	names := make([]string, len(order.Statuses))
-	for i, st := range order.Statuses {
-		names[i] = string(st)
-	}
-	return strings.Join(names, ", ")
-}
-
-// listOrders handles GET /api/v1/orders. The count and the page are read in one
-// read-only REPEATABLE READ transaction, so totalElements always agrees with content.
+// listOrders handles GET /api/v1/orders: a page, and a total that agrees with it.
 func (s *server) listOrders(w http.ResponseWriter, r *http.Request) error {
 	lq, err := parseListQuery(r.URL.Query())
 	if err != nil {
 		return err
 	}
-	ctx := r.Context()
-	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	res, err := s.book.ListOrders(r.Context(), lq.q)
 	if err != nil {
-		return fmt.Errorf("api: list orders: begin: %w", err)
+		return fmt.Errorf("api: %w", err)
 	}
-	defer func() { _ = tx.Rollback(ctx) }()
-	q := s.q.WithTx(tx)
-	total, err := q.CountOrders(ctx, queries.CountOrdersParams{
-		UserID: lq.params.UserID, Status: lq.params.Status, InstrumentID: lq.params.InstrumentID,
-	})
-	if err != nil {
-		return fmt.Errorf("api: count orders: %w", err)
-	}
-	rows, err := q.ListOrders(ctx, lq.params)
-	if err != nil {
-		return fmt.Errorf("api: list orders: %w", err)
-	}
-
 	page := pageView{
-		Content:          make([]orderView, len(rows)),
-		TotalElements:    total,
-		TotalPages:       (total + lq.size - 1) / lq.size,
+		Content:          make([]orderView, len(res.Orders)),
+		TotalElements:    res.Total,
+		TotalPages:       (res.Total + lq.size - 1) / lq.size,
 		Number:           lq.page,
 		Size:             lq.size,
-		NumberOfElements: len(rows),
+		NumberOfElements: len(res.Orders),
 	}
-	for i, o := range rows {
+	for i, o := range res.Orders {
 		page.Content[i] = s.orderView(o)
 	}
 	page.First = lq.page == 0
@@ -273,8 +244,8 @@ func (s *server) listOrders(w http.ResponseWriter, r *http.Request) error {
 
 // cancelOrder handles POST /api/v1/orders/{id}/cancel.
 //
-// The request is first recorded (cancel_requested, and one CANCEL_REQUESTED event however
-// often it is repeated) and only then sent to the workflow, so a cancel that cannot be
+// The request is first recorded (which takes the order off the book at once, so it
+// never trades again) and only then sent to the workflow, so a cancel that cannot be
 // delivered is still on record and a retry re-sends it. The answer tells the truth about
 // the order afterwards: 200 when it is terminal (cancelled, or filled first), 202 when
 // the workflow has yet to apply the cancel.
@@ -283,11 +254,18 @@ func (s *server) cancelOrder(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.recordCancel(r, id); err != nil {
-		return err
+	ctx := r.Context()
+	_, err = s.book.RecordCancel(ctx, id, "")
+	var st *orderbook.StatusError
+	switch {
+	case errors.Is(err, orderbook.ErrNotFound):
+		return orderNotFound(id)
+	case errors.As(err, &st) && errors.Is(err, orderbook.ErrTerminal):
+		return newError(codeOrderTerminal, "order %d is %s and can no longer be cancelled", id, st.Status)
+	case err != nil:
+		return fmt.Errorf("api: cancel order %d: %w", id, err)
 	}
 
-	ctx := r.Context()
 	if _, err := s.cancels.RequestCancel(ctx, id, s.cfg.CancelWait); err != nil {
 		return &apiError{
 			code:    codeUnavailable,
@@ -295,7 +273,7 @@ func (s *server) cancelOrder(w http.ResponseWriter, r *http.Request) error {
 			cause:   fmt.Errorf("api: cancel order %d: %w", id, err),
 		}
 	}
-	o, err := s.q.GetOrder(ctx, id)
+	o, err := s.book.Order(ctx, id)
 	if err != nil {
 		return fmt.Errorf("api: cancel order %d: re-read: %w", id, err)
 	}
@@ -312,64 +290,18 @@ func (s *server) cancelOrder(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// recordCancel marks order id as cancel-requested and, the first time only, appends its
-// CANCEL_REQUESTED event. The row lock taken by GetOrderForUpdate makes "first time"
-// exact under concurrent cancels, and gives the event the next seq without racing a
-// status change. It returns ORDER_NOT_FOUND or ORDER_TERMINAL errors.
-func (s *server) recordCancel(r *http.Request, id int64) error {
-	ctx := r.Context()
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("api: cancel order %d: begin: %w", id, err)
-	}
-	defer func() { _ = tx.Rollback(ctx) }()
-	q := s.q.WithTx(tx)
-
-	before, err := q.GetOrderForUpdate(ctx, id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return orderNotFound(id)
-	}
-	if err != nil {
-		return fmt.Errorf("api: cancel order %d: lock: %w", id, err)
-	}
-	terminal := func(st string) error {
-		return newError(codeOrderTerminal, "order %d is %s and can no longer be cancelled", id, st)
-	}
-	if order.Status(before.Status).Terminal() {
-		return terminal(before.Status)
-	}
-	if _, err := q.MarkCancelRequested(ctx, id); errors.Is(err, pgx.ErrNoRows) {
-		return terminal(before.Status) // cannot happen under the row lock; kept for safety
-	} else if err != nil {
-		return fmt.Errorf("api: cancel order %d: mark: %w", id, err)
-	}
-	if !before.CancelRequested {
-		from := before.Status
-		if _, err := q.InsertOrderEvent(ctx, queries.InsertOrderEventParams{
-			OrderID:    id,
-			EventType:  string(order.EventCancelRequested),
-			FromStatus: &from,
-			ToStatus:   before.Status,
-			Details:    userActor(before.UserID),
-		}); err != nil {
-			return fmt.Errorf("api: cancel order %d: insert event: %w", id, err)
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("api: cancel order %d: commit: %w", id, err)
-	}
-	return nil
-}
-
 // listOrderEvents handles GET /api/v1/orders/{id}/events: the timeline, oldest first.
 func (s *server) listOrderEvents(w http.ResponseWriter, r *http.Request) error {
-	o, err := s.loadOrder(r)
+	id, err := orderID(r)
 	if err != nil {
 		return err
 	}
-	events, err := s.q.ListOrderEvents(r.Context(), o.ID)
+	events, err := s.book.Events(r.Context(), id)
+	if errors.Is(err, orderbook.ErrNotFound) {
+		return orderNotFound(id)
+	}
 	if err != nil {
-		return fmt.Errorf("api: list events of order %d: %w", o.ID, err)
+		return fmt.Errorf("api: %w", err)
 	}
 	views := make([]eventView, len(events))
 	for i, e := range events {
@@ -381,13 +313,16 @@ func (s *server) listOrderEvents(w http.ResponseWriter, r *http.Request) error {
 
 // listOrderTrades handles GET /api/v1/orders/{id}/trades.
 func (s *server) listOrderTrades(w http.ResponseWriter, r *http.Request) error {
-	o, err := s.loadOrder(r)
+	id, err := orderID(r)
 	if err != nil {
 		return err
 	}
-	trades, err := s.q.ListOrderTrades(r.Context(), o.ID)
+	trades, err := s.book.Trades(r.Context(), id)
+	if errors.Is(err, orderbook.ErrNotFound) {
+		return orderNotFound(id)
+	}
 	if err != nil {
-		return fmt.Errorf("api: list trades of order %d: %w", o.ID, err)
+		return fmt.Errorf("api: %w", err)
 	}
 	views := make([]tradeView, len(trades))
 	for i, t := range trades {
@@ -397,11 +332,11 @@ func (s *server) listOrderTrades(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// listInstruments handles GET /api/v1/instruments.
+// listInstruments handles GET /api/v1/instruments (and the admin view of them).
 func (s *server) listInstruments(w http.ResponseWriter, r *http.Request) error {
-	instruments, err := s.q.ListInstruments(r.Context())
+	instruments, err := s.book.Instruments(r.Context())
 	if err != nil {
-		return fmt.Errorf("api: list instruments: %w", err)
+		return fmt.Errorf("api: %w", err)
 	}
 	views := make([]instrumentView, len(instruments))
 	for i, in := range instruments {

@@ -23,19 +23,20 @@ type errorCode string
 
 // The error codes the API answers with.
 const (
-	codeValidation       errorCode = "VALIDATION_FAILED"
-	codeMalformedJSON    errorCode = "MALFORMED_JSON"
-	codePayloadTooLarge  errorCode = "PAYLOAD_TOO_LARGE"
-	codeUnsupportedMedia errorCode = "UNSUPPORTED_MEDIA_TYPE"
-	codeMissingKey       errorCode = "MISSING_IDEMPOTENCY_KEY"
-	codeKeyReused        errorCode = "IDEMPOTENCY_KEY_REUSED"
-	codeOrderNotFound    errorCode = "ORDER_NOT_FOUND"
-	codeOrderTerminal    errorCode = "ORDER_TERMINAL"
-	codeOrderNotParked   errorCode = "ORDER_NOT_PARKED"
-	codeNotFound         errorCode = "NOT_FOUND"
-	codeMethodNotAllowed errorCode = "METHOD_NOT_ALLOWED"
-	codeUnavailable      errorCode = "SERVICE_UNAVAILABLE"
-	codeInternal         errorCode = "INTERNAL_ERROR"
+	codeValidation         errorCode = "VALIDATION_FAILED"
+	codeMalformedJSON      errorCode = "MALFORMED_JSON"
+	codePayloadTooLarge    errorCode = "PAYLOAD_TOO_LARGE"
+	codeUnsupportedMedia   errorCode = "UNSUPPORTED_MEDIA_TYPE"
+	codeMissingKey         errorCode = "MISSING_IDEMPOTENCY_KEY"
+	codeKeyReused          errorCode = "IDEMPOTENCY_KEY_REUSED"
+	codeOrderNotFound      errorCode = "ORDER_NOT_FOUND"
+	codeOrderTerminal      errorCode = "ORDER_TERMINAL"
+	codeOrderNotParked     errorCode = "ORDER_NOT_PARKED"
+	codeInstrumentNotFound errorCode = "INSTRUMENT_NOT_FOUND"
+	codeNotFound           errorCode = "NOT_FOUND"
+	codeMethodNotAllowed   errorCode = "METHOD_NOT_ALLOWED"
+	codeUnavailable        errorCode = "SERVICE_UNAVAILABLE"
+	codeInternal           errorCode = "INTERNAL_ERROR"
 )
 
 // describe is the one code → HTTP status table, with the problem type's title (RFC 9457
@@ -56,6 +57,8 @@ func (c errorCode) describe() (status int, title string) {
 		return http.StatusUnprocessableEntity, "Idempotency-Key reused"
 	case codeOrderNotFound:
 		return http.StatusNotFound, "Order not found"
+	case codeInstrumentNotFound:
+		return http.StatusNotFound, "Instrument not found"
 	case codeNotFound:
 		return http.StatusNotFound, "Not found"
 	case codeOrderTerminal:

@@ -16,7 +16,9 @@
 //     the price respects both limits and is the resting order's price; no MARKET-vs-MARKET
 //     trade; never two orders of one user;
 //   - book: the resting book is never crossed, and only GTC LIMIT orders with quantity
-//     left rest on it;
+//     left, a book sequence and no cancel request rest on it;
+//   - priority: aggressors took resting orders in price-time priority by book sequence
+//     (arrival at the book), and no order ahead of one taken was left resting;
 //   - runs: every order has (or had) exactly one workflow run, and every non-terminal
 //     order has a live one (see Options for the orders this leaves out);
 //   - idempotency: no two orders share (userId, Idempotency-Key).
@@ -44,12 +46,13 @@ const (
 	CheckFills       = "fills"
 	CheckTrades      = "trades"
 	CheckBook        = "book"
+	CheckPriority    = "priority"
 	CheckRuns        = "runs"
 	CheckIdempotency = "idempotency"
 )
 
 // checkOrder is the order in which a report lists its violations.
-var checkOrder = []string{CheckTimeline, CheckFills, CheckTrades, CheckBook, CheckRuns, CheckIdempotency}
+var checkOrder = []string{CheckTimeline, CheckFills, CheckTrades, CheckBook, CheckPriority, CheckRuns, CheckIdempotency}
 
 // DefaultGrace is how long after it was placed an order may still be without a run: the
 // outbox relay has published it, and the consumer has not yet started its run.

@@ -104,7 +104,7 @@ func TestEachCheckReportsTheOrderThatBreaksIt(t *testing.T) {
 		{
 			name: "an order whose status is not where its timeline ends breaks the timeline", check: audit.CheckTimeline,
 			corrupt: func(t *testing.T, db *pgxpool.Pool, d dataset) int64 {
-				exec(t, db, `UPDATE orders SET status = 'CANCELLED' WHERE id = $1`, d.s3)
+				exec(t, db, `UPDATE orders SET status = 'CANCELLED', on_book = false WHERE id = $1`, d.s3)
 				return d.s3
 			},
 		},
@@ -135,7 +135,7 @@ func TestEachCheckReportsTheOrderThatBreaksIt(t *testing.T) {
 		{
 			name: "a negative remaining quantity breaks the fills", check: audit.CheckFills, also: []string{audit.CheckBook},
 			corrupt: func(t *testing.T, db *pgxpool.Pool, d dataset) int64 {
-				exec(t, db, `ALTER TABLE orders DROP CONSTRAINT orders_remaining_in_range`)
+				exec(t, db, `ALTER TABLE orders DROP CONSTRAINT orders_remaining_in_range, DROP CONSTRAINT orders_on_book_rests`)
 				exec(t, db, `UPDATE orders SET remaining_quantity = -1 WHERE id = $1`, d.s3)
 				return d.s3
 			},
@@ -191,7 +191,7 @@ func TestEachCheckReportsTheOrderThatBreaksIt(t *testing.T) {
 			},
 		},
 		{
-			name: "a buy order on the sell side of a trade is reported", check: audit.CheckTrades, also: []string{audit.CheckBook},
+			name: "a buy order on the sell side of a trade is reported", check: audit.CheckTrades, also: []string{audit.CheckBook, audit.CheckPriority},
 			corrupt: func(t *testing.T, db *pgxpool.Pool, d dataset) int64 {
 				exec(t, db, `UPDATE orders SET side = 'SELL' WHERE id = $1`, d.b2)
 				return d.s2
@@ -201,6 +201,16 @@ func TestEachCheckReportsTheOrderThatBreaksIt(t *testing.T) {
 			name: "a resting sell at or below the best resting buy crosses the book", check: audit.CheckBook,
 			corrupt: func(t *testing.T, db *pgxpool.Pool, d dataset) int64 {
 				return rest(t, db, 11, 101, order.Sell, order.Limit, "99", 1) // b2 bids 99
+			},
+		},
+		{
+			name: "an aggressor that passed over an order that arrived first breaks time priority", check: audit.CheckPriority,
+			corrupt: func(t *testing.T, db *pgxpool.Pool, d dataset) int64 {
+				// A sell at s1's price that reached the book before everyone, still resting:
+				// b1, which took s1 first, should have taken it instead.
+				id := rest(t, db, 11, 101, order.Sell, order.Limit, "100", 1)
+				exec(t, db, `UPDATE orders SET book_seq = 0 WHERE id = $1`, id)
+				return d.b1
 			},
 		},
 		{

@@ -63,6 +63,7 @@ func (s scope) checks() []check {
 		{CheckFills, s.sql(fillsSQL), []any{s.ids}},
 		{CheckTrades, s.sql(tradesSQL), []any{s.ids}},
 		{CheckBook, s.sql(bookSQL), []any{s.ids, restingStatuses()}},
+		{CheckPriority, s.sql(prioritySQL), []any{s.ids}},
 		{CheckIdempotency, s.sql(idempotencySQL), []any{s.ids}},
 	}
 }
@@ -203,28 +204,73 @@ FROM flagged f CROSS JOIN LATERAL (VALUES
 WHERE (f.bad_buy_side OR f.bad_sell_side OR f.bad_instrument OR f.bad_self_trade OR f.bad_market_pair
        OR f.bad_buy_limit OR f.bad_sell_limit OR f.bad_price) AND p.bad`
 
-// bookSQL finds, per instrument, the best resting bid and ask ($2: the resting
-// statuses); the book is crossed when the bid reaches the ask. The newer of the two is
-// named, because its arrival should have traded. It also finds orders in a resting
-// status that cannot rest.
+// bookSQL finds, per instrument, the best bid and ask on the book (on_book); the book is
+// crossed when the bid reaches the ask. The newer of the two is named, because its
+// arrival should have traded. It also finds orders on the book that cannot rest there
+// ($2: the resting statuses): the constraint orders_on_book_rests forbids them, so this
+// checks that it is still in place.
 const bookSQL = `
 WITH scope AS (SELECT o.* FROM orders o WHERE {{scope}}),
 book AS (
-    SELECT o.id, o.instrument_id, o.side, o.price FROM orders o
-    WHERE o.instrument_id IN (SELECT instrument_id FROM scope)
-      AND o.status = ANY($2::text[]) AND o.kind = 'LIMIT' AND o.remaining_quantity > 0),
-bid AS (SELECT DISTINCT ON (instrument_id) * FROM book WHERE side = 'BUY' ORDER BY instrument_id, price DESC, id),
-ask AS (SELECT DISTINCT ON (instrument_id) * FROM book WHERE side = 'SELL' ORDER BY instrument_id, price, id)
-SELECT greatest(b.id, a.id),
+    SELECT o.id, o.instrument_id, o.side, o.price, o.book_seq FROM orders o
+    WHERE o.instrument_id IN (SELECT instrument_id FROM scope) AND o.on_book),
+bid AS (SELECT DISTINCT ON (instrument_id) * FROM book WHERE side = 'BUY' ORDER BY instrument_id, price DESC, book_seq),
+ask AS (SELECT DISTINCT ON (instrument_id) * FROM book WHERE side = 'SELL' ORDER BY instrument_id, price, book_seq)
+SELECT CASE WHEN b.book_seq > a.book_seq THEN b.id ELSE a.id END,
        format('the book of instrument %s is crossed: BUY order %s rests at %s, at or above SELL order %s at %s',
               b.instrument_id, b.id, trim_scale(b.price), a.id, trim_scale(a.price))
 FROM bid b JOIN ask a ON a.instrument_id = b.instrument_id
 WHERE b.price >= a.price
 UNION ALL
-SELECT s.id, format('order is %s, so resting on the book, but it is a %s order, %s, with %s left; only GTC LIMIT orders with quantity left rest',
-                    s.status, s.kind, s.time_in_force, s.remaining_quantity)
+SELECT s.id, format('order is on the book, but it is a %s %s %s order, %s, with %s left%s; only GTC LIMIT orders in a resting status with quantity left, a book sequence and no cancel request rest',
+                    s.status, s.time_in_force, s.kind, CASE WHEN s.cancel_requested THEN 'cancel requested' ELSE 'no cancel requested' END,
+                    s.remaining_quantity, CASE WHEN s.book_seq IS NULL THEN ' and no book sequence' ELSE '' END)
 FROM scope s
-WHERE s.status = ANY($2::text[]) AND (s.kind <> 'LIMIT' OR s.time_in_force <> 'GTC' OR s.remaining_quantity <= 0)`
+WHERE s.on_book AND (NOT s.status = ANY($2::text[]) OR s.kind <> 'LIMIT' OR s.time_in_force <> 'GTC'
+                     OR s.remaining_quantity <= 0 OR s.book_seq IS NULL OR s.cancel_requested)`
+
+// prioritySQL checks time priority by the book sequence, for the trades of the audited
+// orders. The priority key is the price for sells and the negated price for buys, so on
+// either side (key, book_seq) ascending is priority order. It reports the aggressor:
+//
+//   - when it took a resting order after one of lower priority (its trades, in id order,
+//     must go down the book);
+//   - when an order ahead of a resting order it took was on the book all along and is
+//     still there: an order of another user, on the book now (an order cannot return to
+//     the book), that reached matching before the aggressor and rested in its first step
+//     (it never traded as an aggressor, so it cannot have been mid-sweep meanwhile).
+const prioritySQL = `
+WITH t AS (
+    SELECT tr.id AS trade_id, tr.instrument_id,
+           CASE WHEN tr.aggressor_side = 'BUY' THEN tr.buy_order_id ELSE tr.sell_order_id END AS aggressor_id,
+           CASE WHEN tr.aggressor_side = 'BUY' THEN tr.sell_order_id ELSE tr.buy_order_id END AS resting_id
+    FROM (` + scopedTrades + `) tr),
+p AS (
+    SELECT t.*, a.user_id AS a_user, a.book_seq AS a_seq, r.side AS r_side, r.price AS r_price, r.book_seq AS r_seq,
+           CASE WHEN r.side = 'BUY' THEN -r.price ELSE r.price END AS r_key,
+           lag(r.id) OVER w AS prev_id, lag(r.book_seq) OVER w AS prev_seq,
+           lag(CASE WHEN r.side = 'BUY' THEN -r.price ELSE r.price END) OVER w AS prev_key
+    FROM t JOIN orders a ON a.id = t.aggressor_id JOIN orders r ON r.id = t.resting_id
+    WINDOW w AS (PARTITION BY t.aggressor_id ORDER BY t.trade_id))
+SELECT p.aggressor_id,
+       format('trade %s took order %s (book seq %s) after order %s (book seq %s), which comes after it in price-time priority',
+              p.trade_id, p.resting_id, p.r_seq, p.prev_id, p.prev_seq)
+FROM p
+WHERE p.prev_id IS NOT NULL AND (p.r_key, p.r_seq) < (p.prev_key, p.prev_seq)
+UNION ALL
+SELECT p.aggressor_id,
+       format('trade %s took order %s at %s (book seq %s) while order %s, ahead of it at %s (book seq %s), rested on the book',
+              p.trade_id, p.resting_id, trim_scale(p.r_price), p.r_seq, s.id, trim_scale(s.price), s.book_seq)
+FROM p CROSS JOIN LATERAL (
+    SELECT o.id, o.price, o.book_seq FROM orders o
+    WHERE o.instrument_id = p.instrument_id AND o.side = p.r_side AND o.on_book
+      AND (CASE WHEN o.side = 'BUY' THEN -o.price ELSE o.price END, o.book_seq) < (p.r_key, p.r_seq)
+      AND o.book_seq < p.a_seq AND o.user_id <> p.a_user
+      AND NOT EXISTS (SELECT 1 FROM trades x
+                      WHERE (x.aggressor_side = 'BUY' AND x.buy_order_id = o.id)
+                         OR (x.aggressor_side = 'SELL' AND x.sell_order_id = o.id))
+    ORDER BY CASE WHEN o.side = 'BUY' THEN -o.price ELSE o.price END, o.book_seq
+    LIMIT 1) s`
 
 // idempotencySQL finds the (user, key) pairs shared by several orders: for the whole
 // database in one pass over the orders (UNIQUE (user_id, idempotency_key) makes this a

@@ -20,6 +20,7 @@ import (
 	"github.com/orderflow/orderflow/devstack"
 	"github.com/orderflow/orderflow/kafka"
 	"github.com/orderflow/orderflow/order"
+	"github.com/orderflow/orderflow/orderbook"
 	"github.com/orderflow/orderflow/queries"
 	"github.com/orderflow/orderflow/schema"
 	"github.com/orderflow/orderflow/workflows"
@@ -101,7 +102,7 @@ type dataset struct {
 func newDataset(t *testing.T, db *pgxpool.Pool) dataset {
 	t.Helper()
 	ctx := context.Background()
-	acts := activities.New(db, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil)
+	acts := activities.New(orderbook.New(db, nil, orderbook.Config{}), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	var d dataset
 	lim := func(user, inst int64, side order.Side, price string, qty int64) int64 {
 		return place(t, db, user, inst, side, order.Limit, price, qty)
@@ -250,7 +251,7 @@ func requestCancel(t *testing.T, db *pgxpool.Pool, acts *activities.Activities, 
 	ctx := context.Background()
 	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		q := queries.New(tx)
-		o, err := q.MarkCancelRequested(ctx, id)
+		o, err := q.MarkCancelRequested(ctx, queries.MarkCancelRequestedParams{ID: id, TerminalStatuses: order.Names(order.TerminalStatuses())})
 		if err != nil {
 			return err
 		}
@@ -279,8 +280,8 @@ func rest(t *testing.T, db *pgxpool.Pool, user, inst int64, side order.Side, kin
 	var id int64
 	if err := db.QueryRow(ctx, `
 		INSERT INTO orders (user_id, instrument_id, side, kind, price, quantity, remaining_quantity,
-		                    status, time_in_force, idempotency_key, request_hash)
-		VALUES ($1, $2, $3, $4, $5::numeric, $6, $6, 'EXECUTING', $7, $8, 'h')
+		                    status, time_in_force, idempotency_key, request_hash, book_seq)
+		VALUES ($1, $2, $3, $4, $5::numeric, $6, $6, 'EXECUTING', $7, $8, 'h', nextval('order_book_seq'))
 		RETURNING id`, user, inst, side, kind, p, qty, tif, rand.Text()).Scan(&id); err != nil {
 		t.Fatalf("rest: %v", err)
 	}
@@ -290,6 +291,9 @@ func rest(t *testing.T, db *pgxpool.Pool, user, inst int64, side order.Side, kin
 		    ($1, 2, 'VALIDATED', 'CREATED', 'VALIDATED'),
 		    ($1, 3, 'SENT_TO_EXECUTOR', 'VALIDATED', 'SENT_TO_EXECUTOR'),
 		    ($1, 4, 'EXECUTING', 'SENT_TO_EXECUTOR', 'EXECUTING')`, id)
+	// Straight onto the book, past the constraint that keeps what cannot rest off it.
+	exec(t, db, `ALTER TABLE orders DROP CONSTRAINT IF EXISTS orders_on_book_rests`)
+	exec(t, db, `UPDATE orders SET on_book = true WHERE id = $1`, id)
 	return id
 }
 

@@ -8,12 +8,15 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/orderflow/orderflow/orderbook"
 )
 
-// Topics.
+// Topics. The order-book service writes the outbox messages of new orders, so the
+// topic they go to is named there.
 const (
-	TopicOrderExecution = "order-execution"
-	TopicDLQ            = "order-execution.dlq"
+	TopicOrderExecution = orderbook.ExecutionTopic
+	TopicDLQ            = TopicOrderExecution + ".dlq"
 )
 
 // ExecutionMessage asks for an order to be executed. The key of its record is the order

@@ -12,8 +12,9 @@ type Resting struct {
 	UserID    int64
 	Price     decimal.Decimal
 	Remaining int64
-	// Seq orders resting orders of equal price by arrival (time priority); the order id,
-	// which is assigned in arrival order, serves.
+	// Seq orders resting orders of equal price by arrival at the book (time priority): the
+	// book sequence drawn under the instrument's lock when the order first reached
+	// matching, not its id, which is assigned before the orders are reordered on their way.
 	Seq int64
 }
 
@@ -26,6 +27,9 @@ type Incoming struct {
 	Price       decimal.Decimal // zero for MARKET
 	Remaining   int64
 	TimeInForce TimeInForce
+	// Filled says the order traded before this match (in an earlier step of a sweep
+	// that continues), so ending it now cancels a remainder, not the whole order.
+	Filled bool
 }
 
 // Fill is one trade between the incoming order and a resting one, at the resting price.
@@ -36,12 +40,15 @@ type Fill struct {
 }
 
 // Outcome is what executing an incoming order did: the fills, and the status and reason
-// the incoming order ends the match in.
+// the incoming order ends the match in. More is set when the book given ran out while the
+// order could still take more of it (the caller passed a page of a deeper book): the
+// match is not over, and Status is where the order stands until it continues.
 type Outcome struct {
 	Fills     []Fill
 	Remaining int64
 	Status    Status
 	Reason    string
+	More      bool
 }
 
 // ExecutionStrategy decides, for one kind of order, which resting prices it may take and
@@ -110,7 +117,13 @@ func SortBook(s Side, book []Resting) {
 // Self-trade prevention is "cancel newest": reaching a resting order of the same user at
 // a price it would trade at stops the match and cancels the incoming remainder, so the
 // book never crosses and no user trades with themselves.
-func Match(in Incoming, book []Resting) Outcome {
+func Match(in Incoming, book []Resting) Outcome { return MatchPart(in, book, false) }
+
+// MatchPart is Match against the best part of a deeper book: truncated says that book
+// holds only the best of the acceptable resting orders. When the incoming order takes
+// all of them and still has quantity left, the outcome has More set, and the caller
+// continues with the next part of the book.
+func MatchPart(in Incoming, book []Resting, truncated bool) Outcome {
 	strategy := StrategyFor(in.Kind)
 	sorted := append([]Resting(nil), book...)
 	SortBook(in.Side, sorted)
@@ -133,8 +146,14 @@ func Match(in Incoming, book []Resting) Outcome {
 		out.Remaining -= q
 	}
 
-	filled := out.Remaining < in.Remaining
+	filled := out.Remaining < in.Remaining || in.Filled
 	switch {
+	case truncated && !selfTrade && out.Remaining > 0:
+		out.More = true
+		out.Status = Executing
+		if filled {
+			out.Status = PartiallyFilled
+		}
 	case out.Remaining == 0:
 		out.Status = Executed
 	case selfTrade && filled:

@@ -68,6 +68,29 @@ func (s Status) Valid() bool {
 	return err == nil
 }
 
+// TerminalStatuses lists the statuses no transition leaves, in lifecycle order.
+func TerminalStatuses() []Status {
+	var out []Status
+	for _, st := range Statuses {
+		if st.Terminal() {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// PreMatchStatuses lists the statuses of an order that has not yet reached matching.
+func PreMatchStatuses() []Status { return []Status{Created, Validated, SentToExecutor} }
+
+// Names returns the statuses' names, as PostgreSQL stores them.
+func Names(statuses []Status) []string {
+	out := make([]string, len(statuses))
+	for i, st := range statuses {
+		out[i] = string(st)
+	}
+	return out
+}
+
 // Resting reports whether an order in status s may be resting on the book.
 func (s Status) Resting() bool { return s == Executing || s == PartiallyFilled }
 

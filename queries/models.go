@@ -10,6 +10,14 @@ import (
 	"github.com/shopspring/decimal"
 )
 
+type FillNotice struct {
+	ID          int64
+	AggressorID int64
+	OrderID     int64
+	Status      string
+	CreatedAt   time.Time
+}
+
 type Instrument struct {
 	ID          int64
 	Symbol      string
@@ -41,6 +49,13 @@ type Order struct {
 	NeedsAttention    bool
 	LastError         string
 	StalledStep       string
+	BookSeq           *int64
+	OnBook            bool
+}
+
+type OrderCount struct {
+	ID int64
+	N  int64
 }
 
 type OrderEvent struct {

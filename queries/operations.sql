@@ -1,22 +1,24 @@
 -- name: MarkStalled :one
 -- Parks an order: takes the row lock (so the EXECUTION_STALLED event written next in the
--- same transaction gets the next seq) without changing its status or version.
-UPDATE orders SET needs_attention = true, last_error = @last_error, stalled_step = @stalled_step, updated_at = now()
+-- same transaction gets the next seq) without changing its status.
+UPDATE orders SET needs_attention = true, last_error = @last_error, stalled_step = @stalled_step,
+    version = version + 1, updated_at = now()
 WHERE id = @id
 RETURNING *;
 
 -- name: ClearStalled :one
 -- Unparks an order when an operator decides; returns no row if it was not parked.
-UPDATE orders SET needs_attention = false, updated_at = now()
+UPDATE orders SET needs_attention = false, version = version + 1, updated_at = now()
 WHERE id = @id AND needs_attention
 RETURNING *;
 
 -- name: ListStuckOrders :many
 -- Parked orders, and orders that are neither terminal nor resting on the book and have
--- not changed since @since (resting orders wait for fills by design).
+-- not changed since @since (resting orders wait for fills by design). @waiting_statuses
+-- are the statuses before matching (order.PreMatchStatuses()).
 SELECT * FROM orders
 WHERE needs_attention
-   OR (status IN ('CREATED', 'VALIDATED', 'SENT_TO_EXECUTOR') AND updated_at < @since::timestamptz)
+   OR (status = ANY(@waiting_statuses::text[]) AND updated_at < @since::timestamptz)
 ORDER BY updated_at
 LIMIT @max_rows;
 

@@ -11,9 +11,9 @@ import (
 )
 
 const clearStalled = `-- name: ClearStalled :one
-UPDATE orders SET needs_attention = false, updated_at = now()
+UPDATE orders SET needs_attention = false, version = version + 1, updated_at = now()
 WHERE id = $1 AND needs_attention
-RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step
+RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book
 `
 
 // Unparks an order when an operator decides; returns no row if it was not parked.
@@ -41,6 +41,8 @@ func (q *Queries) ClearStalled(ctx context.Context, id int64) (Order, error) {
 		&i.NeedsAttention,
 		&i.LastError,
 		&i.StalledStep,
+		&i.BookSeq,
+		&i.OnBook,
 	)
 	return i, err
 }
@@ -68,22 +70,24 @@ func (q *Queries) CountParkedOrders(ctx context.Context) (int64, error) {
 }
 
 const listStuckOrders = `-- name: ListStuckOrders :many
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step FROM orders
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book FROM orders
 WHERE needs_attention
-   OR (status IN ('CREATED', 'VALIDATED', 'SENT_TO_EXECUTOR') AND updated_at < $1::timestamptz)
+   OR (status = ANY($1::text[]) AND updated_at < $2::timestamptz)
 ORDER BY updated_at
-LIMIT $2
+LIMIT $3
 `
 
 type ListStuckOrdersParams struct {
-	Since   time.Time
-	MaxRows int32
+	WaitingStatuses []string
+	Since           time.Time
+	MaxRows         int32
 }
 
 // Parked orders, and orders that are neither terminal nor resting on the book and have
-// not changed since @since (resting orders wait for fills by design).
+// not changed since @since (resting orders wait for fills by design). @waiting_statuses
+// are the statuses before matching (order.PreMatchStatuses()).
 func (q *Queries) ListStuckOrders(ctx context.Context, arg ListStuckOrdersParams) ([]Order, error) {
-	rows, err := q.db.Query(ctx, listStuckOrders, arg.Since, arg.MaxRows)
+	rows, err := q.db.Query(ctx, listStuckOrders, arg.WaitingStatuses, arg.Since, arg.MaxRows)
 	if err != nil {
 		return nil, err
 	}
@@ -112,6 +116,8 @@ func (q *Queries) ListStuckOrders(ctx context.Context, arg ListStuckOrdersParams
 			&i.NeedsAttention,
 			&i.LastError,
 			&i.StalledStep,
+			&i.BookSeq,
+			&i.OnBook,
 		); err != nil {
 			return nil, err
 		}
@@ -124,9 +130,10 @@ func (q *Queries) ListStuckOrders(ctx context.Context, arg ListStuckOrdersParams
 }
 
 const markStalled = `-- name: MarkStalled :one
-UPDATE orders SET needs_attention = true, last_error = $1, stalled_step = $2, updated_at = now()
+UPDATE orders SET needs_attention = true, last_error = $1, stalled_step = $2,
+    version = version + 1, updated_at = now()
 WHERE id = $3
-RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step
+RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book
 `
 
 type MarkStalledParams struct {
@@ -136,7 +143,7 @@ type MarkStalledParams struct {
 }
 
 // Parks an order: takes the row lock (so the EXECUTION_STALLED event written next in the
-// same transaction gets the next seq) without changing its status or version.
+// same transaction gets the next seq) without changing its status.
 func (q *Queries) MarkStalled(ctx context.Context, arg MarkStalledParams) (Order, error) {
 	row := q.db.QueryRow(ctx, markStalled, arg.LastError, arg.StalledStep, arg.ID)
 	var i Order
@@ -161,6 +168,8 @@ func (q *Queries) MarkStalled(ctx context.Context, arg MarkStalledParams) (Order
 		&i.NeedsAttention,
 		&i.LastError,
 		&i.StalledStep,
+		&i.BookSeq,
+		&i.OnBook,
 	)
 	return i, err
 }

@@ -93,40 +93,12 @@ WHERE (sqlc.narg(user_id)::bigint IS NULL OR user_id = sqlc.narg(user_id))
   AND (sqlc.narg(status)::text IS NULL OR status = sqlc.narg(status))
   AND (sqlc.narg(instrument_id)::bigint IS NULL OR instrument_id = sqlc.narg(instrument_id));
 
--- name: TransitionOrder :one
--- The only statement that changes orders.status. Zero rows means the version read is
--- stale; the caller re-reads and decides.
-UPDATE orders
-SET status = @status, remaining_quantity = @remaining_quantity, reason = @reason,
-    version = version + 1, updated_at = now()
-WHERE id = @id AND version = @version
-RETURNING *;
-
 -- name: MarkCancelRequested :one
--- Takes the order's row lock, so the CANCEL_REQUESTED event written next in the same
--- transaction gets the next seq without racing a status change. Returns no row for an
--- order that is terminal.
-UPDATE orders SET cancel_requested = true, updated_at = now()
-WHERE id = @id
-  AND status NOT IN ('EXECUTED', 'REJECTED', 'CANCELLED', 'PARTIALLY_CANCELLED', 'FAILED')
+-- Records a cancel request and takes the order off the book at once, so it never trades
+-- again as a resting order, even before its run applies the cancel. Takes the order's row
+-- lock, so the CANCEL_REQUESTED event written next in the same transaction gets the next
+-- seq without racing a status change. Returns no row for an order that is terminal
+-- (@terminal_statuses: order.TerminalStatuses()).
+UPDATE orders SET cancel_requested = true, on_book = false, version = version + 1, updated_at = now()
+WHERE id = @id AND NOT status = ANY(@terminal_statuses::text[])
 RETURNING *;
-
--- name: LockBook :one
--- Serialises matching per instrument: the execute transaction holds this row lock.
-SELECT id FROM instruments WHERE id = @id FOR UPDATE;
-
--- name: ListRestingOrders :many
--- One page of one side of an instrument's book, in price-time priority (best price, then
--- oldest), limited to prices an incoming order may take (NULL limit: any price, for
--- MARKET). Called with the instrument's book lock held, so pages are stable.
-SELECT * FROM orders
-WHERE instrument_id = @instrument_id AND side = @side AND kind = 'LIMIT'
-  AND status IN ('EXECUTING', 'PARTIALLY_FILLED') AND remaining_quantity > 0
-  AND (sqlc.narg(limit_price)::numeric IS NULL
-       OR (@side::text = 'SELL' AND price <= sqlc.narg(limit_price)::numeric)
-       OR (@side::text = 'BUY' AND price >= sqlc.narg(limit_price)::numeric))
-ORDER BY CASE WHEN @side::text = 'SELL' THEN price END ASC,
-         CASE WHEN @side::text = 'BUY' THEN price END DESC,
-         id ASC
-LIMIT @page_size OFFSET @page_offset
-FOR UPDATE;

@@ -33,7 +33,7 @@ func (q *Queries) CountOrders(ctx context.Context, arg CountOrdersParams) (int64
 }
 
 const getOrder = `-- name: GetOrder :one
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step FROM orders WHERE id = $1
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book FROM orders WHERE id = $1
 `
 
 func (q *Queries) GetOrder(ctx context.Context, id int64) (Order, error) {
@@ -60,12 +60,14 @@ func (q *Queries) GetOrder(ctx context.Context, id int64) (Order, error) {
 		&i.NeedsAttention,
 		&i.LastError,
 		&i.StalledStep,
+		&i.BookSeq,
+		&i.OnBook,
 	)
 	return i, err
 }
 
 const getOrderByIdempotencyKey = `-- name: GetOrderByIdempotencyKey :one
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step FROM orders WHERE user_id = $1 AND idempotency_key = $2
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book FROM orders WHERE user_id = $1 AND idempotency_key = $2
 `
 
 type GetOrderByIdempotencyKeyParams struct {
@@ -97,12 +99,14 @@ func (q *Queries) GetOrderByIdempotencyKey(ctx context.Context, arg GetOrderById
 		&i.NeedsAttention,
 		&i.LastError,
 		&i.StalledStep,
+		&i.BookSeq,
+		&i.OnBook,
 	)
 	return i, err
 }
 
 const getOrderForUpdate = `-- name: GetOrderForUpdate :one
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step FROM orders WHERE id = $1 FOR UPDATE
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book FROM orders WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) GetOrderForUpdate(ctx context.Context, id int64) (Order, error) {
@@ -129,6 +133,8 @@ func (q *Queries) GetOrderForUpdate(ctx context.Context, id int64) (Order, error
 		&i.NeedsAttention,
 		&i.LastError,
 		&i.StalledStep,
+		&i.BookSeq,
+		&i.OnBook,
 	)
 	return i, err
 }
@@ -139,7 +145,7 @@ INSERT INTO orders (user_id, instrument_id, side, kind, price, quantity, remaini
 VALUES ($1, $2, $3, $4, $5, $6, $6,
         'CREATED', $7, $8, $9)
 ON CONFLICT (user_id, idempotency_key) DO NOTHING
-RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step
+RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book
 `
 
 type InsertOrderParams struct {
@@ -189,12 +195,14 @@ func (q *Queries) InsertOrder(ctx context.Context, arg InsertOrderParams) (Order
 		&i.NeedsAttention,
 		&i.LastError,
 		&i.StalledStep,
+		&i.BookSeq,
+		&i.OnBook,
 	)
 	return i, err
 }
 
 const listOrders = `-- name: ListOrders :many
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step FROM orders
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book FROM orders
 WHERE ($1::bigint IS NULL OR user_id = $1)
   AND ($2::text IS NULL OR status = $2)
   AND ($3::bigint IS NULL OR instrument_id = $3)
@@ -265,6 +273,8 @@ func (q *Queries) ListOrders(ctx context.Context, arg ListOrdersParams) ([]Order
 			&i.NeedsAttention,
 			&i.LastError,
 			&i.StalledStep,
+			&i.BookSeq,
+			&i.OnBook,
 		); err != nil {
 			return nil, err
 		}
@@ -274,103 +284,26 @@ func (q *Queries) ListOrders(ctx context.Context, arg ListOrdersParams) ([]Order
 		return nil, err
 	}
 	return items, nil
-}
-
-const listRestingOrders = `-- name: ListRestingOrders :many
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step FROM orders
-WHERE instrument_id = $1 AND side = $2 AND kind = 'LIMIT'
-  AND status IN ('EXECUTING', 'PARTIALLY_FILLED') AND remaining_quantity > 0
-  AND ($3::numeric IS NULL
-       OR ($2::text = 'SELL' AND price <= $3::numeric)
-       OR ($2::text = 'BUY' AND price >= $3::numeric))
-ORDER BY CASE WHEN $2::text = 'SELL' THEN price END ASC,
-         CASE WHEN $2::text = 'BUY' THEN price END DESC,
-         id ASC
-LIMIT $5 OFFSET $4
-FOR UPDATE
-`
-
-type ListRestingOrdersParams struct {
-	InstrumentID int64
-	Side         string
-	LimitPrice   decimal.NullDecimal
-	PageOffset   int32
-	PageSize     int32
-}
-
-// One page of one side of an instrument's book, in price-time priority (best price, then
-// oldest), limited to prices an incoming order may take (NULL limit: any price, for
-// MARKET). Called with the instrument's book lock held, so pages are stable.
-func (q *Queries) ListRestingOrders(ctx context.Context, arg ListRestingOrdersParams) ([]Order, error) {
-	rows, err := q.db.Query(ctx, listRestingOrders,
-		arg.InstrumentID,
-		arg.Side,
-		arg.LimitPrice,
-		arg.PageOffset,
-		arg.PageSize,
-	)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []Order{}
-	for rows.Next() {
-		var i Order
-		if err := rows.Scan(
-			&i.ID,
-			&i.UserID,
-			&i.InstrumentID,
-			&i.Side,
-			&i.Kind,
-			&i.Price,
-			&i.Quantity,
-			&i.RemainingQuantity,
-			&i.Status,
-			&i.TimeInForce,
-			&i.Version,
-			&i.IdempotencyKey,
-			&i.RequestHash,
-			&i.Reason,
-			&i.CancelRequested,
-			&i.CreatedAt,
-			&i.UpdatedAt,
-			&i.NeedsAttention,
-			&i.LastError,
-			&i.StalledStep,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
-const lockBook = `-- name: LockBook :one
-SELECT id FROM instruments WHERE id = $1 FOR UPDATE
-`
-
-// Serialises matching per instrument: the execute transaction holds this row lock.
-func (q *Queries) LockBook(ctx context.Context, id int64) (int64, error) {
-	row := q.db.QueryRow(ctx, lockBook, id)
-	err := row.Scan(&id)
-	return id, err
 }
 
 const markCancelRequested = `-- name: MarkCancelRequested :one
-UPDATE orders SET cancel_requested = true, updated_at = now()
-WHERE id = $1
-  AND status NOT IN ('EXECUTED', 'REJECTED', 'CANCELLED', 'PARTIALLY_CANCELLED', 'FAILED')
-RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step
+UPDATE orders SET cancel_requested = true, on_book = false, version = version + 1, updated_at = now()
+WHERE id = $1 AND NOT status = ANY($2::text[])
+RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book
 `
 
-// Takes the order's row lock, so the CANCEL_REQUESTED event written next in the same
-// transaction gets the next seq without racing a status change. Returns no row for an
-// order that is terminal.
-func (q *Queries) MarkCancelRequested(ctx context.Context, id int64) (Order, error) {
-	row := q.db.QueryRow(ctx, markCancelRequested, id)
+type MarkCancelRequestedParams struct {
+	ID               int64
+	TerminalStatuses []string
+}
+
+// Records a cancel request and takes the order off the book at once, so it never trades
+// again as a resting order, even before its run applies the cancel. Takes the order's row
+// lock, so the CANCEL_REQUESTED event written next in the same transaction gets the next
+// seq without racing a status change. Returns no row for an order that is terminal
+// (@terminal_statuses: order.TerminalStatuses()).
+func (q *Queries) MarkCancelRequested(ctx context.Context, arg MarkCancelRequestedParams) (Order, error) {
+	row := q.db.QueryRow(ctx, markCancelRequested, arg.ID, arg.TerminalStatuses)
 	var i Order
 	err := row.Scan(
 		&i.ID,
@@ -393,6 +326,8 @@ func (q *Queries) MarkCancelRequested(ctx context.Context, id int64) (Order, err
 		&i.NeedsAttention,
 		&i.LastError,
 		&i.StalledStep,
+		&i.BookSeq,
+		&i.OnBook,
 	)
 	return i, err
 }
@@ -420,7 +355,7 @@ WITH input AS (
     FROM input
     ORDER BY ord
     ON CONFLICT (user_id, idempotency_key) DO NOTHING
-    RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step
+    RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book
 ), event AS (
     INSERT INTO order_events (order_id, seq, event_type, to_status, details)
     SELECT p.id, 1, $11::text, p.status, i.event_details::jsonb
@@ -433,7 +368,7 @@ WITH input AS (
     FROM placed
     ORDER BY id
 )
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step FROM placed
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book FROM placed
 `
 
 type PlaceOrdersParams struct {
@@ -472,6 +407,8 @@ type PlaceOrdersRow struct {
 	NeedsAttention    bool
 	LastError         string
 	StalledStep       string
+	BookSeq           *int64
+	OnBook            bool
 }
 
 // Writes new orders, each with its ORDER_PLACED event (seq 1) and the outbox message that
@@ -527,6 +464,8 @@ func (q *Queries) PlaceOrders(ctx context.Context, arg PlaceOrdersParams) ([]Pla
 			&i.NeedsAttention,
 			&i.LastError,
 			&i.StalledStep,
+			&i.BookSeq,
+			&i.OnBook,
 		); err != nil {
 			return nil, err
 		}
@@ -536,56 +475,4 @@ func (q *Queries) PlaceOrders(ctx context.Context, arg PlaceOrdersParams) ([]Pla
 		return nil, err
 	}
 	return items, nil
-}
-
-const transitionOrder = `-- name: TransitionOrder :one
-UPDATE orders
-SET status = $1, remaining_quantity = $2, reason = $3,
-    version = version + 1, updated_at = now()
-WHERE id = $4 AND version = $5
-RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step
-`
-
-type TransitionOrderParams struct {
-	Status            string
-	RemainingQuantity int64
-	Reason            string
-	ID                int64
-	Version           int64
-}
-
-// The only statement that changes orders.status. Zero rows means the version read is
-// stale; the caller re-reads and decides.
-func (q *Queries) TransitionOrder(ctx context.Context, arg TransitionOrderParams) (Order, error) {
-	row := q.db.QueryRow(ctx, transitionOrder,
-		arg.Status,
-		arg.RemainingQuantity,
-		arg.Reason,
-		arg.ID,
-		arg.Version,
-	)
-	var i Order
-	err := row.Scan(
-		&i.ID,
-		&i.UserID,
-		&i.InstrumentID,
-		&i.Side,
-		&i.Kind,
-		&i.Price,
-		&i.Quantity,
-		&i.RemainingQuantity,
-		&i.Status,
-		&i.TimeInForce,
-		&i.Version,
-		&i.IdempotencyKey,
-		&i.RequestHash,
-		&i.Reason,
-		&i.CancelRequested,
-		&i.CreatedAt,
-		&i.UpdatedAt,
-		&i.NeedsAttention,
-		&i.LastError,
-		&i.StalledStep,
-	)
-	return i, err
 }

@@ -236,6 +236,8 @@ func (r *run) loop() (OrderResult, error) {
 		}
 		var decided *operatorFail
 		switch {
+		case errors.Is(err, errCancelWhileParked):
+			continue // the loop applies r.cancel
 		case errors.As(err, &decided):
 			step, err = r.failOrder(decided.reason, decided.requestedBy)
 		case err != nil:
@@ -263,14 +265,21 @@ func (r *run) execute() (activities.StepResult, error) {
 	var a *activities.Activities
 	r.executed = true
 	return r.step("Execute", func(ctx workflow.Context) (activities.StepResult, error) {
-		var ex activities.ExecuteResult
-		if err := workflow.ExecuteLocalActivity(ctx, a.Execute, r.in.OrderID).Get(ctx, &ex); err != nil {
-			return ex.StepResult, err
+		// A sweep deeper than one step's bound continues in further steps, each its own
+		// transaction; More is false in every result recorded before sweeps had steps,
+		// so their histories replay as one step.
+		for {
+			var ex activities.ExecuteResult
+			if err := workflow.ExecuteLocalActivity(ctx, a.Execute, r.in.OrderID).Get(ctx, &ex); err != nil {
+				return ex.StepResult, err
+			}
+			if r.in.Revision < RevisionBatched {
+				notifyCounterparties(ctx, ex.Counterparties)
+			}
+			if !ex.More {
+				return ex.StepResult, nil
+			}
 		}
-		if r.in.Revision < RevisionBatched {
-			notifyCounterparties(ctx, ex.Counterparties)
-		}
-		return ex.StepResult, nil
 	})
 }
 
@@ -365,6 +374,14 @@ func summary(id int64, s activities.StepResult) string {
 		id, s.Side, s.Kind, s.Quantity, price, s.InstrumentID, s.UserID, s.Status)
 }
 
+// changeCancelWhileParked is the workflow.GetVersion change id of a parked run that
+// applies a cancel signal instead of waiting for an operator's decision.
+const changeCancelWhileParked = "cancel-while-parked"
+
+// errCancelWhileParked ends a parked step when a cancel reached it; the run applies the
+// cancel next.
+var errCancelWhileParked = errors.New("cancel requested while parked")
+
 // operatorFail is an operator's decision to fail a parked order.
 type operatorFail struct {
 	reason, requestedBy string
@@ -395,6 +412,7 @@ func (r *run) step(name string, do func(workflow.Context) (activities.StepResult
 
 		var retry RetrySignal
 		var fail *FailSignal
+		var cancel *CancelSignal
 		sel := workflow.NewSelector(r.ctx)
 		sel.AddReceive(r.retryCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(r.ctx, &retry) })
 		sel.AddReceive(r.failCh, func(c workflow.ReceiveChannel, _ bool) {
@@ -402,10 +420,31 @@ func (r *run) step(name string, do func(workflow.Context) (activities.StepResult
 			c.Receive(r.ctx, &f)
 			fail = &f
 		})
+		// A client's cancel decides a parked order too: the run applies it rather than
+		// wait for an operator to retry a step that would only apply it anyway. Runs
+		// parked before this left a cancel buffered until the operator decided.
+		if workflow.GetVersion(r.ctx, changeCancelWhileParked, workflow.DefaultVersion, 1) >= 1 {
+			sel.AddReceive(r.cancelCh, func(c workflow.ReceiveChannel, _ bool) {
+				var s CancelSignal
+				c.Receive(r.ctx, &s)
+				cancel = &s
+			})
+		}
 		sel.Select(r.ctx)
 		// The parking record must be in place before the decision is recorded after it.
 		if err := stalled.Get(r.ctx, nil); err != nil {
 			return res, err
+		}
+		if cancel != nil {
+			log.Info("a cancel reached the parked order; the run applies it", "order_id", r.in.OrderID, "step", name)
+			if err := workflow.ExecuteActivity(book, a.Resume, activities.ResumeInput{
+				OrderID: r.in.OrderID, Step: name, RequestedBy: orOperator(cancel.RequestedBy),
+			}).Get(r.ctx, nil); err != nil {
+				return res, err
+			}
+			r.show(AttrNeedsAttention.ValueSet(false))
+			r.cancel = cancel
+			return res, errCancelWhileParked
 		}
 		if fail != nil {
 			reason := fail.Reason

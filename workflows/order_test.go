@@ -615,15 +615,15 @@ func TestAnOperatorFailsAParkedOrder(t *testing.T) {
 	h.assertCalls("Validate", "SendToExecutor", "SendToExecutor", "MarkStalled", "Fail")
 }
 
-func TestAParkedRunIgnoresFillsAndCancelsUntilTheOperatorDecides(t *testing.T) {
+func TestAParkedRunAppliesACancelWithoutWaitingForTheOperator(t *testing.T) {
 	h := newHarness(t)
 	h.env.OnActivity(h.a.Validate, mock.Anything, orderID).Return(activities.StepResult{}, errors.New("down")).Times(2)
 	h.env.OnActivity(h.a.MarkStalled, mock.Anything, mock.Anything).Return(step(order.Created), nil).Once()
+	// A fill signal does not decide a parked order; a client's cancel does.
+	h.signal(workflows.SignalFill, workflows.FillSignal{Status: order.PartiallyFilled}, 30*time.Second)
 	h.signal(workflows.SignalCancel, workflows.CancelSignal{RequestedBy: "client"}, time.Minute)
-	h.signal(workflows.SignalRetry, workflows.RetrySignal{}, time.Hour)
-	h.env.OnActivity(h.a.Resume, mock.Anything, mock.Anything).Return(step(order.Created), nil).Once()
-	h.onValidate(step(order.Validated), nil)
-	// The cancel that arrived while parked is applied at the next safe point.
+	h.env.OnActivity(h.a.Resume, mock.Anything, activities.ResumeInput{OrderID: orderID, Step: "Validate", RequestedBy: "client"}).
+		Return(step(order.Created), nil).Once()
 	h.env.OnActivity(h.a.Cancel, mock.Anything, activities.CancelInput{OrderID: orderID, RequestedBy: "client"}).
 		Return(step(order.Cancelled), nil).Once()
 
@@ -631,7 +631,22 @@ func TestAParkedRunIgnoresFillsAndCancelsUntilTheOperatorDecides(t *testing.T) {
 	if res.Status != order.Cancelled {
 		t.Errorf("result = %+v, want CANCELLED", res)
 	}
-	h.assertCalls("Validate", "Validate", "MarkStalled", "Resume", "Validate", "Cancel")
+	h.assertCalls("Validate", "Validate", "MarkStalled", "Resume", "Cancel")
+}
+
+func TestASweepDeeperThanOneStepContinuesInTheNextStep(t *testing.T) {
+	h := newHarness(t)
+	h.onValidate(step(order.Validated), nil)
+	h.onSend(step(order.SentToExecutor), nil)
+	h.env.OnActivity(h.a.Execute, mock.Anything, orderID).
+		Return(activities.ExecuteResult{StepResult: step(order.PartiallyFilled), More: true}, nil).Twice()
+	h.onExecute(activities.ExecuteResult{StepResult: step(order.Executed)}, nil)
+
+	res := h.run()
+	if res.Status != order.Executed {
+		t.Errorf("result = %+v, want EXECUTED after three steps", res)
+	}
+	h.assertCalls("Validate", "SendToExecutor", "Execute", "Execute", "Execute")
 }
 
 // A worker that dies after Execute committed loses the workflow task that ran it: the

@@ -26,6 +26,7 @@ import (
 	"github.com/orderflow/orderflow/api"
 	"github.com/orderflow/orderflow/kafka"
 	"github.com/orderflow/orderflow/metrics"
+	"github.com/orderflow/orderflow/orderbook"
 	"github.com/orderflow/orderflow/schema"
 	"github.com/orderflow/orderflow/workflows"
 )
@@ -228,7 +229,7 @@ func runWorker(ctx context.Context, g *errgroup.Group, cfg Config, logger *slog.
 		Interceptors: []interceptor.WorkerInterceptor{m.WorkerInterceptor()},
 	})
 	w.RegisterWorkflow(workflows.OrderWorkflow)
-	w.RegisterActivity(activities.New(pool, logger, m, starter))
+	w.RegisterActivity(activities.New(orderbook.New(pool, logger, orderbook.Config{Observer: m}), logger, starter))
 	if err := w.Start(); err != nil {
 		producer.Close()
 		consumerClient.Close()

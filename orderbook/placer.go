@@ -1,4 +1,4 @@
-package api
+package orderbook
 
 import (
 	"cmp"
@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/shopspring/decimal"
 
-	"github.com/orderflow/orderflow/kafka"
 	"github.com/orderflow/orderflow/order"
 	"github.com/orderflow/orderflow/queries"
 )
@@ -40,7 +40,7 @@ const (
 // needs no Close.
 type placer struct {
 	q       *queries.Queries
-	waker   *kafka.OutboxWaker
+	waker   Waker // nil: none
 	timeout time.Duration
 	batches BatchObserver // nil: none
 
@@ -49,11 +49,71 @@ type placer struct {
 	writers int // requests and goroutines writing now, at most placeWriters
 }
 
+// ExecutionTopic is the Kafka topic of the outbox messages that start new orders'
+// execution; they must decode as kafka.ExecutionMessage.
+const ExecutionTopic = "order-execution"
+
+// Waker is told when new orders have committed, so that whoever publishes their outbox
+// messages does so at once (kafka.OutboxWaker is one).
+type Waker interface{ Wake() }
+
+// BatchObserver is told the size of every batch of new orders written in one statement.
+type BatchObserver interface {
+	ObserveOrderBatch(n int)
+}
+
+// NewOrder is a validated order to place. RequestHash fingerprints the request that
+// asked for it, so that a replay of the same IdempotencyKey can be told apart from a
+// different order reusing it. Details are the ORDER_PLACED event's details (JSON).
+type NewOrder struct {
+	UserID         int64
+	InstrumentID   int64
+	Side           order.Side
+	Kind           order.Kind
+	Price          decimal.NullDecimal // Valid only for LIMIT orders
+	Quantity       int64
+	TimeInForce    order.TimeInForce
+	IdempotencyKey string
+	RequestHash    string
+	Details        []byte
+}
+
+// Placed is what Place did: Created is false when the order is the one an earlier
+// request with the same Idempotency-Key placed.
+type Placed struct {
+	Order   queries.Order
+	Created bool
+}
+
+// Place writes a new order (CREATED) with its ORDER_PLACED event and the outbox message
+// that starts its execution, in one statement shared with concurrent callers and
+// committed before Place returns. Idempotency rests on UNIQUE (user_id,
+// idempotency_key): of concurrent requests with one key exactly one writes; the others
+// write nothing and get the winner's order, or ErrKeyReused when their request differs
+// from the winner's. Once queued, the order is written or fails with its batch whatever
+// becomes of ctx, as a statement already sent would be; ctx bounds the look-up of a
+// duplicate.
+func (s *Service) Place(ctx context.Context, no NewOrder) (Placed, error) {
+	res := s.placer.place(no)
+	if res.err != nil {
+		return Placed{}, fmt.Errorf("place order: %w", res.err)
+	}
+	if res.created {
+		return Placed{Order: res.order, Created: true}, nil
+	}
+	existing, err := s.q.GetOrderByIdempotencyKey(ctx, queries.GetOrderByIdempotencyKeyParams{UserID: no.UserID, IdempotencyKey: no.IdempotencyKey})
+	if err != nil {
+		return Placed{}, fmt.Errorf("place order: load the order of its idempotency key: %w", err)
+	}
+	if existing.RequestHash != no.RequestHash {
+		return Placed{Order: existing}, ErrKeyReused
+	}
+	return Placed{Order: existing}, nil
+}
+
 // placement is one order waiting to be written.
 type placement struct {
-	req  orderRequest
-	key  string // the Idempotency-Key
-	hash string // req.hash()
+	req  NewOrder
 	done chan placeResult
 }
 
@@ -69,15 +129,15 @@ type placeResult struct {
 // newPlacer returns a placer writing through q and telling batches (if not nil) the size
 // of every statement it ran. A batch's statement gets timeout, whoever waits for it: one
 // client giving up must not abort the other orders in its batch.
-func newPlacer(q *queries.Queries, waker *kafka.OutboxWaker, timeout time.Duration, batches BatchObserver) *placer {
+func newPlacer(q *queries.Queries, waker Waker, timeout time.Duration, batches BatchObserver) *placer {
 	return &placer{q: q, waker: waker, timeout: timeout, batches: batches}
 }
 
-// place writes the order of req under Idempotency-Key key and returns what became of it.
-// The request's context is not consulted: once queued, the order is written or fails
-// with its batch, as a statement already sent would be.
-func (p *placer) place(req orderRequest, key, hash string) placeResult {
-	pl := &placement{req: req, key: key, hash: hash, done: make(chan placeResult, 1)}
+// place writes the order of req and returns what became of it. No context is consulted:
+// once queued, the order is written or fails with its batch, as a statement already sent
+// would be.
+func (p *placer) place(req NewOrder) placeResult {
+	pl := &placement{req: req, done: make(chan placeResult, 1)}
 	p.mu.Lock()
 	p.queue = append(p.queue, pl)
 	lead := p.writers < placeWriters
@@ -150,14 +210,14 @@ func (p *placer) write(batch []*placement) {
 	first := make(map[idemKey]*placement, len(batch))
 	unique := make([]*placement, 0, len(batch))
 	for _, pl := range batch {
-		k := idemKey{pl.req.userID, pl.key}
+		k := idemKey{pl.req.UserID, pl.req.IdempotencyKey}
 		if _, seen := first[k]; !seen {
 			first[k] = pl
 			unique = append(unique, pl)
 		}
 	}
 	slices.SortFunc(unique, func(a, b *placement) int {
-		return cmp.Or(cmp.Compare(a.req.userID, b.req.userID), cmp.Compare(a.key, b.key))
+		return cmp.Or(cmp.Compare(a.req.UserID, b.req.UserID), cmp.Compare(a.req.IdempotencyKey, b.req.IdempotencyKey))
 	})
 
 	rows, err := p.insert(unique)
@@ -179,11 +239,11 @@ func (p *placer) write(batch []*placement) {
 	for _, row := range rows {
 		written[idemKey{row.UserID, row.IdempotencyKey}] = queries.Order(row) // sqlc types a CTE's rows apart, but they are the orders row
 	}
-	if len(written) > 0 {
+	if len(written) > 0 && p.waker != nil {
 		p.waker.Wake()
 	}
 	for _, pl := range batch {
-		k := idemKey{pl.req.userID, pl.key}
+		k := idemKey{pl.req.UserID, pl.req.IdempotencyKey}
 		o, ok := written[k]
 		if ok && first[k] == pl {
 			pl.done <- placeResult{order: o, created: true}
@@ -195,23 +255,27 @@ func (p *placer) write(batch []*placement) {
 
 // insert runs PlaceOrders for the placements, in their order.
 func (p *placer) insert(pls []*placement) ([]queries.PlaceOrdersRow, error) {
-	arg := queries.PlaceOrdersParams{EventType: string(order.EventOrderPlaced), Topic: kafka.TopicOrderExecution}
+	arg := queries.PlaceOrdersParams{EventType: string(order.EventOrderPlaced), Topic: ExecutionTopic}
 	for _, pl := range pls {
 		r := pl.req
 		price := ""
-		if r.price.Valid {
-			price = r.price.Decimal.String()
+		if r.Price.Valid {
+			price = r.Price.Decimal.String()
 		}
-		arg.UserIds = append(arg.UserIds, r.userID)
-		arg.InstrumentIds = append(arg.InstrumentIds, r.instrumentID)
-		arg.Sides = append(arg.Sides, string(r.side))
-		arg.Kinds = append(arg.Kinds, string(r.kind))
+		details := string(r.Details)
+		if details == "" {
+			details = "{}"
+		}
+		arg.UserIds = append(arg.UserIds, r.UserID)
+		arg.InstrumentIds = append(arg.InstrumentIds, r.InstrumentID)
+		arg.Sides = append(arg.Sides, string(r.Side))
+		arg.Kinds = append(arg.Kinds, string(r.Kind))
 		arg.Prices = append(arg.Prices, price)
-		arg.Quantities = append(arg.Quantities, r.quantity)
-		arg.TimeInForces = append(arg.TimeInForces, string(r.timeInForce))
-		arg.IdempotencyKeys = append(arg.IdempotencyKeys, pl.key)
-		arg.RequestHashes = append(arg.RequestHashes, pl.hash)
-		arg.EventDetails = append(arg.EventDetails, string(userActor(r.userID)))
+		arg.Quantities = append(arg.Quantities, r.Quantity)
+		arg.TimeInForces = append(arg.TimeInForces, string(r.TimeInForce))
+		arg.IdempotencyKeys = append(arg.IdempotencyKeys, r.IdempotencyKey)
+		arg.RequestHashes = append(arg.RequestHashes, r.RequestHash)
+		arg.EventDetails = append(arg.EventDetails, details)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
 	defer cancel()
@@ -220,7 +284,7 @@ func (p *placer) insert(pls []*placement) ([]queries.PlaceOrdersRow, error) {
 		p.batches.ObserveOrderBatch(len(pls))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("api: place %d orders: %w", len(pls), err)
+		return nil, fmt.Errorf("place %d orders: %w", len(pls), err)
 	}
 	return rows, nil
 }

@@ -1,4 +1,4 @@
-package api
+package orderbook
 
 import (
 	"time"
@@ -6,7 +6,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/shopspring/decimal"
 
-	"github.com/orderflow/orderflow/kafka"
 	"github.com/orderflow/orderflow/order"
 	"github.com/orderflow/orderflow/queries"
 )
@@ -17,14 +16,14 @@ type TestPlacer struct{ p *placer }
 
 // NewTestPlacer returns a placer writing through pool.
 func NewTestPlacer(pool *pgxpool.Pool) *TestPlacer {
-	return &TestPlacer{newPlacer(queries.New(pool), kafka.NewOutboxWaker(pool, slogDiscard()), 30*time.Second, nil)}
+	return &TestPlacer{newPlacer(queries.New(pool), nil, 30*time.Second, nil)}
 }
 
 // Place places a limit buy of quantity at 10 on instrument 101 for user under key.
 func (t *TestPlacer) Place(user, quantity int64, key string) (id int64, created bool, err error) {
-	req := orderRequest{userID: user, instrumentID: 101, side: order.Buy, kind: order.Limit,
-		price: decimal.NewNullDecimal(decimal.NewFromInt(10)), quantity: quantity, timeInForce: order.GTC}
-	r := t.p.place(req, key, req.hash())
+	r := t.p.place(NewOrder{UserID: user, InstrumentID: 101, Side: order.Buy, Kind: order.Limit,
+		Price: decimal.NewNullDecimal(decimal.NewFromInt(10)), Quantity: quantity, TimeInForce: order.GTC,
+		IdempotencyKey: key, RequestHash: "h"})
 	return r.order.ID, r.created, r.err
 }
 

@@ -1,4 +1,4 @@
-package api_test
+package orderbook_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/orderflow/orderflow/api"
+	"github.com/orderflow/orderflow/orderbook"
 )
 
 // placed is what one Place call returned.
@@ -25,7 +25,7 @@ type placed struct {
 type placerRig struct {
 	t      *testing.T
 	pool   *pgxpool.Pool
-	placer *api.TestPlacer
+	placer *orderbook.TestPlacer
 	lock   pgx.Tx
 	wg     sync.WaitGroup
 	mu     sync.Mutex
@@ -56,9 +56,9 @@ func newPlacerRig(t *testing.T) *placerRig {
 	if _, err := lock.Exec(ctx, "LOCK TABLE orders IN SHARE MODE"); err != nil {
 		t.Fatal(err)
 	}
-	rig := &placerRig{t: t, pool: pool, placer: api.NewTestPlacer(pool), lock: lock, got: map[string][]placed{}}
+	rig := &placerRig{t: t, pool: pool, placer: orderbook.NewTestPlacer(pool), lock: lock, got: map[string][]placed{}}
 	t.Cleanup(func() { _ = lock.Rollback(context.Background()) })
-	for i := range api.Writers {
+	for i := range orderbook.Writers {
 		rig.place("held", 1, 1, fmt.Sprintf("held-%d", i))
 		rig.waitFor(fmt.Sprintf("%d writers blocked on the lock", i+1), func() bool { return rig.lockWaiters() == i+1 })
 	}
@@ -136,18 +136,18 @@ func TestOrdersQueuedWhileTheWritersAreBusyShareOneStatement(t *testing.T) {
 		}
 		ids[p.id] = true
 	}
-	if len(ids) != queued+api.Writers {
-		t.Fatalf("%d distinct order ids, want %d", len(ids), queued+api.Writers)
+	if len(ids) != queued+orderbook.Writers {
+		t.Fatalf("%d distinct order ids, want %d", len(ids), queued+orderbook.Writers)
 	}
 	// Rows written by one statement share its transaction id.
-	if n := rig.intQuery("SELECT count(DISTINCT xmin::text) FROM orders"); n != api.Writers+1 {
-		t.Errorf("orders were written by %d transactions, want %d: one per held writer and one for the queue", n, api.Writers+1)
+	if n := rig.intQuery("SELECT count(DISTINCT xmin::text) FROM orders"); n != orderbook.Writers+1 {
+		t.Errorf("orders were written by %d transactions, want %d: one per held writer and one for the queue", n, orderbook.Writers+1)
 	}
 	// Every order has its ORDER_PLACED event and its outbox message, in the same transaction.
 	if n := rig.intQuery(`SELECT count(*) FROM orders o
 		JOIN order_events e ON e.order_id = o.id AND e.seq = 1 AND e.event_type = 'ORDER_PLACED' AND e.xmin = o.xmin
-		JOIN outbox m ON m.key = o.id::text AND (m.payload->>'orderId')::bigint = o.id AND m.xmin = o.xmin`); n != queued+api.Writers {
-		t.Errorf("%d orders have their event and message in their own transaction, want %d", n, queued+api.Writers)
+		JOIN outbox m ON m.key = o.id::text AND (m.payload->>'orderId')::bigint = o.id AND m.xmin = o.xmin`); n != queued+orderbook.Writers {
+		t.Errorf("%d orders have their event and message in their own transaction, want %d", n, queued+orderbook.Writers)
 	}
 }
 
@@ -184,8 +184,8 @@ func TestARepeatedKeyInOneBatchWritesOneOrder(t *testing.T) {
 	if n := rig.intQuery("SELECT count(DISTINCT xmin::text) FROM orders WHERE idempotency_key = 'one-key'"); n != 1 {
 		t.Errorf("the two orders under the key were written by %d transactions, want 1", n)
 	}
-	if n := rig.intQuery("SELECT count(*) FROM outbox"); n != 2+api.Writers {
-		t.Errorf("%d outbox messages, want %d", n, 2+api.Writers)
+	if n := rig.intQuery("SELECT count(*) FROM outbox"); n != 2+orderbook.Writers {
+		t.Errorf("%d outbox messages, want %d", n, 2+orderbook.Writers)
 	}
 }
 
@@ -210,7 +210,7 @@ func TestAnOrderTheDatabaseRefusesFailsAloneInItsBatch(t *testing.T) {
 	if n := rig.intQuery("SELECT count(*) FROM orders WHERE user_id = 9"); n != 3 {
 		t.Errorf("%d good orders written, want 3", n)
 	}
-	if n := rig.intQuery("SELECT count(*) FROM outbox"); n != 3+api.Writers {
-		t.Errorf("%d outbox messages, want %d", n, 3+api.Writers)
+	if n := rig.intQuery("SELECT count(*) FROM outbox"); n != 3+orderbook.Writers {
+		t.Errorf("%d outbox messages, want %d", n, 3+orderbook.Writers)
 	}
 }

@@ -1,0 +1,183 @@
+// Package orderbook is OrderFlow's order-book service: every state change of an order
+// and of an instrument's book happens here, each in one PostgreSQL transaction, in the
+// domain's words. Read it to learn what can happen to an order:
+//
+//   - Place writes a new order (CREATED), its ORDER_PLACED event and the outbox message
+//     that starts its execution, sharing statements and commits between concurrent
+//     callers (group commit).
+//   - RecordCancel records a client's cancel request and takes the order off the book at
+//     once; Cancel applies it (CANCELLED or PARTIALLY_CANCELLED).
+//   - Validate checks the instrument's rules (VALIDATED or REJECTED); Dispatch hands the
+//     order to matching (SENT_TO_EXECUTOR).
+//   - Match runs one step of matching under the instrument's lock: it draws the order's
+//     book sequence (its time priority) on the first step, trades with the book in
+//     price-time priority and leaves the order resting, done, or mid-sweep (More) when
+//     the sweep is deeper than one step may go.
+//   - Park and Resume record that a step is stalled and that an operator retries it;
+//     Fail ends an order FAILED.
+//   - HaltInstrument and ResumeInstrument stop and restart an instrument's matching.
+//
+// The service speaks pgx and the sqlc queries, returns its own errors (ErrNotFound,
+// ErrTerminal, ErrStale, …) and knows nothing of HTTP or Temporal; the api and
+// activities packages adapt it to those.
+package orderbook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/orderflow/orderflow/order"
+	"github.com/orderflow/orderflow/queries"
+)
+
+// Errors the service returns; check them with errors.Is.
+var (
+	// ErrNotFound: no order has the id.
+	ErrNotFound = errors.New("order not found")
+	// ErrInstrumentNotFound: no instrument has the id.
+	ErrInstrumentNotFound = errors.New("instrument not found")
+	// ErrTerminal: the order has ended and the request no longer applies to it.
+	ErrTerminal = errors.New("order is terminal")
+	// ErrNotParked: an operator's decision was asked for an order that is not parked.
+	ErrNotParked = errors.New("order is not parked")
+	// ErrStale: the order changed since it was read (optimistic lock); the caller
+	// retries against the fresh row.
+	ErrStale = errors.New("order changed concurrently (stale version)")
+	// ErrKeyReused: the user's Idempotency-Key was used for a different order.
+	ErrKeyReused = errors.New("idempotency key already used for a different order")
+	// ErrInvalidTransition: the transition table forbids the move (a bug, never a
+	// client's fault); it wraps order.ErrInvalidTransition.
+	ErrInvalidTransition = order.ErrInvalidTransition
+)
+
+// StatusError is an error about an order in a given status (ErrTerminal, ErrNotParked).
+type StatusError struct {
+	OrderID int64
+	Status  order.Status
+	Err     error
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("order %d is %s: %v", e.OrderID, e.Status, e.Err)
+}
+
+// Unwrap returns the sentinel error.
+func (e *StatusError) Unwrap() error { return e.Err }
+
+// TransitionObserver learns of every committed status change (for metrics).
+type TransitionObserver interface {
+	ObserveTransition(from, to string)
+}
+
+// Service is the order-book service over one connection pool.
+type Service struct {
+	pool     *pgxpool.Pool
+	q        *queries.Queries
+	log      *slog.Logger
+	observer TransitionObserver
+	placer   *placer
+	counts   countCompactor
+}
+
+// Config tunes the service; the zero value of a field means its default.
+//
+//   - Waker is woken after new orders commit, so the outbox relay publishes them at once;
+//     nil, no one (the relay's periodic sweep still finds them).
+//   - Observer learns of every committed status change; nil, no one.
+//   - Batches is told the size of every statement of the group commit; nil, no one.
+//   - PlaceTimeout bounds one group-commit statement, whoever waits for it; default 10s.
+type Config struct {
+	Waker        Waker
+	Observer     TransitionObserver
+	Batches      BatchObserver
+	PlaceTimeout time.Duration
+}
+
+// New returns the service over pool; a nil logger discards logs.
+func New(pool *pgxpool.Pool, logger *slog.Logger, cfg Config) *Service {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.PlaceTimeout <= 0 {
+		cfg.PlaceTimeout = 10 * time.Second
+	}
+	q := queries.New(pool)
+	return &Service{pool: pool, q: q, log: logger, observer: cfg.Observer,
+		placer: newPlacer(q, cfg.Waker, cfg.PlaceTimeout, cfg.Batches)}
+}
+
+// txn is one method's transaction: its queries, and the status changes it made, which
+// are reported to the observer only once the transaction has committed.
+type txn struct {
+	*queries.Queries
+	changes [][2]order.Status
+}
+
+// inTx runs fn in one transaction and commits it if fn succeeds.
+func (s *Service) inTx(ctx context.Context, fn func(tx *txn) error) error {
+	pgtx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer pgtx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	tx := &txn{Queries: s.q.WithTx(pgtx)}
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := pgtx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	if s.observer != nil {
+		for _, c := range tx.changes {
+			s.observer.ObserveTransition(string(c[0]), string(c[1]))
+		}
+	}
+	return nil
+}
+
+// getOrder reads order id in tx, or returns ErrNotFound.
+func (tx *txn) getOrder(ctx context.Context, id int64, forUpdate bool) (queries.Order, error) {
+	get := tx.GetOrder
+	if forUpdate {
+		get = tx.GetOrderForUpdate
+	}
+	o, err := get(ctx, id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return o, fmt.Errorf("order %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return o, fmt.Errorf("get order %d: %w", id, err)
+	}
+	return o, nil
+}
+
+// lockInstrument takes the instrument's lock, which serialises everything that changes
+// its book. found is false for an instrument that does not exist.
+func (tx *txn) lockInstrument(ctx context.Context, id int64) (inst queries.Instrument, found bool, err error) {
+	inst, err = tx.LockInstrument(ctx, id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return inst, false, nil
+	}
+	if err != nil {
+		return inst, false, fmt.Errorf("lock instrument %d: %w", id, err)
+	}
+	return inst, true, nil
+}
+
+// Order returns order id, or ErrNotFound.
+func (s *Service) Order(ctx context.Context, id int64) (queries.Order, error) {
+	o, err := s.q.GetOrder(ctx, id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return o, fmt.Errorf("order %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return o, fmt.Errorf("get order %d: %w", id, err)
+	}
+	return o, nil
+}

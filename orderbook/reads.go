@@ -1,0 +1,209 @@
+package orderbook
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/orderflow/orderflow/order"
+	"github.com/orderflow/orderflow/queries"
+)
+
+// Events returns order id's timeline, oldest first, or ErrNotFound.
+func (s *Service) Events(ctx context.Context, id int64) ([]queries.OrderEvent, error) {
+	if _, err := s.Order(ctx, id); err != nil {
+		return nil, err
+	}
+	ev, err := s.q.ListOrderEvents(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("list events of order %d: %w", id, err)
+	}
+	return ev, nil
+}
+
+// Trades returns the trades of order id, oldest first, or ErrNotFound.
+func (s *Service) Trades(ctx context.Context, id int64) ([]queries.Trade, error) {
+	if _, err := s.Order(ctx, id); err != nil {
+		return nil, err
+	}
+	tr, err := s.q.ListOrderTrades(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("list trades of order %d: %w", id, err)
+	}
+	return tr, nil
+}
+
+// Stuck lists, oldest change first, at most max orders that need an operator: the
+// parked ones, and those that have not reached matching and have not changed since
+// before olderThan.
+func (s *Service) Stuck(ctx context.Context, olderThan time.Duration, max int32) ([]queries.Order, error) {
+	rows, err := s.q.ListStuckOrders(ctx, queries.ListStuckOrdersParams{
+		Since: time.Now().Add(-olderThan), MaxRows: max, WaitingStatuses: order.Names(order.PreMatchStatuses()),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list stuck orders: %w", err)
+	}
+	return rows, nil
+}
+
+// SortKey is a column the order list may be sorted by.
+type SortKey string
+
+// The sort keys. Each is served by an index on (column, id), id breaking ties in the
+// same direction, so a page of any sort reads its rows in index order.
+const (
+	SortID                SortKey = "id"
+	SortCreatedAt         SortKey = "created_at"
+	SortUpdatedAt         SortKey = "updated_at"
+	SortUserID            SortKey = "user_id"
+	SortInstrumentID      SortKey = "instrument_id"
+	SortSide              SortKey = "side"
+	SortKind              SortKey = "kind"
+	SortPrice             SortKey = "price"
+	SortQuantity          SortKey = "quantity"
+	SortRemainingQuantity SortKey = "remaining_quantity"
+	SortStatus            SortKey = "status"
+)
+
+// sortKeys are the keys ListOrders accepts; the SQL is built only from these.
+var sortKeys = map[SortKey]bool{
+	SortID: true, SortCreatedAt: true, SortUpdatedAt: true, SortUserID: true, SortInstrumentID: true,
+	SortSide: true, SortKind: true, SortPrice: true, SortQuantity: true, SortRemainingQuantity: true, SortStatus: true,
+}
+
+// ListQuery selects and orders a page of orders. Nil filters match any order.
+type ListQuery struct {
+	UserID       *int64
+	InstrumentID *int64
+	Status       *order.Status
+	Sort         SortKey
+	Desc         bool
+	Limit        int32
+	Offset       int64
+}
+
+// OrderPage is one page of orders and how many orders match the query in all, read from
+// one snapshot, so the total always agrees with the page.
+type OrderPage struct {
+	Orders []queries.Order
+	Total  int64
+}
+
+// ListOrders returns a page of the orders matching lq. The total of an unfiltered list
+// comes from order_counts (schema 0005), which a trigger keeps, not from counting a
+// million rows.
+func (s *Service) ListOrders(ctx context.Context, lq ListQuery) (OrderPage, error) {
+	if !sortKeys[lq.Sort] {
+		return OrderPage{}, fmt.Errorf("list orders: unknown sort key %q", lq.Sort)
+	}
+	where, args := listFilter(lq)
+	dir := "ASC"
+	if lq.Desc {
+		dir = "DESC"
+	}
+	listSQL := fmt.Sprintf(`SELECT * FROM orders %s ORDER BY %s %s, id %s LIMIT %d OFFSET %d`,
+		where, lq.Sort, dir, dir, lq.Limit, lq.Offset)
+	countSQL := `SELECT count(*) FROM orders ` + where
+	unfiltered := len(args) == 0
+	if unfiltered {
+		countSQL = `SELECT coalesce(sum(n), 0)::bigint, count(*) FROM order_counts`
+	}
+
+	var page OrderPage
+	var deltas int64
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		row := tx.QueryRow(ctx, countSQL, args...)
+		var err error
+		if unfiltered {
+			err = row.Scan(&page.Total, &deltas)
+		} else {
+			err = row.Scan(&page.Total)
+		}
+		if err != nil {
+			return fmt.Errorf("count orders: %w", err)
+		}
+		rows, err := tx.Query(ctx, listSQL, args...)
+		if err != nil {
+			return fmt.Errorf("list orders: %w", err)
+		}
+		page.Orders, err = pgx.CollectRows(rows, pgx.RowToStructByPos[queries.Order])
+		if err != nil {
+			return fmt.Errorf("list orders: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return OrderPage{}, err
+	}
+	if deltas > maxCountDeltas {
+		s.counts.compact(s)
+	}
+	return page, nil
+}
+
+// listFilter is lq's WHERE clause and its arguments.
+func listFilter(lq ListQuery) (string, []any) {
+	var conds []string
+	var args []any
+	add := func(column string, v any) {
+		args = append(args, v)
+		conds = append(conds, fmt.Sprintf("%s = $%d", column, len(args)))
+	}
+	if lq.UserID != nil {
+		add("user_id", *lq.UserID)
+	}
+	if lq.InstrumentID != nil {
+		add("instrument_id", *lq.InstrumentID)
+	}
+	if lq.Status != nil {
+		add("status", string(*lq.Status))
+	}
+	if len(conds) == 0 {
+		return "", nil
+	}
+	where := "WHERE " + conds[0]
+	for _, c := range conds[1:] {
+		where += " AND " + c
+	}
+	return where, args
+}
+
+// maxCountDeltas is how many rows order_counts may gather (one per statement that placed
+// orders) before a list folds them into one.
+const maxCountDeltas = 1000
+
+// countCompactor folds order_counts into one row, one compaction at a time, in the
+// background of the list that noticed it was due.
+type countCompactor struct {
+	mu      sync.Mutex
+	running bool
+}
+
+func (c *countCompactor) compact(s *Service) {
+	c.mu.Lock()
+	if c.running {
+		c.mu.Unlock()
+		return
+	}
+	c.running = true
+	c.mu.Unlock()
+	go func() {
+		defer func() {
+			c.mu.Lock()
+			c.running = false
+			c.mu.Unlock()
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		// One statement: readers see the rows before it or the one row after it, never
+		// a mix, and rows added meanwhile are not in its snapshot, so they stay.
+		if _, err := s.pool.Exec(ctx, `
+			WITH folded AS (DELETE FROM order_counts RETURNING n)
+			INSERT INTO order_counts (n) SELECT coalesce(sum(n), 0) FROM folded`); err != nil {
+			s.log.Warn("fold order counts", "error", err)
+		}
+	}()
+}
