@@ -77,6 +77,9 @@ WITH change AS (
            e.event_type, NULLIF(e.from_status, ''), e.to_status,
            e.details::jsonb || CASE WHEN t.id IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('tradeId', t.id) END
     FROM event_input e
+    -- Only for orders the update reached: an order that changed meanwhile may have new
+    -- events this statement's snapshot does not show, whose seqs these would repeat.
+    JOIN updated u ON u.id = e.order_id
     LEFT JOIN trade t ON e.trade_with <> 0 AND e.trade_with IN (t.buy_order_id, t.sell_order_id)
     ORDER BY e.ord
 ), notice AS (

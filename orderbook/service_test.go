@@ -1,0 +1,483 @@
+package orderbook_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/shopspring/decimal"
+
+	"github.com/orderflow/orderflow/audit"
+	"github.com/orderflow/orderflow/order"
+	"github.com/orderflow/orderflow/orderbook"
+	"github.com/orderflow/orderflow/queries"
+)
+
+// book is one test's order-book service on a database of its own, with helpers that
+// drive orders through their lifecycle as their runs would.
+type book struct {
+	t    *testing.T
+	pool *pgxpool.Pool
+	svc  *orderbook.Service
+	ctx  context.Context
+}
+
+func newBook(t *testing.T) *book {
+	t.Helper()
+	pool := newPool(t)
+	return &book{t: t, pool: pool, svc: orderbook.New(pool, nil, orderbook.Config{}), ctx: context.Background()}
+}
+
+// place places an order as the API does; price "" is a MARKET order.
+func (b *book) place(user, inst int64, side order.Side, price string, qty int64) queries.Order {
+	b.t.Helper()
+	no := orderbook.NewOrder{UserID: user, InstrumentID: inst, Side: side, Kind: order.Market, Quantity: qty,
+		TimeInForce: order.IOC, IdempotencyKey: rand.Text(), RequestHash: "h"}
+	if price != "" {
+		no.Kind, no.TimeInForce = order.Limit, order.GTC
+		no.Price = decimal.NewNullDecimal(decimal.RequireFromString(price))
+	}
+	res, err := b.svc.Place(b.ctx, no)
+	if err != nil || !res.Created {
+		b.t.Fatalf("place: %+v, %v", res, err)
+	}
+	return res.Order
+}
+
+// dispatch validates and dispatches order id, as its run's first two steps do.
+func (b *book) dispatch(id int64) queries.Order {
+	b.t.Helper()
+	if _, err := b.svc.Validate(b.ctx, id); err != nil {
+		b.t.Fatalf("validate %d: %v", id, err)
+	}
+	o, err := b.svc.Dispatch(b.ctx, id)
+	if err != nil {
+		b.t.Fatalf("dispatch %d: %v", id, err)
+	}
+	return o
+}
+
+// match runs order id's steps of matching until its sweep is over, returning the last
+// step's result and how many steps there were.
+func (b *book) match(id int64) (orderbook.MatchResult, int) {
+	b.t.Helper()
+	for steps := 1; ; steps++ {
+		res, err := b.svc.Match(b.ctx, id)
+		if err != nil {
+			b.t.Fatalf("match %d: %v", id, err)
+		}
+		if !res.More {
+			return res, steps
+		}
+	}
+}
+
+// run places an order and takes it through matching.
+func (b *book) run(user, inst int64, side order.Side, price string, qty int64) queries.Order {
+	b.t.Helper()
+	o := b.place(user, inst, side, price, qty)
+	b.dispatch(o.ID)
+	res, _ := b.match(o.ID)
+	return res.Order
+}
+
+func (b *book) order(id int64) queries.Order {
+	b.t.Helper()
+	o, err := b.svc.Order(b.ctx, id)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return o
+}
+
+func (b *book) trades(id int64) []queries.Trade {
+	b.t.Helper()
+	tr, err := b.svc.Trades(b.ctx, id)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return tr
+}
+
+func (b *book) events(id int64) []queries.OrderEvent {
+	b.t.Helper()
+	ev, err := b.svc.Events(b.ctx, id)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return ev
+}
+
+// audited fails the test if the database breaks any invariant the auditor checks.
+func (b *book) audited() {
+	b.t.Helper()
+	rep, err := audit.Run(b.ctx, b.pool, nil, audit.Options{})
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	for _, v := range rep.Violations {
+		b.t.Errorf("audit: %s order %d: %s", v.Check, v.OrderID, v.Detail)
+	}
+}
+
+func (b *book) exec(sql string, args ...any) {
+	b.t.Helper()
+	if _, err := b.pool.Exec(b.ctx, sql, args...); err != nil {
+		b.t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+func wantStatus(t *testing.T, o queries.Order, st order.Status, reason string) {
+	t.Helper()
+	if order.Status(o.Status) != st || o.Reason != reason {
+		t.Errorf("order %d is %s (reason %q), want %s (reason %q)", o.ID, o.Status, o.Reason, st, reason)
+	}
+}
+
+func TestValidateChecksTheInstrumentsRulesAndChangesNothingTwice(t *testing.T) {
+	b := newBook(t)
+	b.exec(`INSERT INTO instruments (id, symbol, tick_size, lot_size, min_quantity, max_quantity, status)
+	        VALUES (201, 'LOT5', 0.05, 5, 5, 100, 'ACTIVE'), (202, 'HALT', 0.01, 1, 1, 100, 'HALTED')`)
+	cases := []struct {
+		name   string
+		inst   int64
+		price  string
+		qty    int64
+		status order.Status
+		reason string
+	}{
+		{"an order within the rules is validated", 201, "1.05", 10, order.Validated, ""},
+		{"an unknown instrument is rejected", 999, "1", 1, order.Rejected, order.ReasonUnknownInstrument},
+		{"a halted instrument is rejected", 202, "1", 1, order.Rejected, order.ReasonInstrumentHalted},
+		{"a price off the tick is rejected", 201, "1.01", 10, order.Rejected, order.ReasonTickSize},
+		{"a quantity off the lot is rejected", 201, "1.05", 7, order.Rejected, order.ReasonLotSize},
+		{"a quantity out of range is rejected", 201, "1.05", 105, order.Rejected, order.ReasonQuantityOutOfRange},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			o := b.place(1, c.inst, order.Buy, c.price, c.qty)
+			got, err := b.svc.Validate(b.ctx, o.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantStatus(t, got, c.status, c.reason)
+			again, err := b.svc.Validate(b.ctx, o.ID)
+			if err != nil || again.Version != got.Version {
+				t.Errorf("second Validate: version %d → %d, %v; want no change", got.Version, again.Version, err)
+			}
+		})
+	}
+	if _, err := b.svc.Validate(b.ctx, 424242); !errors.Is(err, orderbook.ErrNotFound) {
+		t.Errorf("Validate of an unknown order: %v, want ErrNotFound", err)
+	}
+	b.audited()
+}
+
+func TestDispatchMovesOnlyValidatedOrders(t *testing.T) {
+	b := newBook(t)
+	o := b.place(1, 101, order.Buy, "10", 1)
+	if got, err := b.svc.Dispatch(b.ctx, o.ID); err != nil || order.Status(got.Status) != order.Created {
+		t.Fatalf("Dispatch of a CREATED order: %s, %v; want it left CREATED", got.Status, err)
+	}
+	got := b.dispatch(o.ID)
+	wantStatus(t, got, order.SentToExecutor, "")
+	if again, err := b.svc.Dispatch(b.ctx, o.ID); err != nil || again.Version != got.Version {
+		t.Errorf("second Dispatch changed the order (version %d → %d) or failed: %v", got.Version, again.Version, err)
+	}
+}
+
+func TestAMatchTradesAtTheRestingPriceAndRecordsEveryFill(t *testing.T) {
+	b := newBook(t)
+	s1 := b.run(1, 101, order.Sell, "100", 3)
+	s2 := b.run(2, 101, order.Sell, "101", 3)
+	wantStatus(t, s1, order.Executing, "")
+	if !s1.OnBook || s1.BookSeq == nil {
+		t.Fatalf("resting sell: on book %v, book seq %v; want on the book with a sequence", s1.OnBook, s1.BookSeq)
+	}
+	buy := b.place(3, 101, order.Buy, "101", 4)
+	b.dispatch(buy.ID)
+	res, steps := b.match(buy.ID)
+	wantStatus(t, res.Order, order.Executed, "")
+	if steps != 1 || res.Order.OnBook {
+		t.Errorf("steps %d, on book %v; want one step, off the book", steps, res.Order.OnBook)
+	}
+	tr := b.trades(buy.ID)
+	if len(tr) != 2 || tr[0].SellOrderID != s1.ID || !tr[0].Price.Equal(decimal.NewFromInt(100)) || tr[0].Quantity != 3 ||
+		tr[1].SellOrderID != s2.ID || !tr[1].Price.Equal(decimal.NewFromInt(101)) || tr[1].Quantity != 1 {
+		t.Errorf("trades = %+v, want 3@100 with %d then 1@101 with %d", tr, s1.ID, s2.ID)
+	}
+	wantStatus(t, b.order(s1.ID), order.Executed, "")
+	s2now := b.order(s2.ID)
+	wantStatus(t, s2now, order.PartiallyFilled, "")
+	if !s2now.OnBook || s2now.RemainingQuantity != 2 {
+		t.Errorf("s2: on book %v with %d left, want on the book with 2", s2now.OnBook, s2now.RemainingQuantity)
+	}
+	// Each fill is an event of both orders, naming its trade.
+	var fills int
+	for _, e := range b.events(buy.ID) {
+		if e.EventType == string(order.EventPartiallyFilled) || e.EventType == string(order.EventExecuted) {
+			fills++
+			if !containsTradeID(e.Details) {
+				t.Errorf("fill event %s has no tradeId: %s", e.EventType, e.Details)
+			}
+		}
+	}
+	if fills != 2 {
+		t.Errorf("the buy has %d fill events, want 2", fills)
+	}
+	// s1 executed and s2 moved to PARTIALLY_FILLED: both runs are owed a notice, until
+	// they are marked delivered.
+	if len(res.Notices) != 2 {
+		t.Fatalf("notices = %+v, want s1 EXECUTED and s2 PARTIALLY_FILLED", res.Notices)
+	}
+	again, err := b.svc.Match(b.ctx, buy.ID)
+	if err != nil || len(again.Notices) != 2 || again.Order.Version != res.Order.Version {
+		t.Fatalf("a retry of the step: %+v, %v; want the same notices and no change", again, err)
+	}
+	if err := b.svc.FillsNotified(b.ctx, []int64{res.Notices[0].ID, res.Notices[1].ID}); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ = b.svc.Match(b.ctx, buy.ID); len(again.Notices) != 0 {
+		t.Errorf("notices after delivery = %+v, want none", again.Notices)
+	}
+	b.audited()
+}
+
+func containsTradeID(details []byte) bool { return bytes.Contains(details, []byte(`"tradeId"`)) }
+
+func TestTimePriorityIsArrivalAtTheBookNotTheOrderID(t *testing.T) {
+	b := newBook(t)
+	early := b.place(1, 101, order.Sell, "100", 1) // the lower id...
+	late := b.place(2, 101, order.Sell, "100", 1)
+	b.dispatch(early.ID)
+	b.dispatch(late.ID)
+	b.match(late.ID) // ...reaches the book second
+	b.match(early.ID)
+	if e, l := b.order(early.ID), b.order(late.ID); *l.BookSeq >= *e.BookSeq {
+		t.Fatalf("book seqs: late-id order %d, early-id order %d; want the first to arrive first", *l.BookSeq, *e.BookSeq)
+	}
+	buy := b.run(3, 101, order.Buy, "100", 1)
+	wantStatus(t, buy, order.Executed, "")
+	if tr := b.trades(buy.ID); len(tr) != 1 || tr[0].SellOrderID != late.ID {
+		t.Errorf("the buy traded with %+v, want order %d, which reached the book first", tr, late.ID)
+	}
+	wantStatus(t, b.order(early.ID), order.Executing, "")
+	b.audited()
+}
+
+// restMany puts n resting 1-lot sells at price on the instrument, each of its own user,
+// straight onto the book with the timeline a run would have written, in arrival order.
+func (b *book) restMany(inst int64, price string, n int) {
+	b.t.Helper()
+	b.exec(`
+		WITH o AS (
+			INSERT INTO orders (user_id, instrument_id, side, kind, price, quantity, remaining_quantity,
+			                    status, time_in_force, idempotency_key, request_hash, book_seq, on_book)
+			SELECT 10000 + g, $1, 'SELL', 'LIMIT', $2::numeric, 1, 1, 'EXECUTING', 'GTC', 'rest-' || g, 'h',
+			       nextval('order_book_seq'), true
+			FROM generate_series(1, $3::int) g ORDER BY g
+			RETURNING id)
+		INSERT INTO order_events (order_id, seq, event_type, from_status, to_status)
+		SELECT o.id, e.seq, e.typ, e.from_status, e.to_status FROM o CROSS JOIN (VALUES
+			(1, 'ORDER_PLACED', NULL, 'CREATED'), (2, 'VALIDATED', 'CREATED', 'VALIDATED'),
+			(3, 'SENT_TO_EXECUTOR', 'VALIDATED', 'SENT_TO_EXECUTOR'),
+			(4, 'EXECUTING', 'SENT_TO_EXECUTOR', 'EXECUTING')) AS e(seq, typ, from_status, to_status)`,
+		inst, price, n)
+}
+
+func TestADeepSweepRunsInBoundedStepsAndFillsEveryRestingOrderOnce(t *testing.T) {
+	b := newBook(t)
+	n := orderbook.MaxFillsPerStep*2 + 500
+	b.restMany(101, "100", n)
+	buy := b.place(1, 101, order.Buy, "", int64(n))
+	b.dispatch(buy.ID)
+
+	var steps int
+	var notices int
+	for {
+		res, err := b.svc.Match(b.ctx, buy.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		steps++
+		if len(res.Notices) > orderbook.MaxFillsPerStep {
+			t.Errorf("step %d hands back %d notices, more than one step's bound", steps, len(res.Notices))
+		}
+		ids := make([]int64, len(res.Notices))
+		for i, n := range res.Notices {
+			ids[i] = n.ID
+		}
+		notices += len(ids)
+		if err := b.svc.FillsNotified(b.ctx, ids); err != nil {
+			t.Fatal(err)
+		}
+		var trades int
+		if err := b.pool.QueryRow(b.ctx, `SELECT count(*) FROM trades WHERE buy_order_id = $1`, buy.ID).Scan(&trades); err != nil {
+			t.Fatal(err)
+		}
+		if want := min(steps*orderbook.MaxFillsPerStep, n); trades != want {
+			t.Fatalf("after step %d: %d trades, want %d", steps, trades, want)
+		}
+		if !res.More {
+			wantStatus(t, res.Order, order.Executed, "")
+			break
+		}
+		if res.Order.OnBook || order.Status(res.Order.Status) != order.PartiallyFilled {
+			t.Fatalf("mid-sweep the buy is %s, on book %v; want PARTIALLY_FILLED off the book", res.Order.Status, res.Order.OnBook)
+		}
+	}
+	if steps != 3 || notices != n {
+		t.Errorf("%d steps and %d notices, want 3 and %d", steps, notices, n)
+	}
+	var left int
+	if err := b.pool.QueryRow(b.ctx, `SELECT count(*) FROM orders WHERE on_book`).Scan(&left); err != nil || left != 0 {
+		t.Errorf("%d orders still on the book (%v), want none", left, err)
+	}
+	b.audited()
+}
+
+func TestACancelRecordedTakesTheOrderOffTheBookAtOnce(t *testing.T) {
+	b := newBook(t)
+	s := b.run(1, 101, order.Sell, "100", 1)
+	if _, err := b.svc.RecordCancel(b.ctx, s.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	// Its run has not applied the cancel yet, but nothing may trade with it any more.
+	if o := b.order(s.ID); o.OnBook || !o.CancelRequested {
+		t.Fatalf("after the request: on book %v, cancel requested %v", o.OnBook, o.CancelRequested)
+	}
+	buy := b.run(2, 101, order.Buy, "", 1)
+	wantStatus(t, buy, order.Failed, order.ReasonNoLiquidity)
+	if tr := b.trades(s.ID); len(tr) != 0 {
+		t.Errorf("the cancelled order traded: %+v", tr)
+	}
+	// Repeated, the request is recorded once; the run then applies it.
+	if _, err := b.svc.RecordCancel(b.ctx, s.ID, "user:1"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.svc.Cancel(b.ctx, orderbook.CancelRequest{OrderID: s.ID, RequestedBy: "client"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, got, order.Cancelled, order.ReasonCancelledByClient)
+	var requests int
+	for _, e := range b.events(s.ID) {
+		if e.EventType == string(order.EventCancelRequested) {
+			requests++
+		}
+	}
+	if requests != 1 {
+		t.Errorf("%d CANCEL_REQUESTED events, want 1", requests)
+	}
+	var st *orderbook.StatusError
+	if _, err := b.svc.RecordCancel(b.ctx, s.ID, ""); !errors.As(err, &st) || !errors.Is(err, orderbook.ErrTerminal) || st.Status != order.Cancelled {
+		t.Errorf("cancel of a cancelled order: %v, want ErrTerminal naming CANCELLED", err)
+	}
+	if _, err := b.svc.RecordCancel(b.ctx, 999999, ""); !errors.Is(err, orderbook.ErrNotFound) {
+		t.Errorf("cancel of an unknown order: %v, want ErrNotFound", err)
+	}
+	b.audited()
+}
+
+func TestAnAggressorWhoseCancelWasRecordedNeverTrades(t *testing.T) {
+	b := newBook(t)
+	b.run(1, 101, order.Sell, "100", 5)
+	buy := b.place(2, 101, order.Buy, "", 5)
+	b.dispatch(buy.ID)
+	if _, err := b.svc.RecordCancel(b.ctx, buy.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	res, _ := b.match(buy.ID)
+	wantStatus(t, res.Order, order.Cancelled, order.ReasonCancelledByClient)
+	if tr := b.trades(buy.ID); len(tr) != 0 {
+		t.Errorf("trades = %+v, want none", tr)
+	}
+	b.audited()
+}
+
+func TestAnOperatorRetryOfAParkedMatchAppliesTheCancelRecordedMeanwhile(t *testing.T) {
+	b := newBook(t)
+	b.run(1, 101, order.Sell, "100", 5)
+	buy := b.place(2, 101, order.Buy, "100", 5)
+	b.dispatch(buy.ID)
+	if _, err := b.svc.Park(b.ctx, orderbook.ParkRequest{OrderID: buy.ID, Step: "Execute", Error: "connection reset", Attempts: 12}); err != nil {
+		t.Fatal(err)
+	}
+	// Hours later its owner cancels it, and then an operator retries the parked step.
+	if _, err := b.svc.RecordCancel(b.ctx, buy.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.svc.Resume(b.ctx, orderbook.ResumeRequest{OrderID: buy.ID, Step: "Execute", RequestedBy: "operator"}); err != nil {
+		t.Fatal(err)
+	}
+	res, _ := b.match(buy.ID)
+	wantStatus(t, res.Order, order.Cancelled, order.ReasonCancelledByClient)
+	if tr := b.trades(buy.ID); len(tr) != 0 {
+		t.Errorf("the cancelled order traded after the retry: %+v", tr)
+	}
+	var types []string
+	for _, e := range b.events(buy.ID) {
+		types = append(types, e.EventType)
+	}
+	want := []string{"ORDER_PLACED", "VALIDATED", "SENT_TO_EXECUTOR", "EXECUTION_STALLED", "CANCEL_REQUESTED", "OPERATOR_RETRY", "CANCELLED"}
+	if fmt.Sprint(types) != fmt.Sprint(want) {
+		t.Errorf("timeline %v, want %v", types, want)
+	}
+	b.audited()
+}
+
+func TestParkAndResumeAreRecordedOnce(t *testing.T) {
+	b := newBook(t)
+	o := b.dispatch(b.place(1, 101, order.Buy, "10", 1).ID)
+	for range 2 {
+		p, err := b.svc.Park(b.ctx, orderbook.ParkRequest{OrderID: o.ID, Step: "Execute", Error: "down", Attempts: 3})
+		if err != nil || !p.NeedsAttention || p.LastError != "down" || p.StalledStep != "Execute" {
+			t.Fatalf("Park: %+v, %v", p, err)
+		}
+	}
+	for range 2 {
+		r, err := b.svc.Resume(b.ctx, orderbook.ResumeRequest{OrderID: o.ID, Step: "Execute", RequestedBy: "operator"})
+		if err != nil || r.NeedsAttention {
+			t.Fatalf("Resume: %+v, %v", r, err)
+		}
+	}
+	var stalled, retried int
+	for _, e := range b.events(o.ID) {
+		switch order.EventType(e.EventType) {
+		case order.EventExecutionStalled:
+			stalled++
+		case order.EventOperatorRetry:
+			retried++
+		}
+	}
+	if stalled != 1 || retried != 1 {
+		t.Errorf("%d EXECUTION_STALLED and %d OPERATOR_RETRY events, want 1 each", stalled, retried)
+	}
+	wantStatus(t, b.order(o.ID), order.SentToExecutor, "")
+}
+
+func TestFailEndsAnOrderTakesItOffTheBookAndUnparksIt(t *testing.T) {
+	b := newBook(t)
+	s := b.run(1, 101, order.Sell, "100", 2)
+	if _, err := b.svc.Park(b.ctx, orderbook.ParkRequest{OrderID: s.ID, Step: "Execute", Error: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.svc.Fail(b.ctx, orderbook.FailRequest{OrderID: s.ID, Reason: "venue closed", RequestedBy: "operator"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, got, order.Failed, "venue closed")
+	if got.OnBook || got.NeedsAttention {
+		t.Errorf("failed order: on book %v, parked %v; want neither", got.OnBook, got.NeedsAttention)
+	}
+	if again, err := b.svc.Fail(b.ctx, orderbook.FailRequest{OrderID: s.ID, Reason: "again"}); err != nil || again.Reason != "venue closed" {
+		t.Errorf("second Fail: %+v, %v; want it left as it was", again, err)
+	}
+	buy := b.run(2, 101, order.Buy, "", 1)
+	wantStatus(t, buy, order.Failed, order.ReasonNoLiquidity)
+	b.audited()
+}
