@@ -4,7 +4,6 @@ import (
 	"errors"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/orderflow/orderflow/order"
 	"github.com/orderflow/orderflow/orderbook"
@@ -148,7 +147,7 @@ func TestAHaltWaitsForTheMatchInProgressAndStopsTheNextStep(t *testing.T) {
 // waitForLockWaiter waits until some session of the test's database waits for a lock.
 func (b *book) waitForLockWaiter() {
 	b.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := b.deadline()
 	for {
 		var waiting bool
 		if err := b.pool.QueryRow(b.ctx, `
@@ -159,10 +158,7 @@ func (b *book) waitForLockWaiter() {
 		if waiting {
 			return
 		}
-		if time.Now().After(deadline) {
-			b.t.Fatal("no session waited for the lock within 10s")
-		}
-		time.Sleep(5 * time.Millisecond) // poll interval
+		deadline.check("a session waiting for the lock")
 	}
 }
 

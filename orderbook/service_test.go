@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/shopspring/decimal"
@@ -480,4 +481,22 @@ func TestFailEndsAnOrderTakesItOffTheBookAndUnparksIt(t *testing.T) {
 	buy := b.run(2, 101, order.Buy, "", 1)
 	wantStatus(t, buy, order.Failed, order.ReasonNoLiquidity)
 	b.audited()
+}
+
+// deadline bounds a test's wait for a condition it polls.
+type deadline struct {
+	t  *testing.T
+	at time.Time
+}
+
+func (b *book) deadline() deadline { return deadline{t: b.t, at: time.Now().Add(10 * time.Second)} }
+
+// check fails the test once the deadline has passed, and otherwise pauses before the
+// next poll.
+func (d deadline) check(what string) {
+	d.t.Helper()
+	if time.Now().After(d.at) {
+		d.t.Fatalf("%s: not within 10s", what)
+	}
+	time.Sleep(5 * time.Millisecond) // poll interval
 }
