@@ -5,6 +5,7 @@
 //	orderflow worker    outbox relay, Kafka consumer and Temporal worker
 //	orderflow migrate   apply database migrations and exit
 //	orderflow orders stuck|retry ID|fail ID --reason R   operators' tools for parked orders
+//	orderflow instruments list|halt ID|resume ID   list instruments; stop or restart one's matching
 //	orderflow dlq list|replay   inspect and replay the dead-letter topic
 //	orderflow audit     check every invariant over the database and Temporal; exit 1 on a violation
 //	orderflow bench     measure a running system against its database and engine ceilings
@@ -34,7 +35,7 @@ func main() {
 	}
 }
 
-const usage = "usage: orderflow dev|api|worker|migrate|orders|dlq|audit|bench|broker|healthcheck URL"
+const usage = "usage: orderflow dev|api|worker|migrate|orders|instruments|dlq|audit|bench|broker|healthcheck URL"
 
 // errUsage is returned for a missing or unknown command.
 var errUsage = errors.New(usage)
@@ -69,6 +70,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return runMigrate(ctx, cfg)
 	case "orders":
 		return runOrders(ctx, cfg, args[1:], stdout)
+	case "instruments":
+		return runInstruments(ctx, cfg, args[1:], stdout)
 	case "dlq":
 		return runDLQ(ctx, cfg, args[1:], stdout)
 	case "audit":
