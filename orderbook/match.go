@@ -8,15 +8,14 @@ import (
 	"github.com/orderflow/orderflow/queries"
 )
 
-// Bounds of one step of matching. A step writes at most MaxFillsPerStep fills (a trade,
-// the resting order's change and two events each) in one statement and one transaction,
-// so no transaction holding the instrument's lock grows with the depth of the book; a
-// deeper sweep continues in the next step. The book is read bookPage rows at a time.
+// Bounds of one step of matching. A step writes at most Config.MaxFillsPerStep fills (a
+// trade, the resting order's change and two events each) in one statement and one
+// transaction, so no transaction holding the instrument's lock grows with the depth of
+// the book; a deeper sweep continues in the next step. The book is read bookPage rows at
+// a time.
 const (
-	MaxFillsPerStep = 1000
-	bookPage        = 250
-	// maxNotices bounds the fill notices one step hands back for delivery.
-	maxNotices = MaxFillsPerStep
+	DefaultMaxFillsPerStep = 1000
+	bookPage               = 250
 )
 
 // FillNotice is a resting order's run to tell that a fill left its order in Status.
@@ -35,7 +34,7 @@ type MatchResult struct {
 	// next step continues where this one stopped.
 	More bool
 	// Notices are the fills, of this step and of earlier ones of the same order, whose
-	// resting orders' runs have yet to be told (at most maxNotices).
+	// resting orders' runs have yet to be told (at most one step's worth).
 	Notices []FillNotice
 }
 
@@ -44,7 +43,7 @@ type MatchResult struct {
 //   - On the first step (SENT_TO_EXECUTOR) the order draws its book sequence, its time
 //     priority, and moves to EXECUTING.
 //   - It trades with the opposite side of the book in price-time priority (best price,
-//     then earliest arrival), at most MaxFillsPerStep fills, and ends resting on the
+//     then earliest arrival), at most Config.MaxFillsPerStep fills, and ends resting on the
 //     book (a GTC LIMIT remainder), done (EXECUTED, or its remainder cancelled), or mid-
 //     sweep (More), to continue in the next step.
 //   - An order whose cancel was recorded never trades: the step applies the cancel.
@@ -62,12 +61,12 @@ func (s *Service) Match(ctx context.Context, id int64) (res MatchResult, err err
 			return err
 		}
 		if matchable(o) {
-			if o, res.More, err = tx.matchStep(ctx, o); err != nil {
+			if o, res.More, err = tx.matchStep(ctx, o, s.maxFills); err != nil {
 				return err
 			}
 		}
 		res.Order = o
-		notices, err := tx.ListFillNotices(ctx, queries.ListFillNoticesParams{AggressorID: id, MaxRows: maxNotices})
+		notices, err := tx.ListFillNotices(ctx, queries.ListFillNoticesParams{AggressorID: id, MaxRows: int32(s.maxFills)})
 		if err != nil {
 			return fmt.Errorf("list fill notices of order %d: %w", id, err)
 		}
@@ -106,7 +105,7 @@ func (s *Service) FillsNotified(ctx context.Context, ids []int64) error {
 }
 
 // matchStep is one step of Match for o, which matchable accepted, in tx.
-func (tx *txn) matchStep(ctx context.Context, o queries.Order) (queries.Order, bool, error) {
+func (tx *txn) matchStep(ctx context.Context, o queries.Order, maxFills int) (queries.Order, bool, error) {
 	inst, found, err := tx.lockInstrument(ctx, o.InstrumentID)
 	if err != nil {
 		return o, false, err
@@ -136,7 +135,7 @@ func (tx *txn) matchStep(ctx context.Context, o queries.Order) (queries.Order, b
 		}
 		st = order.Executing
 	}
-	book, truncated, err := tx.loadBook(ctx, o)
+	book, truncated, err := tx.loadBook(ctx, o, maxFills)
 	if err != nil {
 		return o, false, err
 	}
@@ -226,9 +225,8 @@ func reasonDetails(reason string) map[string]any {
 
 // loadBook reads the best of the opposite side of o's book, at prices o may take, in
 // priority order, page by page with a keyset cursor, until it holds enough quantity to
-// fill o or MaxFillsPerStep orders. truncated says the book may hold more that o could
-// take.
-func (tx *txn) loadBook(ctx context.Context, o queries.Order) (book []queries.ListBookRow, truncated bool, err error) {
+// fill o or maxFills orders. truncated says the book may hold more that o could take.
+func (tx *txn) loadBook(ctx context.Context, o queries.Order, maxFills int) (book []queries.ListBookRow, truncated bool, err error) {
 	side := order.Side(o.Side).Opposite()
 	maxKey := "Infinity" // a MARKET order takes any price
 	if order.Kind(o.Kind) == order.Limit {
@@ -240,7 +238,7 @@ func (tx *txn) loadBook(ctx context.Context, o queries.Order) (book []queries.Li
 	afterKey, afterSeq := "-Infinity", int64(0)
 	var depth int64
 	for {
-		n := min(bookPage, MaxFillsPerStep-len(book))
+		n := min(bookPage, maxFills-len(book))
 		page, err := tx.ListBook(ctx, queries.ListBookParams{
 			InstrumentID: o.InstrumentID, Side: string(side), MaxKey: maxKey,
 			AfterKey: afterKey, AfterSeq: afterSeq, MaxRows: int32(n),
@@ -255,7 +253,7 @@ func (tx *txn) loadBook(ctx context.Context, o queries.Order) (book []queries.Li
 		switch {
 		case len(page) < n || depth >= o.RemainingQuantity:
 			return book, false, nil
-		case len(book) >= MaxFillsPerStep:
+		case len(book) >= maxFills:
 			return book, true, nil
 		}
 		last := page[len(page)-1]

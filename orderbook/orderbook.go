@@ -83,6 +83,7 @@ type Service struct {
 	observer TransitionObserver
 	placer   *placer
 	counts   countCompactor
+	maxFills int
 }
 
 // Config tunes the service; the zero value of a field means its default.
@@ -92,11 +93,14 @@ type Service struct {
 //   - Observer learns of every committed status change; nil, no one.
 //   - Batches is told the size of every statement of the group commit; nil, no one.
 //   - PlaceTimeout bounds one group-commit statement, whoever waits for it; default 10s.
+//   - MaxFillsPerStep bounds the fills of one step of matching (one transaction under
+//     the instrument's lock); default DefaultMaxFillsPerStep.
 type Config struct {
-	Waker        Waker
-	Observer     TransitionObserver
-	Batches      BatchObserver
-	PlaceTimeout time.Duration
+	Waker           Waker
+	Observer        TransitionObserver
+	Batches         BatchObserver
+	PlaceTimeout    time.Duration
+	MaxFillsPerStep int
 }
 
 // New returns the service over pool; a nil logger discards logs.
@@ -107,8 +111,11 @@ func New(pool *pgxpool.Pool, logger *slog.Logger, cfg Config) *Service {
 	if cfg.PlaceTimeout <= 0 {
 		cfg.PlaceTimeout = 10 * time.Second
 	}
+	if cfg.MaxFillsPerStep <= 0 {
+		cfg.MaxFillsPerStep = DefaultMaxFillsPerStep
+	}
 	q := queries.New(pool)
-	return &Service{pool: pool, q: q, log: logger, observer: cfg.Observer,
+	return &Service{pool: pool, q: q, log: logger, observer: cfg.Observer, maxFills: cfg.MaxFillsPerStep,
 		placer: newPlacer(q, cfg.Waker, cfg.PlaceTimeout, cfg.Batches)}
 }
 

@@ -98,7 +98,7 @@ func TestTwoAggressorsOnOneInstrumentNeverTakeTheSameLiquidity(t *testing.T) {
 
 func TestAHaltWaitsForTheMatchInProgressAndStopsTheNextStep(t *testing.T) {
 	b := newBook(t)
-	n := orderbook.MaxFillsPerStep + 200
+	n := orderbook.DefaultMaxFillsPerStep + 200
 	b.restMany(102, "50", n)
 	buy := b.place(1, 102, order.Buy, "", int64(n))
 	b.dispatch(buy.ID)
@@ -138,8 +138,8 @@ func TestAHaltWaitsForTheMatchInProgressAndStopsTheNextStep(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantStatus(t, res.Order, order.PartiallyCancelled, order.ReasonInstrumentHalted)
-	if tr := b.trades(buy.ID); len(tr) != orderbook.MaxFillsPerStep {
-		t.Errorf("%d trades, want only the %d of the step before the halt", len(tr), orderbook.MaxFillsPerStep)
+	if tr := b.trades(buy.ID); len(tr) != orderbook.DefaultMaxFillsPerStep {
+		t.Errorf("%d trades, want only the %d of the step before the halt", len(tr), orderbook.DefaultMaxFillsPerStep)
 	}
 	b.audited()
 }

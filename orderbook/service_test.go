@@ -292,7 +292,7 @@ func (b *book) restMany(inst int64, price string, n int) {
 
 func TestADeepSweepRunsInBoundedStepsAndFillsEveryRestingOrderOnce(t *testing.T) {
 	b := newBook(t)
-	n := orderbook.MaxFillsPerStep*2 + 500
+	n := orderbook.DefaultMaxFillsPerStep*2 + 500
 	b.restMany(101, "100", n)
 	buy := b.place(1, 101, order.Buy, "", int64(n))
 	b.dispatch(buy.ID)
@@ -305,7 +305,7 @@ func TestADeepSweepRunsInBoundedStepsAndFillsEveryRestingOrderOnce(t *testing.T)
 			t.Fatal(err)
 		}
 		steps++
-		if len(res.Notices) > orderbook.MaxFillsPerStep {
+		if len(res.Notices) > orderbook.DefaultMaxFillsPerStep {
 			t.Errorf("step %d hands back %d notices, more than one step's bound", steps, len(res.Notices))
 		}
 		ids := make([]int64, len(res.Notices))
@@ -320,7 +320,7 @@ func TestADeepSweepRunsInBoundedStepsAndFillsEveryRestingOrderOnce(t *testing.T)
 		if err := b.pool.QueryRow(b.ctx, `SELECT count(*) FROM trades WHERE buy_order_id = $1`, buy.ID).Scan(&trades); err != nil {
 			t.Fatal(err)
 		}
-		if want := min(steps*orderbook.MaxFillsPerStep, n); trades != want {
+		if want := min(steps*orderbook.DefaultMaxFillsPerStep, n); trades != want {
 			t.Fatalf("after step %d: %d trades, want %d", steps, trades, want)
 		}
 		if !res.More {

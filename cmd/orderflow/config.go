@@ -10,6 +10,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/orderflow/orderflow/orderbook"
 	"github.com/orderflow/orderflow/workflows"
 )
 
@@ -34,6 +35,9 @@ import (
 //	                    initial interval (200ms) to the maximum (30s), this many attempts in
 //	                    all (12, about 2.5 minutes); then the order is parked for an operator
 //	STUCK_AFTER         orders stuck: non-terminal, not resting and unchanged this long (default 5m)
+//	MATCH_FILLS_PER_STEP
+//	                    most fills one step of matching writes in one transaction under the
+//	                    instrument's lock; a deeper sweep continues in the next step (default 1000)
 //	LOG_FORMAT          text or json (default text; json in containers)
 //	LOG_LEVEL           debug, info, warn or error (default info)
 //	DATA_DIR            dev only: where the local cluster, Temporal and Kafka keep data (default .orderflow)
@@ -55,6 +59,7 @@ type Config struct {
 	CancelWait           time.Duration
 	Retry                workflows.RetryConfig
 	StuckAfter           time.Duration
+	MatchFillsPerStep    int
 	DBMaxConns           int32
 	LogFormat            string
 	LogLevel             slog.Level
@@ -101,6 +106,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		TemporalUIURL:     strings.TrimRight(str("TEMPORAL_UI_URL", "http://127.0.0.1:8233"), "/"),
 		CORSOrigins:       list("CORS_ORIGINS", "http://localhost:3000"),
 		DBMaxConns:        int32(integer("DB_MAX_CONNS", 20)),
+		MatchFillsPerStep: integer("MATCH_FILLS_PER_STEP", orderbook.DefaultMaxFillsPerStep),
 		LogFormat:         str("LOG_FORMAT", "text"),
 		DataDir:           str("DATA_DIR", ".orderflow"),
 		TemporalCLI:       str("TEMPORAL_CLI", ""),

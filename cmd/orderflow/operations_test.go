@@ -13,10 +13,10 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 )
 
-// failStatusChanges makes PostgreSQL refuse every change of the given users' orders to
-// status to — a real database fault, scoped to one test — until the returned restore
-// function is called.
-func (s *stack) failStatusChanges(t *testing.T, to string, users ...int64) (restore func()) {
+// failStatusChanges makes PostgreSQL refuse every change of the given users' orders away
+// from status from — a real database fault, scoped to one test — until the returned
+// restore function is called.
+func (s *stack) failStatusChanges(t *testing.T, from string, users ...int64) (restore func()) {
 	t.Helper()
 	ctx := context.Background()
 	name := fmt.Sprintf("fault_%d", time.Now().UnixNano())
@@ -28,8 +28,8 @@ func (s *stack) failStatusChanges(t *testing.T, to string, users ...int64) (rest
 		fmt.Sprintf(`CREATE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS $$
 			BEGIN RAISE EXCEPTION 'injected fault: status change refused'; END $$`, name),
 		fmt.Sprintf(`CREATE TRIGGER %s BEFORE UPDATE ON orders FOR EACH ROW
-			WHEN (OLD.user_id IN (%s) AND NEW.status = '%s' AND OLD.status <> NEW.status)
-			EXECUTE FUNCTION %s()`, name, strings.Join(list, ","), to, name),
+			WHEN (OLD.user_id IN (%s) AND OLD.status = '%s' AND OLD.status <> NEW.status)
+			EXECUTE FUNCTION %s()`, name, strings.Join(list, ","), from, name),
 	}
 	for _, q := range stmts {
 		if _, err := s.pool.Exec(ctx, q); err != nil {
@@ -85,7 +85,7 @@ func TestAnOrderThatExhaustsItsRetriesIsParkedThenRetriedOrFailedByAnOperator(t 
 	sell := s.mustPlace(t, limit(1, inst, "SELL", "20", 10))
 	s.waitStatus(t, sell, "EXECUTING")
 
-	restore := s.failStatusChanges(t, "EXECUTING", retried, failed)
+	restore := s.failStatusChanges(t, "SENT_TO_EXECUTOR", retried, failed)
 	buy := s.mustPlace(t, market(retried, inst, "BUY", 4))
 	doomed := s.mustPlace(t, limit(failed, inst, "BUY", "1", 4))
 	for _, id := range []int64{buy, doomed} {

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.temporal.io/sdk/client"
 
+	"github.com/orderflow/orderflow/orderbook"
 	"github.com/orderflow/orderflow/queries"
 	"github.com/orderflow/orderflow/workflows"
 )
@@ -60,7 +61,7 @@ func runOrders(ctx context.Context, cfg Config, args []string, stdout io.Writer)
 	q := queries.New(pool)
 	switch args[0] {
 	case "stuck":
-		return listStuck(ctx, q, cfg, *olderThan, stdout)
+		return listStuck(ctx, orderbook.New(pool, nil, orderbook.Config{}), cfg, *olderThan, stdout)
 	case "retry", "fail":
 		if args[0] == "fail" && strings.TrimSpace(*reason) == "" {
 			return errors.New("fail needs --reason saying why the order is failed")
@@ -110,10 +111,10 @@ func dialStarter(ctx context.Context, cfg Config) (*workflows.Starter, func(), e
 
 // listStuck prints parked orders and orders that are neither terminal nor resting and
 // have not changed for longer than olderThan, with their last error and UI link.
-func listStuck(ctx context.Context, q *queries.Queries, cfg Config, olderThan time.Duration, stdout io.Writer) error {
-	rows, err := q.ListStuckOrders(ctx, queries.ListStuckOrdersParams{Since: time.Now().Add(-olderThan), MaxRows: 1000})
+func listStuck(ctx context.Context, book *orderbook.Service, cfg Config, olderThan time.Duration, stdout io.Writer) error {
+	rows, err := book.Stuck(ctx, olderThan, 1000)
 	if err != nil {
-		return fmt.Errorf("list stuck orders: %w", err)
+		return err
 	}
 	if len(rows) == 0 {
 		_, err := fmt.Fprintf(stdout, "no stuck orders (none parked, none unchanged for more than %s)\n", olderThan)

@@ -229,7 +229,7 @@ func runWorker(ctx context.Context, g *errgroup.Group, cfg Config, logger *slog.
 		Interceptors: []interceptor.WorkerInterceptor{m.WorkerInterceptor()},
 	})
 	w.RegisterWorkflow(workflows.OrderWorkflow)
-	w.RegisterActivity(activities.New(orderbook.New(pool, logger, orderbook.Config{Observer: m}), logger, starter))
+	w.RegisterActivity(activities.New(orderbook.New(pool, logger, orderbook.Config{Observer: m, MaxFillsPerStep: cfg.MatchFillsPerStep}), logger, starter))
 	if err := w.Start(); err != nil {
 		producer.Close()
 		consumerClient.Close()

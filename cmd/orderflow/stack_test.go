@@ -127,6 +127,9 @@ func startStack(ctx context.Context) (*stack, func() error, error) {
 		"ACTIVITY_RETRY_INITIAL":      "50ms",
 		"ACTIVITY_RETRY_MAX_INTERVAL": "200ms",
 		"ACTIVITY_RETRY_MAX_ATTEMPTS": "5",
+		// Small steps of matching, so that a deep sweep of a few dozen orders already
+		// runs in several of them.
+		"MATCH_FILLS_PER_STEP": strconv.Itoa(deepBookStep),
 	}
 	getenv := func(k string) string { return env[k] }
 	if err := run(ctx, []string{"migrate"}, getenv, io.Discard); err != nil {
