@@ -39,16 +39,43 @@ Temporal ceilings measured in the same run, as a table and (--json) as one line 
                          run of the order workflow's shapes, N runs each (default 0, not
                          measured; needs the ceilings)
   --pids LIST            api=PID,worker=PID,temporal=PID,postgres=PID (default: found in /proc)
-  --json                 end the output with the report as one line of JSON`
+  --json                 end the output with the report as one line of JSON
+
+Instead of the load, one of two other measurements (they take --api, --database-url,
+--temporal and --json, and none of the load's flags):
+
+  --scale [N]            seed N orders (default 1000000, a multiple of 20) straight into the
+                         system's PostgreSQL, all terminal, with their events and trades,
+                         unless an earlier run did; then time, one request at a time, the
+                         order list's default page (target p99 ≤ 50 ms), a random user's
+                         orders (≤ 10 ms), a random seeded order's events (≤ 5 ms) and the
+                         list sorted by each of the original client's fields, both ways
+  --users N              --scale: users the seeded orders are spread over (default 1000)
+  --chunk N              --scale: orders per seed transaction (default 100000)
+  --requests N           --scale: timed requests per endpoint, after 20 untimed (default 500)
+  --sort-requests N      --scale: timed requests per sort field and direction (default 50)
+  --deep-book [N]        rest N one-lot LIMIT sells at one price (default 5000) through the API,
+                         sweep them with one MARKET buy for N, and report its matching steps
+                         (target: EXECUTED with N trades within 5 s of reaching the book, no
+                         step over 1 s) and how long the sells' runs took to complete
+  --instrument ID        --deep-book: the instrument whose book is used (default 103)
+  --deep-book-wait D     --deep-book: deadline of each wait (default 10m)`
 
 // errBenchHelp is returned by parseBenchFlags for -h and --help.
 var errBenchHelp = errors.New("help requested")
 
+// benchReport is what every mode of the bench reports.
+type benchReport interface {
+	WriteTable(io.Writer) error
+	WriteJSON(io.Writer) error
+}
+
 // runBench is `orderflow bench`: it measures a running system from the outside against
-// its database and engine ceilings (see package bench). Progress goes to stdout once a
-// second, then the table; with --json the last line is the report as JSON.
+// its database and engine ceilings, or (--scale, --deep-book) a seeded database's reads
+// and a deep book's sweep (see package bench). Progress goes to stdout, then the table;
+// with --json the last line is the report as JSON.
 func runBench(ctx context.Context, cfg Config, args []string, stdout io.Writer) error {
-	opts, asJSON, err := parseBenchFlags(cfg, args)
+	opts, modes, asJSON, err := parseBench(cfg, args)
 	if errors.Is(err, errBenchHelp) {
 		_, err = fmt.Fprintln(stdout, benchUsage)
 		return err
@@ -58,7 +85,15 @@ func runBench(ctx context.Context, cfg Config, args []string, stdout io.Writer) 
 	}
 	opts.Progress = stdout
 	opts.Logger = slog.New(slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: slog.LevelError}))
-	rep, err := bench.Run(ctx, opts)
+	var rep benchReport
+	switch modes.Mode() {
+	case bench.ModeScale:
+		rep, err = bench.Scale(ctx, modes.ScaleOptions(opts))
+	case bench.ModeDeepBook:
+		rep, err = bench.DeepBook(ctx, modes.DeepBookOptions(opts))
+	default:
+		rep, err = bench.Run(ctx, opts)
+	}
 	if err != nil {
 		return err
 	}
@@ -71,9 +106,15 @@ func runBench(ctx context.Context, cfg Config, args []string, stdout io.Writer) 
 	return nil
 }
 
-// parseBenchFlags turns the command line into bench options. The defaults point at the
-// system `make run` starts with the same environment.
+// parseBenchFlags turns the command line into the load's options (see parseBench).
 func parseBenchFlags(cfg Config, args []string) (bench.Options, bool, error) {
+	opts, _, asJSON, err := parseBench(cfg, args)
+	return opts, asJSON, err
+}
+
+// parseBench turns the command line into bench options, and the flags of the other
+// modes. The defaults point at the system `make run` starts with the same environment.
+func parseBench(cfg Config, args []string) (bench.Options, *bench.ModeFlags, bool, error) {
 	d := bench.Defaults()
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -95,14 +136,18 @@ func parseBenchFlags(cfg Config, args []string) (bench.Options, bool, error) {
 	engineShapes := fs.Int("engine-shapes", 0, "")
 	pids := fs.String("pids", "", "")
 	asJSON := fs.Bool("json", false, "")
-	if err := fs.Parse(args); err != nil {
+	modes := bench.AddModeFlags(fs)
+	if err := fs.Parse(bench.ModeArgs(args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return bench.Options{}, false, errBenchHelp
+			return bench.Options{}, nil, false, errBenchHelp
 		}
-		return bench.Options{}, false, fmt.Errorf("%v\n%s", err, benchUsage)
+		return bench.Options{}, nil, false, fmt.Errorf("%v\n%s", err, benchUsage)
 	}
 	if fs.NArg() > 0 {
-		return bench.Options{}, false, fmt.Errorf("unexpected argument %q\n%s", fs.Arg(0), benchUsage)
+		return bench.Options{}, nil, false, fmt.Errorf("unexpected argument %q\n%s", fs.Arg(0), benchUsage)
+	}
+	if err := modes.Check(fs); err != nil {
+		return bench.Options{}, nil, false, err
 	}
 	if *dbURL == "" {
 		*dbURL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/orderflow?sslmode=disable", cfg.DevPGPort)
@@ -111,10 +156,10 @@ func parseBenchFlags(cfg Config, args []string) (bench.Options, bool, error) {
 		*temporal = net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.DevTemporalPort))
 	}
 	if *concurrency <= 0 || *engineConcurrency <= 0 || *maxPending < 0 || *duration <= 0 || *ceilingDuration <= 0 || *engineShapes < 0 {
-		return bench.Options{}, false, errors.New("--concurrency, --engine-concurrency, --duration and --ceiling-duration must be positive, --max-pending and --engine-shapes not negative")
+		return bench.Options{}, nil, false, errors.New("--concurrency, --engine-concurrency, --duration and --ceiling-duration must be positive, --max-pending and --engine-shapes not negative")
 	}
 	if *skipCeilings && *engineShapes > 0 {
-		return bench.Options{}, false, errors.New("--engine-shapes is measured with the ceilings; drop --skip-ceilings")
+		return bench.Options{}, nil, false, errors.New("--engine-shapes is measured with the ceilings; drop --skip-ceilings")
 	}
 	opts := bench.Options{
 		APIURL: *apiURL, DatabaseURL: *dbURL, DBMaxConns: cfg.DBMaxConns,
@@ -128,24 +173,24 @@ func parseBenchFlags(cfg Config, args []string) (bench.Options, bool, error) {
 	for _, s := range strings.Split(*instruments, ",") {
 		id, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
 		if err != nil || id <= 0 {
-			return bench.Options{}, false, fmt.Errorf("--instruments: %q is not a positive integer", s)
+			return bench.Options{}, nil, false, fmt.Errorf("--instruments: %q is not a positive integer", s)
 		}
 		opts.Instruments = append(opts.Instruments, id)
 	}
 	if *pids != "" {
 		procs, err := bench.ParsePIDs(*pids)
 		if err != nil {
-			return bench.Options{}, false, err
+			return bench.Options{}, nil, false, err
 		}
 		opts.Procs = procs
 	}
 	if opts.Mode == bench.Open && opts.Rate <= 0 {
-		return bench.Options{}, false, errors.New("--mode open needs --rate (orders per second)")
+		return bench.Options{}, nil, false, errors.New("--mode open needs --rate (orders per second)")
 	}
 	if opts.Mode != bench.Open && opts.Mode != bench.Closed {
-		return bench.Options{}, false, fmt.Errorf("--mode %q: use open or closed", *mode)
+		return bench.Options{}, nil, false, fmt.Errorf("--mode %q: use open or closed", *mode)
 	}
-	return opts, *asJSON, nil
+	return opts, modes, *asJSON, nil
 }
 
 // localHostPort turns a listen address into one to connect to: an unspecified host
