@@ -175,8 +175,39 @@ func listFilter(lq ListQuery) (string, []any) {
 // orders) before a list folds them into one.
 const maxCountDeltas = 1000
 
-// countCompactor folds order_counts into one row, one compaction at a time, in the
-// background of the list that noticed it was due.
+// FoldOrderCounts folds order_counts into one row. One statement: readers see the rows
+// before it or the one row after it, never a mix, and rows added meanwhile are not in
+// its snapshot, so they stay; two folds at once wait for each other's rows and each sums
+// only what it deleted.
+func (s *Service) FoldOrderCounts(ctx context.Context) error {
+	if _, err := s.pool.Exec(ctx, `
+		WITH folded AS (DELETE FROM order_counts RETURNING n)
+		INSERT INTO order_counts (n) SELECT coalesce(sum(n), 0) FROM folded`); err != nil {
+		return fmt.Errorf("fold order counts: %w", err)
+	}
+	return nil
+}
+
+// FoldOrderCountsEvery folds order_counts every interval until ctx ends, so that the
+// rows stay few however long no one lists the orders; a failed fold is logged and tried
+// again at the next tick.
+func (s *Service) FoldOrderCountsEvery(ctx context.Context, interval time.Duration) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := s.FoldOrderCounts(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("order counts not folded", "error", err)
+			}
+		}
+	}
+}
+
+// countCompactor runs one fold at a time in the background of the list that noticed it
+// was due.
 type countCompactor struct {
 	mu      sync.Mutex
 	running bool
@@ -198,12 +229,8 @@ func (c *countCompactor) compact(s *Service) {
 		}()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		// One statement: readers see the rows before it or the one row after it, never
-		// a mix, and rows added meanwhile are not in its snapshot, so they stay.
-		if _, err := s.pool.Exec(ctx, `
-			WITH folded AS (DELETE FROM order_counts RETURNING n)
-			INSERT INTO order_counts (n) SELECT coalesce(sum(n), 0) FROM folded`); err != nil {
-			s.log.Warn("fold order counts", "error", err)
+		if err := s.FoldOrderCounts(ctx); err != nil {
+			s.log.Warn("order counts not folded", "error", err)
 		}
 	}()
 }

@@ -229,7 +229,8 @@ func runWorker(ctx context.Context, g *errgroup.Group, cfg Config, logger *slog.
 		Interceptors: []interceptor.WorkerInterceptor{m.WorkerInterceptor()},
 	})
 	w.RegisterWorkflow(workflows.OrderWorkflow)
-	w.RegisterActivity(activities.New(orderbook.New(pool, logger, orderbook.Config{Observer: m, MaxFillsPerStep: cfg.MatchFillsPerStep}), logger, starter))
+	book := orderbook.New(pool, logger, orderbook.Config{Observer: m, MaxFillsPerStep: cfg.MatchFillsPerStep})
+	w.RegisterActivity(activities.New(book, logger, starter))
 	if err := w.Start(); err != nil {
 		producer.Close()
 		consumerClient.Close()
@@ -251,6 +252,7 @@ func runWorker(ctx context.Context, g *errgroup.Group, cfg Config, logger *slog.
 		defer consumerClient.Close()
 		return consumer.Run(ctx)
 	})
+	g.Go(func() error { return book.FoldOrderCountsEvery(ctx, time.Minute) })
 	g.Go(func() error {
 		<-ctx.Done()
 		w.Stop()
