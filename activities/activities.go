@@ -7,9 +7,7 @@ package activities
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"sync"
 
 	"go.temporal.io/sdk/temporal"
 
@@ -28,28 +26,21 @@ const (
 	ErrTypeStaleVersion = "StaleVersion"
 )
 
-// notifyWorkers bounds the fill signals Execute sends at once, however many resting
-// orders a step traded with.
-const notifyWorkers = 8
-
 // Activities are the lifecycle steps over the order-book service.
 type Activities struct {
 	book     *orderbook.Service
 	log      *slog.Logger
-	notifier FillNotifier // nil: the workflow signals the counterparties itself
-}
-
-// FillNotifier tells a resting order's run that a trade left the order in status; a
-// run that does not exist is not an error. (The workflows package's Starter is one.)
-type FillNotifier interface {
-	NotifyFill(ctx context.Context, orderID int64, status order.Status) error
+	notifier orderbook.FillNotifier // nil: the workflow signals the counterparties itself
 }
 
 // New returns the activities over book. With a notifier, Execute tells the runs of the
 // resting orders it traded with about their fills; without one (nil), it reports them in
 // its result for the workflow to tell. (Every exported method of Activities is
 // registered as an activity, hence no setters.)
-func New(book *orderbook.Service, logger *slog.Logger, notifier FillNotifier) *Activities {
+func New(book *orderbook.Service, logger *slog.Logger, notifier orderbook.FillNotifier) *Activities {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	return &Activities{book: book, log: logger, notifier: notifier}
 }
 
@@ -183,8 +174,10 @@ func (a *Activities) Resume(ctx context.Context, in ResumeInput) (StepResult, er
 }
 
 // Execute runs one step of matching (see orderbook.Service.Match), then tells the runs
-// of the resting orders whose status its fills changed. A notice that could not be
-// delivered fails the activity; the retry's step hands it back and sends it again.
+// of the resting orders whose status the step that ended the sweep changed (a handful,
+// for an ordinary order). Those it could not tell, and the fills of a deeper sweep, are
+// sent by the worker's orderbook.Service.DeliverFillNotices, so a failed signal does not
+// fail the step.
 func (a *Activities) Execute(ctx context.Context, orderID int64) (ExecuteResult, error) {
 	res, err := a.book.Match(ctx, orderID)
 	if err != nil {
@@ -197,48 +190,8 @@ func (a *Activities) Execute(ctx context.Context, orderID int64) (ExecuteResult,
 		}
 		return out, nil
 	}
-	if err := a.notify(ctx, res.Notices); err != nil {
-		return ExecuteResult{}, err
+	if err := a.book.Deliver(ctx, a.notifier, res.Notices); err != nil {
+		a.log.Warn("fill notices left to the worker's sender", "order_id", orderID, "error", err)
 	}
 	return out, nil
-}
-
-// notify delivers the notices with notifyWorkers signals in flight at most, and deletes
-// those delivered; it returns the first delivery error.
-func (a *Activities) notify(ctx context.Context, notices []orderbook.FillNotice) error {
-	if len(notices) == 0 {
-		return nil
-	}
-	work := make(chan orderbook.FillNotice)
-	var (
-		mu        sync.Mutex
-		delivered []int64
-		firstErr  error
-		wg        sync.WaitGroup
-	)
-	for range min(notifyWorkers, len(notices)) {
-		wg.Go(func() {
-			for n := range work {
-				err := a.notifier.NotifyFill(ctx, n.OrderID, n.Status)
-				mu.Lock()
-				if err == nil {
-					delivered = append(delivered, n.ID)
-				} else if firstErr == nil {
-					firstErr = fmt.Errorf("notify order %d of its fill: %w", n.OrderID, err)
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	for _, n := range notices {
-		work <- n
-	}
-	close(work)
-	wg.Wait()
-	if err := a.book.FillsNotified(ctx, delivered); err != nil && firstErr == nil {
-		// Delivered but still listed: the next step sends them again, which the runs
-		// take as the no-op it is.
-		a.log.Warn("fill notices delivered but not deleted", "order_id", notices[0].OrderID, "error", err)
-	}
-	return firstErr
 }

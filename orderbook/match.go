@@ -16,11 +16,14 @@ import (
 const (
 	DefaultMaxFillsPerStep = 1000
 	bookPage               = 250
+	// inlineNotices bounds the notices a step hands back for delivery at once: an
+	// ordinary match's handful, told without waiting for DeliverFillNotices.
+	inlineNotices = 32
 )
 
 // FillNotice is a resting order's run to tell that a fill left its order in Status.
-// The notice is kept until FillsNotified deletes it, so notices cut short by a failure
-// are handed back again by the order's next step.
+// Notices are kept in fill_notices until delivered (Deliver deletes them), so none is
+// lost to a crash or a failed signal: DeliverFillNotices sends whatever no one else did.
 type FillNotice struct {
 	ID      int64
 	OrderID int64
@@ -33,8 +36,10 @@ type MatchResult struct {
 	// More says the sweep is not over: the order is off the book, mid-match, and its
 	// next step continues where this one stopped.
 	More bool
-	// Notices are the fills, of this step and of earlier ones of the same order, whose
-	// resting orders' runs have yet to be told (at most one step's worth).
+	// Notices are fills of this order, claimed for the caller to deliver at once (with
+	// Deliver): at most inlineNotices, and only from the step that ends the sweep. The
+	// others wait for DeliverFillNotices, which Match wakes, so a deep sweep's steps never
+	// wait for the engine to take thousands of signals.
 	Notices []FillNotice
 }
 
@@ -43,38 +48,48 @@ type MatchResult struct {
 //   - On the first step (SENT_TO_EXECUTOR) the order draws its book sequence, its time
 //     priority, and moves to EXECUTING.
 //   - It trades with the opposite side of the book in price-time priority (best price,
-//     then earliest arrival), at most Config.MaxFillsPerStep fills, and ends resting on the
-//     book (a GTC LIMIT remainder), done (EXECUTED, or its remainder cancelled), or mid-
-//     sweep (More), to continue in the next step.
+//     then earliest arrival), at most Config.MaxFillsPerStep fills, and ends resting on
+//     the book (a GTC LIMIT remainder), done (EXECUTED, or its remainder cancelled), or
+//     mid-sweep (More), to continue in the next step.
 //   - An order whose cancel was recorded never trades: the step applies the cancel.
 //   - On a halted instrument nothing trades: the order's remainder is cancelled
 //     (CANCELLED or PARTIALLY_CANCELLED, reason INSTRUMENT_HALTED).
 //
-// A step for an order that is resting or has ended changes nothing and hands back its
-// pending notices, so a retry after a lost reply is safe. It returns ErrNotFound,
-// ErrInstrumentNotFound, or an error wrapping ErrStale when a resting order it was
-// about to trade with changed meanwhile (retry the step).
+// A step for an order that is resting or has ended changes nothing, so a retry after a
+// lost reply is safe. It returns ErrNotFound, ErrInstrumentNotFound, or an error
+// wrapping ErrStale when a resting order it was about to trade with changed meanwhile
+// (retry the step).
 func (s *Service) Match(ctx context.Context, id int64) (res MatchResult, err error) {
+	var left bool // notices written that this step does not hand back
 	err = s.inTx(ctx, func(tx *txn) error {
 		o, err := tx.getOrder(ctx, id, false)
 		if err != nil {
 			return err
 		}
+		written := 0
 		if matchable(o) {
-			if o, res.More, err = tx.matchStep(ctx, o, s.maxFills); err != nil {
+			if o, res.More, written, err = tx.matchStep(ctx, o, s.maxFills); err != nil {
 				return err
 			}
 		}
 		res.Order = o
-		notices, err := tx.ListFillNotices(ctx, queries.ListFillNoticesParams{AggressorID: id, MaxRows: int32(s.maxFills)})
+		if res.More {
+			left = written > 0
+			return nil
+		}
+		claimed, err := tx.ClaimFillNotices(ctx, queries.ClaimFillNoticesParams{
+			LeaseSeconds: s.noticeLease.Seconds(), AggressorID: &id, MaxRows: inlineNotices,
+		})
 		if err != nil {
-			return fmt.Errorf("list fill notices of order %d: %w", id, err)
+			return fmt.Errorf("claim fill notices of order %d: %w", id, err)
 		}
-		for _, n := range notices {
-			res.Notices = append(res.Notices, FillNotice{ID: n.ID, OrderID: n.OrderID, Status: order.Status(n.Status)})
-		}
+		res.Notices = notices(claimed)
+		left = written > len(claimed)
 		return nil
 	})
+	if err == nil && left {
+		s.wakeNotifier()
+	}
 	return res, err
 }
 
@@ -93,51 +108,41 @@ func matchable(o queries.Order) bool {
 	return st.Resting() && !o.OnBook // mid-sweep
 }
 
-// FillsNotified deletes the notices that have been delivered.
-func (s *Service) FillsNotified(ctx context.Context, ids []int64) error {
-	if len(ids) == 0 {
-		return nil
-	}
-	if err := s.q.DeleteFillNotices(ctx, ids); err != nil {
-		return fmt.Errorf("delete %d fill notices: %w", len(ids), err)
-	}
-	return nil
-}
-
-// matchStep is one step of Match for o, which matchable accepted, in tx.
-func (tx *txn) matchStep(ctx context.Context, o queries.Order, maxFills int) (queries.Order, bool, error) {
+// matchStep is one step of Match for o, which matchable accepted, in tx. It returns the
+// order as it left it, whether the sweep continues, and how many fill notices it wrote.
+func (tx *txn) matchStep(ctx context.Context, o queries.Order, maxFills int) (_ queries.Order, more bool, notices int, err error) {
 	inst, found, err := tx.lockInstrument(ctx, o.InstrumentID)
 	if err != nil {
-		return o, false, err
+		return o, false, 0, err
 	}
 	if !found {
-		return o, false, fmt.Errorf("order %d: instrument %d: %w", o.ID, o.InstrumentID, ErrInstrumentNotFound)
+		return o, false, 0, fmt.Errorf("order %d: instrument %d: %w", o.ID, o.InstrumentID, ErrInstrumentNotFound)
 	}
 	// Re-read under the lock: a cancel or another step may have committed meanwhile.
 	if o, err = tx.getOrder(ctx, o.ID, true); err != nil || !matchable(o) {
-		return o, false, err
+		return o, false, 0, err
 	}
 	st := order.Status(o.Status)
 	if o.CancelRequested {
 		o, err = tx.cancel(ctx, o, CancelRequest{OrderID: o.ID})
-		return o, false, err
+		return o, false, 0, err
 	}
 	if inst.Status != InstrumentActive {
 		o, err = tx.transition(ctx, o, move{to: remainderCancelled(st), reason: order.ReasonInstrumentHalted}, nil)
-		return o, false, err
+		return o, false, 0, err
 	}
 
 	cs := changeSet{arg: queries.ApplyChangesParams{InstrumentID: o.InstrumentID, AggressorSide: o.Side, AggressorID: o.ID}}
 	first := st == order.SentToExecutor
 	if first {
 		if err := cs.event(event{orderID: o.ID, typ: order.EventExecuting, from: st, to: order.Executing}); err != nil {
-			return o, false, err
+			return o, false, 0, err
 		}
 		st = order.Executing
 	}
 	book, truncated, err := tx.loadBook(ctx, o, maxFills)
 	if err != nil {
-		return o, false, err
+		return o, false, 0, err
 	}
 	in := order.Incoming{
 		ID: o.ID, UserID: o.UserID, Side: order.Side(o.Side), Kind: order.Kind(o.Kind),
@@ -156,7 +161,7 @@ func (tx *txn) matchStep(ctx context.Context, o queries.Order, maxFills int) (qu
 	for _, f := range outcome.Fills {
 		r := byID[f.RestingID]
 		if err := cs.fill(o, st, remaining, r, f); err != nil {
-			return o, false, err
+			return o, false, 0, err
 		}
 		remaining -= f.Quantity
 		st = filledStatus(remaining)
@@ -164,16 +169,16 @@ func (tx *txn) matchStep(ctx context.Context, o queries.Order, maxFills int) (qu
 	if st != outcome.Status {
 		if err := cs.event(event{orderID: o.ID, typ: order.EventFor(outcome.Status), from: st, to: outcome.Status,
 			details: reasonDetails(outcome.Reason)}); err != nil {
-			return o, false, err
+			return o, false, 0, err
 		}
 	}
 	rests := !outcome.More && outcome.Status.Resting()
 	cs.setStatus(o, outcome.Status, outcome.Remaining, outcome.Reason, rests, first)
 	rows, err := tx.apply(ctx, &cs)
 	if err != nil {
-		return o, false, fmt.Errorf("match order %d: %w", o.ID, err)
+		return o, false, 0, fmt.Errorf("match order %d: %w", o.ID, err)
 	}
-	return rows[o.ID], outcome.More, nil
+	return rows[o.ID], outcome.More, len(cs.arg.NoticeOrderIds), nil
 }
 
 // fill adds one fill of the aggressor o (in status st with remaining left before it)

@@ -12,7 +12,8 @@
 //   - Match runs one step of matching under the instrument's lock: it draws the order's
 //     book sequence (its time priority) on the first step, trades with the book in
 //     price-time priority and leaves the order resting, done, or mid-sweep (More) when
-//     the sweep is deeper than one step may go.
+//     the sweep is deeper than one step may go. Its fills leave notices for the resting
+//     orders' runs, which Deliver and DeliverFillNotices send.
 //   - Park and Resume record that a step is stalled and that an operator retries it;
 //     Fail ends an order FAILED.
 //   - HaltInstrument and ResumeInstrument stop and restart an instrument's matching.
@@ -84,6 +85,10 @@ type Service struct {
 	placer   *placer
 	counts   countCompactor
 	maxFills int
+	// noticeLease is how long a claimed fill notice is its sender's; noticeWake wakes
+	// DeliverFillNotices.
+	noticeLease time.Duration
+	noticeWake  chan struct{}
 }
 
 // Config tunes the service; the zero value of a field means its default.
@@ -95,12 +100,15 @@ type Service struct {
 //   - PlaceTimeout bounds one group-commit statement, whoever waits for it; default 10s.
 //   - MaxFillsPerStep bounds the fills of one step of matching (one transaction under
 //     the instrument's lock); default DefaultMaxFillsPerStep.
+//   - NoticeLease is how long a claimed fill notice is left to its sender before another
+//     may send it; default 10s.
 type Config struct {
 	Waker           Waker
 	Observer        TransitionObserver
 	Batches         BatchObserver
 	PlaceTimeout    time.Duration
 	MaxFillsPerStep int
+	NoticeLease     time.Duration
 }
 
 // New returns the service over pool; a nil logger discards logs.
@@ -114,8 +122,12 @@ func New(pool *pgxpool.Pool, logger *slog.Logger, cfg Config) *Service {
 	if cfg.MaxFillsPerStep <= 0 {
 		cfg.MaxFillsPerStep = DefaultMaxFillsPerStep
 	}
+	if cfg.NoticeLease <= 0 {
+		cfg.NoticeLease = 10 * time.Second
+	}
 	q := queries.New(pool)
 	return &Service{pool: pool, q: q, log: logger, observer: cfg.Observer, maxFills: cfg.MaxFillsPerStep,
+		noticeLease: cfg.NoticeLease, noticeWake: make(chan struct{}, 1),
 		placer: newPlacer(q, cfg.Waker, cfg.PlaceTimeout, cfg.Batches)}
 }
 

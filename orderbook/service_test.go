@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -230,22 +231,59 @@ func TestAMatchTradesAtTheRestingPriceAndRecordsEveryFill(t *testing.T) {
 	if fills != 2 {
 		t.Errorf("the buy has %d fill events, want 2", fills)
 	}
-	// s1 executed and s2 moved to PARTIALLY_FILLED: both runs are owed a notice, until
-	// they are marked delivered.
+	// s1 executed and s2 moved to PARTIALLY_FILLED: both runs are owed a notice, handed
+	// back for delivery at once, and claimed so that no other sender also sends them.
 	if len(res.Notices) != 2 {
 		t.Fatalf("notices = %+v, want s1 EXECUTED and s2 PARTIALLY_FILLED", res.Notices)
 	}
 	again, err := b.svc.Match(b.ctx, buy.ID)
-	if err != nil || len(again.Notices) != 2 || again.Order.Version != res.Order.Version {
-		t.Fatalf("a retry of the step: %+v, %v; want the same notices and no change", again, err)
+	if err != nil || len(again.Notices) != 0 || again.Order.Version != res.Order.Version {
+		t.Fatalf("a retry of the step: %+v, %v; want no change and the claimed notices left to their sender", again, err)
 	}
-	if err := b.svc.FillsNotified(b.ctx, []int64{res.Notices[0].ID, res.Notices[1].ID}); err != nil {
+	told := newRecorder()
+	if err := b.svc.Deliver(b.ctx, told, res.Notices); err != nil {
 		t.Fatal(err)
 	}
-	if again, _ = b.svc.Match(b.ctx, buy.ID); len(again.Notices) != 0 {
-		t.Errorf("notices after delivery = %+v, want none", again.Notices)
+	if told.status(s1.ID) != order.Executed || told.status(s2.ID) != order.PartiallyFilled || b.pendingNotices() != 0 {
+		t.Errorf("told %v with %d notices left, want s1 EXECUTED, s2 PARTIALLY_FILLED and none left", told.got, b.pendingNotices())
 	}
 	b.audited()
+}
+
+// recorder is a FillNotifier that remembers the last status each run was told.
+type recorder struct {
+	mu  sync.Mutex
+	got map[int64]order.Status
+}
+
+func newRecorder() *recorder { return &recorder{got: map[int64]order.Status{}} }
+
+func (r *recorder) NotifyFill(_ context.Context, id int64, st order.Status) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got[id] = st
+	return nil
+}
+
+func (r *recorder) status(id int64) order.Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.got[id]
+}
+
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.got)
+}
+
+func (b *book) pendingNotices() int {
+	b.t.Helper()
+	var n int
+	if err := b.pool.QueryRow(b.ctx, `SELECT count(*) FROM fill_notices`).Scan(&n); err != nil {
+		b.t.Fatal(err)
+	}
+	return n
 }
 
 func containsTradeID(details []byte) bool { return bytes.Contains(details, []byte(`"tradeId"`)) }
@@ -298,24 +336,14 @@ func TestADeepSweepRunsInBoundedStepsAndFillsEveryRestingOrderOnce(t *testing.T)
 	b.dispatch(buy.ID)
 
 	var steps int
-	var notices int
+	var inline []orderbook.FillNotice
 	for {
 		res, err := b.svc.Match(b.ctx, buy.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
 		steps++
-		if len(res.Notices) > orderbook.DefaultMaxFillsPerStep {
-			t.Errorf("step %d hands back %d notices, more than one step's bound", steps, len(res.Notices))
-		}
-		ids := make([]int64, len(res.Notices))
-		for i, n := range res.Notices {
-			ids[i] = n.ID
-		}
-		notices += len(ids)
-		if err := b.svc.FillsNotified(b.ctx, ids); err != nil {
-			t.Fatal(err)
-		}
+		inline = append(inline, res.Notices...)
 		var trades int
 		if err := b.pool.QueryRow(b.ctx, `SELECT count(*) FROM trades WHERE buy_order_id = $1`, buy.ID).Scan(&trades); err != nil {
 			t.Fatal(err)
@@ -327,12 +355,32 @@ func TestADeepSweepRunsInBoundedStepsAndFillsEveryRestingOrderOnce(t *testing.T)
 			wantStatus(t, res.Order, order.Executed, "")
 			break
 		}
-		if res.Order.OnBook || order.Status(res.Order.Status) != order.PartiallyFilled {
-			t.Fatalf("mid-sweep the buy is %s, on book %v; want PARTIALLY_FILLED off the book", res.Order.Status, res.Order.OnBook)
+		if res.Order.OnBook || order.Status(res.Order.Status) != order.PartiallyFilled || len(res.Notices) != 0 {
+			t.Fatalf("mid-sweep the buy is %s, on book %v, with %d notices to deliver; want PARTIALLY_FILLED off the book, none",
+				res.Order.Status, res.Order.OnBook, len(res.Notices))
 		}
 	}
-	if steps != 3 || notices != n {
-		t.Errorf("%d steps and %d notices, want 3 and %d", steps, notices, n)
+	if steps != 3 || len(inline) == 0 || len(inline) > 32 || b.pendingNotices() != n {
+		t.Errorf("%d steps, %d notices handed back, %d kept; want 3 steps, 1 to 32 handed back, all %d kept until delivered",
+			steps, len(inline), b.pendingNotices(), n)
+	}
+	// The sender delivers the others; the ones handed back are their step's to send.
+	told := newRecorder()
+	ctx, cancel := context.WithCancel(b.ctx)
+	done := make(chan error, 1)
+	go func() { done <- b.svc.DeliverFillNotices(ctx, told) }()
+	deadline := b.deadline()
+	for told.count() < n-len(inline) {
+		deadline.check("the sender told every resting order's run")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, fn := range inline {
+		if told.status(fn.OrderID) != "" {
+			t.Errorf("order %d, handed back to its step, was sent by the sender too while still claimed", fn.OrderID)
+		}
 	}
 	var left int
 	if err := b.pool.QueryRow(b.ctx, `SELECT count(*) FROM orders WHERE on_book`).Scan(&left); err != nil || left != 0 {

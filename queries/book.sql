@@ -88,9 +88,16 @@ WITH change AS (
 )
 SELECT * FROM updated;
 
--- name: ListFillNotices :many
--- The fills of aggressor @aggressor_id whose resting orders' runs have yet to be told.
-SELECT * FROM fill_notices WHERE aggressor_id = @aggressor_id ORDER BY id LIMIT @max_rows;
+-- name: ClaimFillNotices :many
+-- Claims up to @max_rows unclaimed (or expired) notices, oldest first, of aggressor
+-- @aggressor_id or (NULL) of any, until @lease_seconds from now; SKIP LOCKED lets several
+-- senders claim side by side.
+UPDATE fill_notices SET claimed_until = now() + make_interval(secs => @lease_seconds::float8)
+WHERE id IN (SELECT n.id FROM fill_notices n
+             WHERE n.claimed_until <= now()
+               AND (sqlc.narg(aggressor_id)::bigint IS NULL OR n.aggressor_id = sqlc.narg(aggressor_id))
+             ORDER BY n.id LIMIT @max_rows FOR UPDATE SKIP LOCKED)
+RETURNING *;
 
 -- name: DeleteFillNotices :exec
 DELETE FROM fill_notices WHERE id = ANY(@ids::bigint[]);

@@ -190,6 +190,51 @@ func (q *Queries) ApplyChanges(ctx context.Context, arg ApplyChangesParams) ([]A
 	return items, nil
 }
 
+const claimFillNotices = `-- name: ClaimFillNotices :many
+UPDATE fill_notices SET claimed_until = now() + make_interval(secs => $1::float8)
+WHERE id IN (SELECT n.id FROM fill_notices n
+             WHERE n.claimed_until <= now()
+               AND ($2::bigint IS NULL OR n.aggressor_id = $2)
+             ORDER BY n.id LIMIT $3 FOR UPDATE SKIP LOCKED)
+RETURNING id, aggressor_id, order_id, status, created_at, claimed_until
+`
+
+type ClaimFillNoticesParams struct {
+	LeaseSeconds float64
+	AggressorID  *int64
+	MaxRows      int32
+}
+
+// Claims up to @max_rows unclaimed (or expired) notices, oldest first, of aggressor
+// @aggressor_id or (NULL) of any, until @lease_seconds from now; SKIP LOCKED lets several
+// senders claim side by side.
+func (q *Queries) ClaimFillNotices(ctx context.Context, arg ClaimFillNoticesParams) ([]FillNotice, error) {
+	rows, err := q.db.Query(ctx, claimFillNotices, arg.LeaseSeconds, arg.AggressorID, arg.MaxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []FillNotice{}
+	for rows.Next() {
+		var i FillNotice
+		if err := rows.Scan(
+			&i.ID,
+			&i.AggressorID,
+			&i.OrderID,
+			&i.Status,
+			&i.CreatedAt,
+			&i.ClaimedUntil,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const deleteFillNotices = `-- name: DeleteFillNotices :exec
 DELETE FROM fill_notices WHERE id = ANY($1::bigint[])
 `
@@ -263,42 +308,6 @@ func (q *Queries) ListBook(ctx context.Context, arg ListBookParams) ([]ListBookR
 			&i.Status,
 			&i.BookSeq,
 			&i.PriorityKey,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
-const listFillNotices = `-- name: ListFillNotices :many
-SELECT id, aggressor_id, order_id, status, created_at FROM fill_notices WHERE aggressor_id = $1 ORDER BY id LIMIT $2
-`
-
-type ListFillNoticesParams struct {
-	AggressorID int64
-	MaxRows     int32
-}
-
-// The fills of aggressor @aggressor_id whose resting orders' runs have yet to be told.
-func (q *Queries) ListFillNotices(ctx context.Context, arg ListFillNoticesParams) ([]FillNotice, error) {
-	rows, err := q.db.Query(ctx, listFillNotices, arg.AggressorID, arg.MaxRows)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []FillNotice{}
-	for rows.Next() {
-		var i FillNotice
-		if err := rows.Scan(
-			&i.ID,
-			&i.AggressorID,
-			&i.OrderID,
-			&i.Status,
-			&i.CreatedAt,
 		); err != nil {
 			return nil, err
 		}

@@ -11,11 +11,12 @@ import (
 )
 
 type FillNotice struct {
-	ID          int64
-	AggressorID int64
-	OrderID     int64
-	Status      string
-	CreatedAt   time.Time
+	ID           int64
+	AggressorID  int64
+	OrderID      int64
+	Status       string
+	CreatedAt    time.Time
+	ClaimedUntil time.Time
 }
 
 type Instrument struct {

@@ -40,15 +40,18 @@ CREATE INDEX orders_book_idx ON orders (instrument_id, side,
     (CASE WHEN side = 'BUY' THEN -price ELSE price END), book_seq)
     WHERE on_book;
 
--- Fills whose resting order's run has yet to be told: written by the match that made
--- them, deleted once the signal is delivered, so a step whose notifications were cut
--- short sends them on its next attempt.
+-- Fills whose resting order's run has yet to be told (an outbox for signals): written by
+-- the match that made them, in its statement, and deleted once the signal is delivered.
+-- Whoever delivers a notice first claims it until claimed_until (a lease, not a
+-- transaction held across the signal), so a notice whose sender died is sent again once
+-- the lease runs out.
 CREATE TABLE fill_notices (
-    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    aggressor_id bigint NOT NULL REFERENCES orders (id),
-    order_id     bigint NOT NULL REFERENCES orders (id),
-    status       text   NOT NULL,
-    created_at   timestamptz NOT NULL DEFAULT now()
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    aggressor_id  bigint NOT NULL REFERENCES orders (id),
+    order_id      bigint NOT NULL REFERENCES orders (id),
+    status        text   NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    claimed_until timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX fill_notices_aggressor_idx ON fill_notices (aggressor_id, id);
 

@@ -253,6 +253,7 @@ func runWorker(ctx context.Context, g *errgroup.Group, cfg Config, logger *slog.
 		return consumer.Run(ctx)
 	})
 	g.Go(func() error { return book.FoldOrderCountsEvery(ctx, time.Minute) })
+	g.Go(func() error { return book.DeliverFillNotices(ctx, starter) })
 	g.Go(func() error {
 		<-ctx.Done()
 		w.Stop()
