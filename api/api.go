@@ -55,6 +55,8 @@ type Canceller interface {
 //   - RequestTimeout: the deadline of every request; default 10s, and always at least
 //     CancelWait plus 5s so that a cancel's wait fits inside it.
 //   - Batches: told how many orders each statement of the group commit wrote; nil, no one.
+//   - PlaceQueue: how many new orders may wait to be written; more are refused with 503
+//     and Retry-After; default 1024.
 type Config struct {
 	AllowedOrigins []string
 	CancelWait     time.Duration
@@ -62,6 +64,7 @@ type Config struct {
 	Namespace      string
 	RequestTimeout time.Duration
 	Batches        orderbook.BatchObserver
+	PlaceQueue     int
 }
 
 // withDefaults returns cfg with every unset field given its documented default.
@@ -101,6 +104,7 @@ func NewServer(pool *pgxpool.Pool, cancels Canceller, logger *slog.Logger, cfg C
 	cfg = cfg.withDefaults()
 	book := orderbook.New(pool, logger, orderbook.Config{
 		Waker: kafka.NewOutboxWaker(pool, logger), Batches: cfg.Batches, PlaceTimeout: cfg.RequestTimeout,
+		PlaceQueue: cfg.PlaceQueue,
 	})
 	s := &server{pool: pool, book: book, cancels: cancels, logger: logger, cfg: cfg}
 	return s.routes()
@@ -121,7 +125,7 @@ func (s *server) routes() http.Handler {
 			AllowedOrigins: s.cfg.AllowedOrigins,
 			AllowedMethods: []string{http.MethodGet, http.MethodPost, http.MethodOptions},
 			AllowedHeaders: []string{"Accept", "Content-Type", "Idempotency-Key", middleware.RequestIDHeader},
-			ExposedHeaders: []string{"Location", middleware.RequestIDHeader},
+			ExposedHeaders: []string{"Location", "Retry-After", middleware.RequestIDHeader},
 			MaxAge:         300,
 		}),
 		s.timeout,

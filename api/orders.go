@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -63,6 +64,15 @@ func (s *server) placeOrder(w http.ResponseWriter, r *http.Request) error {
 	switch {
 	case errors.Is(err, orderbook.ErrKeyReused):
 		return newError(codeKeyReused, "Idempotency-Key %q was already used by this user for a different order request; use a new key for a new order", key)
+	case errors.Is(err, orderbook.ErrBusy):
+		return &apiError{code: codeUnavailable, retryAfter: time.Second, cause: err,
+			message: "too many orders are waiting to be written; nothing was placed: retry shortly"}
+	case errors.Is(err, orderbook.ErrNotPlaced):
+		return &apiError{code: codeUnavailable, retryAfter: time.Second, cause: err,
+			message: "the order could not be written before the request's deadline; nothing was placed: retry"}
+	case errors.Is(err, orderbook.ErrUnconfirmed):
+		return &apiError{code: codeUnavailable, retryAfter: time.Second, cause: err,
+			message: "the order's write was not confirmed in time; it may have been placed: retry with the same Idempotency-Key to learn its outcome"}
 	case err != nil:
 		return fmt.Errorf("api: %w", err)
 	case !res.Created:

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -90,10 +91,11 @@ type fieldError struct {
 // apiError is an outcome the client must be told about: its code picks the status, its
 // message is shown verbatim, and its cause is only logged.
 type apiError struct {
-	code    errorCode
-	message string
-	fields  []fieldError
-	cause   error
+	code       errorCode
+	message    string
+	fields     []fieldError
+	cause      error
+	retryAfter time.Duration // > 0: sent as Retry-After (seconds)
 }
 
 func (e *apiError) Error() string {
@@ -192,6 +194,9 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	h.Set("Content-Type", "application/problem+json")
 	h.Set("Cache-Control", "no-store")
 	h.Del("Location")
+	if ae.retryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(int(max(time.Second, ae.retryAfter).Round(time.Second)/time.Second)))
+	}
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }

@@ -1,6 +1,7 @@
 package orderbook
 
 import (
+	"context"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -14,14 +15,16 @@ import (
 // to see how the orders queued meanwhile share statements.
 type TestPlacer struct{ p *placer }
 
-// NewTestPlacer returns a placer writing through pool.
-func NewTestPlacer(pool *pgxpool.Pool) *TestPlacer {
-	return &TestPlacer{newPlacer(queries.New(pool), nil, 30*time.Second, nil)}
+// NewTestPlacer returns a placer writing through pool, whose statements time out after
+// timeout and whose queue holds at most maxQueue orders.
+func NewTestPlacer(pool *pgxpool.Pool, timeout time.Duration, maxQueue int) *TestPlacer {
+	return &TestPlacer{newPlacer(queries.New(pool), nil, timeout, nil, maxQueue)}
 }
 
-// Place places a limit buy of quantity at 10 on instrument 101 for user under key.
-func (t *TestPlacer) Place(user, quantity int64, key string) (id int64, created bool, err error) {
-	r := t.p.place(NewOrder{UserID: user, InstrumentID: 101, Side: order.Buy, Kind: order.Limit,
+// Place places a limit buy of quantity at 10 on instrument 101 for user under key, for
+// a request whose context is ctx.
+func (t *TestPlacer) Place(ctx context.Context, user, quantity int64, key string) (id int64, created bool, err error) {
+	r := t.p.place(ctx, NewOrder{UserID: user, InstrumentID: 101, Side: order.Buy, Kind: order.Limit,
 		Price: decimal.NewNullDecimal(decimal.NewFromInt(10)), Quantity: quantity, TimeInForce: order.GTC,
 		IdempotencyKey: key, RequestHash: "h"})
 	return r.order.ID, r.created, r.err

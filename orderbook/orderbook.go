@@ -102,7 +102,10 @@ type Service struct {
 //     the instrument's lock); default DefaultMaxFillsPerStep.
 //   - NoticeLease is how long a claimed fill notice is left to its sender before another
 //     may send it; default 10s.
+//   - PlaceQueue bounds the new orders waiting to be written; Place refuses more with
+//     ErrBusy; default 1024.
 type Config struct {
+	PlaceQueue      int
 	Waker           Waker
 	Observer        TransitionObserver
 	Batches         BatchObserver
@@ -128,7 +131,7 @@ func New(pool *pgxpool.Pool, logger *slog.Logger, cfg Config) *Service {
 	q := queries.New(pool)
 	return &Service{pool: pool, q: q, log: logger, observer: cfg.Observer, maxFills: cfg.MaxFillsPerStep,
 		noticeLease: cfg.NoticeLease, noticeWake: make(chan struct{}, 1),
-		placer: newPlacer(q, cfg.Waker, cfg.PlaceTimeout, cfg.Batches)}
+		placer: newPlacer(q, cfg.Waker, cfg.PlaceTimeout, cfg.Batches, cfg.PlaceQueue)}
 }
 
 // txn is one method's transaction: its queries, and the status changes it made, which

@@ -44,10 +44,27 @@ type placer struct {
 	timeout time.Duration
 	batches BatchObserver // nil: none
 
-	mu      sync.Mutex
-	queue   []*placement
-	writers int // requests and goroutines writing now, at most placeWriters
+	mu       sync.Mutex
+	queue    []*placement
+	maxQueue int
+	writers  int // requests and goroutines writing now, at most placeWriters
 }
+
+// Errors of Place beyond the database's.
+var (
+	// ErrBusy: the queue of orders waiting to be written is full; nothing was written.
+	ErrBusy = errors.New("too many orders are waiting to be written")
+	// ErrNotPlaced: the request's deadline passed while its order waited in the queue;
+	// nothing was written.
+	ErrNotPlaced = errors.New("the order was not written before the request's deadline")
+	// ErrUnconfirmed: the request's deadline passed while its order's statement ran; the
+	// order may have been written, and a replay of its Idempotency-Key tells.
+	ErrUnconfirmed = errors.New("the order's write was not confirmed before the request's deadline")
+)
+
+// defaultMaxQueue bounds the orders waiting for a writer: at the ~1,300 orders/s one
+// box writes (BENCHMARKS.md), under a second's worth.
+const defaultMaxQueue = 1024
 
 // ExecutionTopic is the Kafka topic of the outbox messages that start new orders'
 // execution; they must decode as kafka.ExecutionMessage.
@@ -94,7 +111,7 @@ type Placed struct {
 // becomes of ctx, as a statement already sent would be; ctx bounds the look-up of a
 // duplicate.
 func (s *Service) Place(ctx context.Context, no NewOrder) (Placed, error) {
-	res := s.placer.place(no)
+	res := s.placer.place(ctx, no)
 	if res.err != nil {
 		return Placed{}, fmt.Errorf("place order: %w", res.err)
 	}
@@ -129,16 +146,27 @@ type placeResult struct {
 // newPlacer returns a placer writing through q and telling batches (if not nil) the size
 // of every statement it ran. A batch's statement gets timeout, whoever waits for it: one
 // client giving up must not abort the other orders in its batch.
-func newPlacer(q *queries.Queries, waker Waker, timeout time.Duration, batches BatchObserver) *placer {
-	return &placer{q: q, waker: waker, timeout: timeout, batches: batches}
+//
+// At most maxQueue orders wait for a writer (0: defaultMaxQueue); beyond that, place
+// refuses at once with ErrBusy.
+func newPlacer(q *queries.Queries, waker Waker, timeout time.Duration, batches BatchObserver, maxQueue int) *placer {
+	if maxQueue <= 0 {
+		maxQueue = defaultMaxQueue
+	}
+	return &placer{q: q, waker: waker, timeout: timeout, batches: batches, maxQueue: maxQueue}
 }
 
-// place writes the order of req and returns what became of it. No context is consulted:
-// once queued, the order is written or fails with its batch, as a statement already sent
-// would be.
-func (p *placer) place(req NewOrder) placeResult {
+// place writes the order of req and returns what became of it, or, once ctx is done,
+// ErrNotPlaced (the order was still queued, and now never will be written) or
+// ErrUnconfirmed (its statement is running: it commits or fails with its batch, whoever
+// waits, as a statement already sent would). A full queue is ErrBusy at once.
+func (p *placer) place(ctx context.Context, req NewOrder) placeResult {
 	pl := &placement{req: req, done: make(chan placeResult, 1)}
 	p.mu.Lock()
+	if len(p.queue) >= p.maxQueue {
+		p.mu.Unlock()
+		return placeResult{err: ErrBusy}
+	}
 	p.queue = append(p.queue, pl)
 	lead := p.writers < placeWriters
 	if lead {
@@ -151,7 +179,24 @@ func (p *placer) place(req NewOrder) placeResult {
 		// would otherwise add to every order's latency on a busy machine.
 		p.writeBatch()
 	}
-	return <-pl.done
+	select {
+	case r := <-pl.done:
+		return r
+	case <-ctx.Done():
+	}
+	p.mu.Lock()
+	if i := slices.Index(p.queue, pl); i >= 0 {
+		p.queue = slices.Delete(p.queue, i, i+1)
+		p.mu.Unlock()
+		return placeResult{err: fmt.Errorf("%w: %w", ErrNotPlaced, ctx.Err())}
+	}
+	p.mu.Unlock()
+	select {
+	case r := <-pl.done: // answered meanwhile
+		return r
+	default:
+		return placeResult{err: fmt.Errorf("%w: %w", ErrUnconfirmed, ctx.Err())}
+	}
 }
 
 // writeBatch writes one batch as a writer, then, if orders queued meanwhile, leaves them
@@ -232,7 +277,11 @@ func (p *placer) write(batch []*placement) {
 			}
 			return
 		}
-		batch[0].done <- placeResult{err: err}
+		// Every request of the batch hears of it (done is buffered: none of them blocks
+		// the writer, whether or not its request still waits).
+		for _, pl := range batch {
+			pl.done <- placeResult{err: err}
+		}
 		return
 	}
 	written := make(map[idemKey]queries.Order, len(rows))

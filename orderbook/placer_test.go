@@ -2,6 +2,7 @@ package orderbook_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -34,7 +35,11 @@ type placerRig struct {
 
 // newPlacerRig returns a rig whose writers are both busy, each with one order of user 1
 // blocked on the lock, so that whatever is placed next queues.
-func newPlacerRig(t *testing.T) *placerRig {
+func newPlacerRig(t *testing.T) *placerRig { return newPlacerRigWith(t, 30*time.Second, 1000) }
+
+// newPlacerRigWith is newPlacerRig with a placer whose statements time out after timeout
+// and whose queue holds maxQueue orders.
+func newPlacerRigWith(t *testing.T, timeout time.Duration, maxQueue int) *placerRig {
 	t.Helper()
 	pool := newPool(t)
 	ctx := context.Background()
@@ -56,7 +61,7 @@ func newPlacerRig(t *testing.T) *placerRig {
 	if _, err := lock.Exec(ctx, "LOCK TABLE orders IN SHARE MODE"); err != nil {
 		t.Fatal(err)
 	}
-	rig := &placerRig{t: t, pool: pool, placer: orderbook.NewTestPlacer(pool), lock: lock, got: map[string][]placed{}}
+	rig := &placerRig{t: t, pool: pool, placer: orderbook.NewTestPlacer(pool, timeout, maxQueue), lock: lock, got: map[string][]placed{}}
 	t.Cleanup(func() { _ = lock.Rollback(context.Background()) })
 	for i := range orderbook.Writers {
 		rig.place("held", 1, 1, fmt.Sprintf("held-%d", i))
@@ -67,10 +72,15 @@ func newPlacerRig(t *testing.T) *placerRig {
 
 // place places an order in the background, filing its result under label.
 func (r *placerRig) place(label string, user, quantity int64, key string) {
+	r.placeWithin(context.Background(), label, user, quantity, key)
+}
+
+// placeWithin is place for a request whose context is ctx.
+func (r *placerRig) placeWithin(ctx context.Context, label string, user, quantity int64, key string) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		id, created, err := r.placer.Place(user, quantity, key)
+		id, created, err := r.placer.Place(ctx, user, quantity, key)
 		r.mu.Lock()
 		r.got[label] = append(r.got[label], placed{id, created, err})
 		r.mu.Unlock()
@@ -212,5 +222,92 @@ func TestAnOrderTheDatabaseRefusesFailsAloneInItsBatch(t *testing.T) {
 	}
 	if n := rig.intQuery("SELECT count(*) FROM outbox"); n != 3+orderbook.Writers {
 		t.Errorf("%d outbox messages, want %d", n, 3+orderbook.Writers)
+	}
+}
+
+// answered waits until every Place call has returned, failing the test after 10s.
+func (r *placerRig) answered() {
+	r.t.Helper()
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		r.t.Fatalf("requests still unanswered after 10s: %d answered", r.answers())
+	}
+}
+
+func (r *placerRig) answers() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, ps := range r.got {
+		n += len(ps)
+	}
+	return n
+}
+
+func TestEveryRequestOfABatchThatTimesOutIsAnswered(t *testing.T) {
+	t.Parallel()
+	rig := newPlacerRigWith(t, time.Second, 1000)
+	for i := range 5 {
+		rig.place("queued", 2, 1, fmt.Sprintf("queued-%d", i))
+	}
+	// The held writers' statements time out, their writers take the queue as one batch,
+	// and that one times out too: not an error of PostgreSQL's, so no order is retried
+	// alone, and every one of them must hear of it.
+	rig.answered()
+	for label, ps := range rig.got {
+		for _, p := range ps {
+			if p.err == nil || p.created {
+				t.Errorf("%s: created %v, error %v; want the timeout", label, p.created, p.err)
+			}
+		}
+	}
+	if n := rig.answers(); n != 5+orderbook.Writers {
+		t.Errorf("%d answers, want %d", n, 5+orderbook.Writers)
+	}
+	rig.release()
+	if n := rig.intQuery("SELECT count(*) FROM orders"); n != 0 {
+		t.Errorf("%d orders written by statements that timed out, want 0", n)
+	}
+}
+
+func TestARequestWhoseDeadlinePassesWhileQueuedIsNotPlaced(t *testing.T) {
+	t.Parallel()
+	rig := newPlacerRig(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, created, err := rig.placer.Place(ctx, 3, 1, "late")
+	if waited := time.Since(start); err == nil || created || !errors.Is(err, orderbook.ErrNotPlaced) || waited > 5*time.Second {
+		t.Fatalf("Place after %s: created %v, %v; want ErrNotPlaced at its deadline", waited, created, err)
+	}
+	if q := rig.placer.Queued(); q != 0 {
+		t.Errorf("%d orders still queued, want the late one gone", q)
+	}
+	rig.release()
+	if n := rig.intQuery("SELECT count(*) FROM orders WHERE idempotency_key = 'late'"); n != 0 {
+		t.Errorf("the order whose request gave up was written (%d)", n)
+	}
+}
+
+func TestAFullQueueRefusesAtOnceAndWritesNothing(t *testing.T) {
+	t.Parallel()
+	rig := newPlacerRigWith(t, 30*time.Second, 3)
+	for i := range 3 {
+		rig.place("queued", 4, 1, fmt.Sprintf("queued-%d", i))
+	}
+	rig.waitFor("the queue to fill", func() bool { return rig.placer.Queued() == 3 })
+	_, created, err := rig.placer.Place(context.Background(), 5, 1, "one-too-many")
+	if !errors.Is(err, orderbook.ErrBusy) || created {
+		t.Fatalf("Place on a full queue: created %v, %v; want ErrBusy", created, err)
+	}
+	rig.release()
+	if n := rig.intQuery("SELECT count(*) FROM orders WHERE user_id = 5"); n != 0 {
+		t.Errorf("the refused order was written (%d)", n)
+	}
+	if n := rig.intQuery("SELECT count(*) FROM orders WHERE user_id = 4"); n != 3 {
+		t.Errorf("%d of the 3 queued orders written, want 3", n)
 	}
 }
