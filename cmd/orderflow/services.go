@@ -83,6 +83,10 @@ func runServices(ctx context.Context, cfg Config, logger *slog.Logger, roles rol
 		return err
 	}
 	defer pool.Close()
+	// A binary and a schema of different releases would fail later, and less clearly.
+	if err := schema.Check(ctx, pool); err != nil {
+		return err
+	}
 	// One registry per process (dev's API and worker share it), never the default one.
 	m := metrics.New(prometheus.NewRegistry())
 	if err := m.WatchDatabase(pool); err != nil {
