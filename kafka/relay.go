@@ -1,10 +1,12 @@
 package kafka
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -14,8 +16,9 @@ import (
 )
 
 // Relay publishes the outbox to Kafka. Several relays may run at once: each claims rows
-// with SKIP LOCKED and deletes them only when the publish succeeded, so a message is
-// published at least once and never lost; consumers treat duplicates as no-ops.
+// with a lease (SKIP LOCKED) and deletes them only when the publish succeeded, so a
+// message is published at least once and never lost; consumers treat duplicates as
+// no-ops.
 type Relay struct {
 	pool   *pgxpool.Pool
 	client *kgo.Client
@@ -99,34 +102,44 @@ func (r *Relay) listen(ctx context.Context) error {
 	}
 }
 
+// outboxLease is how long a claimed outbox row is its relay's. It must outlast the
+// producer's delivery timeout (RecordDeliveryTimeout, 30s in the worker), so a row is
+// not published by two relays at once while the first still waits for Kafka.
+const outboxLease = time.Minute
+
 // PublishBatch publishes up to one batch of the oldest outbox rows and deletes them,
-// returning how many it published. On a publish error nothing is deleted.
+// returning how many it published. It claims the rows with a lease in one statement and
+// holds no transaction while it waits for Kafka. On a publish error it releases them, so
+// the next attempt takes them again; rows whose deletion fails after the publish are
+// published again once their lease runs out (at least once).
 func (r *Relay) PublishBatch(ctx context.Context) (int, error) {
-	tx, err := r.pool.Begin(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
-	rows, err := queries.New(tx).ClaimOutbox(ctx, r.batch)
+	q := queries.New(r.pool)
+	rows, err := q.ClaimOutbox(ctx, queries.ClaimOutboxParams{LeaseSeconds: outboxLease.Seconds(), MaxMessages: r.batch})
 	if err != nil {
 		return 0, fmt.Errorf("claim outbox: %w", err)
 	}
 	if len(rows) == 0 {
 		return 0, nil
 	}
+	slices.SortFunc(rows, func(a, b queries.Outbox) int { return cmp.Compare(a.ID, b.ID) })
 	records := make([]*kgo.Record, len(rows))
+	ids := make([]int64, len(rows))
 	for i, row := range rows {
 		records[i] = &kgo.Record{Topic: row.Topic, Key: []byte(row.Key), Value: row.Payload}
+		ids[i] = row.ID
 	}
 	if err := r.client.ProduceSync(ctx, records...).FirstErr(); err != nil {
+		releaseCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if rerr := q.ReleaseOutbox(releaseCtx, ids); rerr != nil {
+			r.log.Warn("outbox rows not released; they wait for their lease to run out", "error", rerr)
+		}
 		return 0, fmt.Errorf("publish: %w", err)
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return 0, fmt.Errorf("commit: %w", err)
+	if err := q.DeleteOutbox(ctx, ids); err != nil {
+		return 0, fmt.Errorf("delete published outbox rows: %w", err)
 	}
 	if r.obs != nil {
-		// After the commit: a row whose delete rolled back is published again, and
-		// counted then.
 		for _, row := range rows {
 			r.obs.ObserveOutboxPublished(row.CreatedAt)
 		}

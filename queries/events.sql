@@ -14,8 +14,17 @@ SELECT * FROM order_events WHERE order_id = @order_id ORDER BY seq;
 INSERT INTO outbox (topic, key, payload) VALUES (@topic, @key, @payload);
 
 -- name: ClaimOutbox :many
--- Claims the oldest messages; SKIP LOCKED lets several relays run side by side. The
--- rows are deleted when the claiming transaction commits after the publish succeeded.
-DELETE FROM outbox
-WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT @max_messages FOR UPDATE SKIP LOCKED)
+-- Claims the oldest unclaimed (or expired) messages until @lease_seconds from now, in a
+-- statement of its own; SKIP LOCKED lets several relays claim side by side. The rows are
+-- deleted (DeleteOutbox) once Kafka has them, or released (ReleaseOutbox) when the
+-- publish failed.
+UPDATE outbox SET claimed_until = now() + make_interval(secs => @lease_seconds::float8)
+WHERE id IN (SELECT o.id FROM outbox o WHERE o.claimed_until <= now()
+             ORDER BY o.id LIMIT @max_messages FOR UPDATE SKIP LOCKED)
 RETURNING *;
+
+-- name: DeleteOutbox :exec
+DELETE FROM outbox WHERE id = ANY(@ids::bigint[]);
+
+-- name: ReleaseOutbox :exec
+UPDATE outbox SET claimed_until = '-infinity' WHERE id = ANY(@ids::bigint[]);

@@ -10,15 +10,23 @@ import (
 )
 
 const claimOutbox = `-- name: ClaimOutbox :many
-DELETE FROM outbox
-WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
-RETURNING id, topic, key, payload, created_at
+UPDATE outbox SET claimed_until = now() + make_interval(secs => $1::float8)
+WHERE id IN (SELECT o.id FROM outbox o WHERE o.claimed_until <= now()
+             ORDER BY o.id LIMIT $2 FOR UPDATE SKIP LOCKED)
+RETURNING id, topic, key, payload, created_at, claimed_until
 `
 
-// Claims the oldest messages; SKIP LOCKED lets several relays run side by side. The
-// rows are deleted when the claiming transaction commits after the publish succeeded.
-func (q *Queries) ClaimOutbox(ctx context.Context, maxMessages int32) ([]Outbox, error) {
-	rows, err := q.db.Query(ctx, claimOutbox, maxMessages)
+type ClaimOutboxParams struct {
+	LeaseSeconds float64
+	MaxMessages  int32
+}
+
+// Claims the oldest unclaimed (or expired) messages until @lease_seconds from now, in a
+// statement of its own; SKIP LOCKED lets several relays claim side by side. The rows are
+// deleted (DeleteOutbox) once Kafka has them, or released (ReleaseOutbox) when the
+// publish failed.
+func (q *Queries) ClaimOutbox(ctx context.Context, arg ClaimOutboxParams) ([]Outbox, error) {
+	rows, err := q.db.Query(ctx, claimOutbox, arg.LeaseSeconds, arg.MaxMessages)
 	if err != nil {
 		return nil, err
 	}
@@ -32,6 +40,7 @@ func (q *Queries) ClaimOutbox(ctx context.Context, maxMessages int32) ([]Outbox,
 			&i.Key,
 			&i.Payload,
 			&i.CreatedAt,
+			&i.ClaimedUntil,
 		); err != nil {
 			return nil, err
 		}
@@ -41,6 +50,15 @@ func (q *Queries) ClaimOutbox(ctx context.Context, maxMessages int32) ([]Outbox,
 		return nil, err
 	}
 	return items, nil
+}
+
+const deleteOutbox = `-- name: DeleteOutbox :exec
+DELETE FROM outbox WHERE id = ANY($1::bigint[])
+`
+
+func (q *Queries) DeleteOutbox(ctx context.Context, ids []int64) error {
+	_, err := q.db.Exec(ctx, deleteOutbox, ids)
+	return err
 }
 
 const insertOrderEvent = `-- name: InsertOrderEvent :one
@@ -129,4 +147,13 @@ func (q *Queries) ListOrderEvents(ctx context.Context, orderID int64) ([]OrderEv
 		return nil, err
 	}
 	return items, nil
+}
+
+const releaseOutbox = `-- name: ReleaseOutbox :exec
+UPDATE outbox SET claimed_until = '-infinity' WHERE id = ANY($1::bigint[])
+`
+
+func (q *Queries) ReleaseOutbox(ctx context.Context, ids []int64) error {
+	_, err := q.db.Exec(ctx, releaseOutbox, ids)
+	return err
 }

@@ -71,11 +71,12 @@ type OrderEvent struct {
 }
 
 type Outbox struct {
-	ID        int64
-	Topic     string
-	Key       string
-	Payload   []byte
-	CreatedAt time.Time
+	ID           int64
+	Topic        string
+	Key          string
+	Payload      []byte
+	CreatedAt    time.Time
+	ClaimedUntil time.Time
 }
 
 type Trade struct {

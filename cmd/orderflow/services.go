@@ -215,8 +215,10 @@ func serve(ctx context.Context, g *errgroup.Group, logger *slog.Logger, srv *htt
 // observed by m, and returns the Kafka producer (for readiness checks; g closes it).
 func runWorker(ctx context.Context, g *errgroup.Group, cfg Config, logger *slog.Logger, pool *pgxpool.Pool, tc client.Client, starter *workflows.Starter, m *metrics.Metrics) (*kgo.Client, error) {
 	klog := kslog.New(logger.With("component", "kafka"))
+	// A delivery timeout, so a publish during a Kafka outage fails and is retried rather
+	// than wait for ever; the relay's lease on its rows outlasts it.
 	producer, err := kgo.NewClient(kgo.SeedBrokers(cfg.KafkaBrokers...), kgo.WithLogger(klog),
-		kgo.ProducerLinger(0), kgo.AllowAutoTopicCreation())
+		kgo.ProducerLinger(0), kgo.AllowAutoTopicCreation(), kgo.RecordDeliveryTimeout(30*time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("kafka producer: %w", err)
 	}
