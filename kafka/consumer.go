@@ -114,7 +114,8 @@ func (c *Consumer) process(ctx context.Context, records []*kgo.Record) error {
 }
 
 // handle starts the run for one record, retrying transient failures until ctx ends, and
-// sends an undecodable record to the DLQ.
+// sends an undecodable record, or one whose start the server refuses for good, to the
+// DLQ with the reason.
 func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) error {
 	msg, err := DecodeExecution(rec.Value)
 	if err != nil {
@@ -136,6 +137,11 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) error {
 		}
 		if c.obs != nil && ctx.Err() == nil {
 			c.obs.ObserveWorkflowStartError()
+		}
+		if errors.Is(err, workflows.ErrStartRefused) {
+			// No retry can start it: retrying would hold the partition (and, with
+			// BlockRebalanceOnPoll, the group's rebalances) for ever.
+			return c.deadLetter(ctx, rec, err)
 		}
 		log.Warn("start order run; retrying", "error", err)
 		if !b.wait(ctx) {
@@ -159,7 +165,7 @@ func (c *Consumer) deadLetter(ctx context.Context, rec *kgo.Record, cause error)
 			{Key: "failed-at", Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
 		},
 	}
-	c.log.Error("undecodable message sent to DLQ", "partition", rec.Partition, "offset", rec.Offset, "error", cause)
+	c.log.Error("message sent to DLQ", "partition", rec.Partition, "offset", rec.Offset, "error", cause)
 	b := newBackoff(100*time.Millisecond, 5*time.Second)
 	for {
 		err := c.client.ProduceSync(ctx, dlq).FirstErr()

@@ -102,10 +102,27 @@ func (s *Starter) Start(ctx context.Context, r StartRequest) (started bool, err 
 	switch {
 	case errors.As(err, &already):
 		return false, nil
+	case refused(err):
+		return false, fmt.Errorf("start %s: %w: %w", OrderWorkflowID(r.OrderID), ErrStartRefused, err)
 	case err != nil:
 		return false, fmt.Errorf("start %s: %w", OrderWorkflowID(r.OrderID), err)
 	}
 	return true, nil
+}
+
+// ErrStartRefused wraps a start error that trying again cannot fix: the namespace does
+// not exist, a search attribute is not registered, the input is too large, the caller
+// may not start runs. Anything else (the server unavailable, a deadline) is transient.
+var ErrStartRefused = errors.New("the Temporal server refused to start the run")
+
+// refused reports whether err is a start error that no retry can fix.
+func refused(err error) bool {
+	var (
+		namespace  *serviceerror.NamespaceNotFound
+		invalid    *serviceerror.InvalidArgument
+		permission *serviceerror.PermissionDenied
+	)
+	return errors.As(err, &namespace) || errors.As(err, &invalid) || errors.As(err, &permission)
 }
 
 // RequestCancel signals the order's run to cancel, starting the run if the Kafka message
