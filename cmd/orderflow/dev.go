@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -22,9 +21,13 @@ func runDev(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Writ
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(dataDir, 0o755); err != nil {
-		return fmt.Errorf("data folder: %w", err)
+	// Before anything is started (or stopped): a second stack on the folder would stop
+	// the first one's PostgreSQL on its way out.
+	unlock, err := devstack.LockDataDir(dataDir)
+	if err != nil {
+		return err
 	}
+	defer unlock()
 	summary := []string{"OrderFlow is running:"}
 
 	if cfg.DatabaseURL == "" {

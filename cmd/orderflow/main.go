@@ -22,6 +22,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -36,6 +37,16 @@ func main() {
 }
 
 const usage = "usage: orderflow dev|api|worker|migrate|orders|instruments|dlq|audit|bench|broker|healthcheck URL"
+
+// serviceUsage is the help of the commands that take no arguments.
+var serviceUsage = map[string]string{
+	"dev": "usage: orderflow dev\n\nStarts what the environment does not point at (PostgreSQL, the Temporal dev server and UI,\n" +
+		"a Kafka-protocol broker) with their data under DATA_DIR, then the API and the worker in\n" +
+		"this process; Ctrl-C stops them all. One per DATA_DIR: a second one refuses to start.",
+	"api":     "usage: orderflow api\n\nServes the REST API on HTTP_ADDR; needs DATABASE_URL (see README, Configuration).",
+	"worker":  "usage: orderflow worker\n\nRuns the outbox relay, the Kafka consumer and the Temporal worker; needs DATABASE_URL.",
+	"migrate": "usage: orderflow migrate\n\nApplies the database migrations to DATABASE_URL and exits.",
+}
 
 // errUsage is returned for a missing or unknown command.
 var errUsage = errors.New(usage)
@@ -53,6 +64,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			return errors.New("usage: orderflow healthcheck URL")
 		}
 		return healthcheck(ctx, args[1])
+	}
+	if text, ok := serviceUsage[args[0]]; ok && len(args) > 1 {
+		// These take no arguments; asking for help must not start anything.
+		switch args[1] {
+		case "-h", "--help", "help":
+			_, err := fmt.Fprintln(stdout, text)
+			return err
+		}
+		return fmt.Errorf("unexpected argument %q; %s (configuration comes from the environment)", args[1], strings.SplitN(text, "\n", 2)[0])
 	}
 	cfg, err := loadConfig(getenv)
 	if err != nil {
