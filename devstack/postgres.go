@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -225,4 +226,18 @@ func StartTempPostgres(ctx context.Context, prefix string) (p *Postgres, stop fu
 		err := p.Stop()
 		return errors.Join(err, os.RemoveAll(dir))
 	}, nil
+}
+
+// Alive reports whether the cluster's postmaster is still running, by the pid in its
+// postmaster.pid (a stopped or crashed cluster has no file, or a pid that is gone).
+func (p *Postgres) Alive() bool {
+	b, err := os.ReadFile(filepath.Join(p.dir, "postmaster.pid"))
+	if err != nil {
+		return false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+	if err != nil || pid <= 0 {
+		return false
+	}
+	return syscall.Kill(pid, 0) == nil
 }

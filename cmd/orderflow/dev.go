@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/orderflow/orderflow/devstack"
 	"github.com/orderflow/orderflow/kafka"
@@ -29,6 +32,7 @@ func runDev(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Writ
 	}
 	defer unlock()
 	summary := []string{"OrderFlow is running:"}
+	var embedded []embeddedCheck
 
 	if cfg.DatabaseURL == "" {
 		pg, err := devstack.StartPostgres(ctx, devstack.PostgresOptions{Dir: filepath.Join(dataDir, "pg"), Port: cfg.DevPGPort})
@@ -41,6 +45,7 @@ func runDev(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Writ
 			}
 		}()
 		cfg.DatabaseURL = pg.URL("orderflow")
+		embedded = append(embedded, embeddedCheck{"PostgreSQL (" + filepath.Join(dataDir, "pg") + ")", pg.Alive})
 		summary = append(summary, fmt.Sprintf("  PostgreSQL  %s (data in %s)", cfg.DatabaseURL, filepath.Join(dataDir, "pg")))
 	} else {
 		summary = append(summary, "  PostgreSQL  DATABASE_URL as given")
@@ -63,6 +68,7 @@ func runDev(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Writ
 			}
 		}()
 		cfg.TemporalAddress = t.HostPort
+		embedded = append(embedded, embeddedCheck{"Temporal dev server (" + t.HostPort + ")", func() bool { return listening(t.HostPort) }})
 		cfg.TemporalUIURL = t.UIURL
 		summary = append(summary, fmt.Sprintf("  Temporal    %s, UI %s", t.HostPort, t.UIURL))
 	} else {
@@ -92,5 +98,52 @@ func runDev(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Writ
 		"  Worker      outbox relay, Kafka consumer, Temporal worker on task queue "+workflows.TaskQueue,
 		"Press Ctrl-C to stop.")
 	fmt.Fprintln(stdout, strings.Join(summary, "\n"))
-	return runServices(ctx, cfg, logger, roleAPI|roleWorker)
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	go watchEmbedded(ctx, stop, embedded)
+	err = runServices(ctx, cfg, logger, roleAPI|roleWorker)
+	if cause := context.Cause(ctx); errors.Is(cause, errEmbeddedStopped) {
+		return cause
+	}
+	return err
+}
+
+// errEmbeddedStopped ends `orderflow dev` when a service it started has died: serving
+// 503s for ever without saying why helps no one.
+var errEmbeddedStopped = errors.New("an embedded service stopped")
+
+// embeddedCheck says whether one service dev started is still up.
+type embeddedCheck struct {
+	name  string
+	alive func() bool
+}
+
+// watchEmbedded checks the embedded services every 2 seconds and stops dev, with the
+// name of the one that died, as soon as one has.
+func watchEmbedded(ctx context.Context, stop context.CancelCauseFunc, checks []embeddedCheck) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, c := range checks {
+			if !c.alive() {
+				stop(fmt.Errorf("%w: the embedded %s is no longer running; OrderFlow stops (start it again with make run)", errEmbeddedStopped, c.name))
+				return
+			}
+		}
+	}
+}
+
+// listening reports whether something accepts connections at hostPort.
+func listening(hostPort string) bool {
+	conn, err := net.DialTimeout("tcp", hostPort, time.Second)
+	if err != nil {
+		return false
+	}
+	_ = conn.Close()
+	return true
 }

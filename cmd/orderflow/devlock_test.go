@@ -3,9 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -66,5 +70,61 @@ func TestASecondDevOnTheSameDataFolderRefusesAndLeavesTheFirstAlone(t *testing.T
 	}
 	if err := pg.CreateDatabase(ctx, "still_up"); err != nil {
 		t.Errorf("the first stack's PostgreSQL is gone after the refused start: %v", err)
+	}
+}
+
+func TestDevStopsAndSaysSoWhenItsPostgreSQLDies(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	env := map[string]string{"DATA_DIR": dir, "TEMPORAL_CLI": os.Getenv("TEMPORAL_CLI"), "LOG_LEVEL": "error"}
+	for _, name := range []string{"DEV_PG_PORT", "DEV_TEMPORAL_PORT", "DEV_TEMPORAL_UI_PORT", "DEV_KAFKA_PORT", "HTTP_ADDR", "METRICS_ADDR"} {
+		port, err := devstack.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		env[name] = strconv.Itoa(port)
+		if strings.HasSuffix(name, "_ADDR") {
+			env[name] = "127.0.0.1:" + env[name]
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"dev"}, func(k string) string { return env[k] }, io.Discard) }()
+
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		resp, err := http.Get("http://" + env["HTTP_ADDR"] + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("orderflow dev ended before it was ready: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("orderflow dev not ready within 90s")
+		}
+		time.Sleep(100 * time.Millisecond) // poll interval
+	}
+	pidFile, err := os.ReadFile(filepath.Join(dir, "pg", "postmaster.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.SplitN(string(pidFile), "\n", 2)[0])
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "PostgreSQL") {
+			t.Errorf("orderflow dev ended with %v; want it to say its PostgreSQL stopped", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("orderflow dev still running 30s after its PostgreSQL died")
 	}
 }
