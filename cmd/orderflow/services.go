@@ -92,13 +92,22 @@ func runServices(ctx context.Context, cfg Config, logger *slog.Logger, roles rol
 	if err := m.WatchDatabase(pool); err != nil {
 		return err
 	}
-	tc, err := client.DialContext(ctx, client.Options{
+	topts := client.Options{
 		HostPort:          cfg.TemporalAddress,
 		Namespace:         cfg.TemporalNamespace,
 		Logger:            tlog.NewStructuredLogger(logger),
 		MetricsHandler:    m.TemporalMetricsHandler(),
 		ConnectionOptions: cfg.temporalConnection(),
-	})
+	}
+	var tc client.Client
+	if roles&roleWorker == 0 {
+		// Placing and reading orders need only PostgreSQL: the API starts while Temporal is
+		// down and connects on first use (cancels and operator decisions answer 503 until
+		// it is back).
+		tc, err = client.NewLazyClient(topts)
+	} else {
+		tc, err = client.DialContext(ctx, topts)
+	}
 	if err != nil {
 		return fmt.Errorf("temporal at %s: %w", cfg.TemporalAddress, err)
 	}
