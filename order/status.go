@@ -153,11 +153,14 @@ func EventFor(to Status) EventType { return EventType(to) }
 
 // Reasons recorded on orders that end without being executed.
 const (
-	ReasonNoLiquidity        = "NO_LIQUIDITY"
-	ReasonMarketRemainder    = "MARKET_REMAINDER_CANCELLED"
-	ReasonIOCRemainder       = "IOC_REMAINDER_CANCELLED"
-	ReasonSelfTrade          = "SELF_TRADE_PREVENTED"
-	ReasonCancelledByClient  = "CANCELLED_BY_CLIENT"
+	ReasonNoLiquidity       = "NO_LIQUIDITY"
+	ReasonMarketRemainder   = "MARKET_REMAINDER_CANCELLED"
+	ReasonIOCRemainder      = "IOC_REMAINDER_CANCELLED"
+	ReasonSelfTrade         = "SELF_TRADE_PREVENTED"
+	ReasonCancelledByClient = "CANCELLED_BY_CLIENT"
+	// ReasonRunCancelled: an operator cancelled the order's workflow run (Temporal UI or
+	// CLI); the run cancels its order on its way out.
+	ReasonRunCancelled       = "RUN_CANCELLED"
 	ReasonUnknownInstrument  = "UNKNOWN_INSTRUMENT"
 	ReasonInstrumentHalted   = "INSTRUMENT_HALTED"
 	ReasonTickSize           = "PRICE_NOT_ON_TICK"

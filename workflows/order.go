@@ -201,6 +201,9 @@ func (r *run) loop() (OrderResult, error) {
 	var a *activities.Activities
 	id := r.in.OrderID
 	for !r.res.Status.Terminal() {
+		if r.runCancelled() {
+			return r.cancelOrderOfCancelledRun()
+		}
 		r.takeCancel()
 		var step activities.StepResult
 		var err error
@@ -238,6 +241,8 @@ func (r *run) loop() (OrderResult, error) {
 		switch {
 		case errors.Is(err, errCancelWhileParked):
 			continue // the loop applies r.cancel
+		case temporal.IsCanceledError(err) && r.runCancelled():
+			return r.cancelOrderOfCancelledRun()
 		case errors.As(err, &decided):
 			step, err = r.failOrder(decided.reason, decided.requestedBy)
 		case err != nil:
@@ -300,23 +305,74 @@ func (r *run) takeCancel() {
 	}
 }
 
-// waitOnBook waits for the next fill or cancel of a resting order.
+// waitOnBook waits for the next fill or cancel of a resting order, or for the run to be
+// cancelled (the loop then cancels the order).
 func (r *run) waitOnBook() {
 	var fill FillSignal
-	sel := workflow.NewSelector(r.ctx)
-	sel.AddReceive(r.cancelCh, func(c workflow.ReceiveChannel, _ bool) {
-		var s CancelSignal
-		c.Receive(r.ctx, &s)
-		r.cancel = &s
-	})
-	sel.AddReceive(r.fillCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(r.ctx, &fill) })
+	woke := false
+	wait := func(watchRun bool) {
+		sel := workflow.NewSelector(r.ctx)
+		sel.AddReceive(r.cancelCh, func(c workflow.ReceiveChannel, _ bool) {
+			var s CancelSignal
+			c.Receive(r.ctx, &s)
+			r.cancel = &s
+			woke = true
+		})
+		sel.AddReceive(r.fillCh, func(c workflow.ReceiveChannel, _ bool) {
+			c.Receive(r.ctx, &fill)
+			woke = true
+		})
+		if watchRun {
+			sel.AddReceive(r.ctx.Done(), func(workflow.ReceiveChannel, bool) {})
+		}
+		sel.Select(r.ctx)
+	}
 	r.flush()
-	sel.Select(r.ctx)
+	wait(true)
+	if !woke {
+		// The run was cancelled. Runs that rested before cancelled runs cancelled their
+		// orders kept waiting for a signal, as their histories recorded.
+		if r.runCancelled() {
+			return
+		}
+		wait(false)
+	}
 	r.signals++
 	if fill.Status != "" && fill.Status != r.res.Status {
 		r.res.Status = fill.Status
 		r.publish()
 	}
+}
+
+// runCancelled reports whether the run has been cancelled (from the Temporal UI or the
+// CLI) and cancels its order on its way out (changeCleanupOnCancel; runs of before that
+// change did not).
+func (r *run) runCancelled() bool {
+	if r.ctx.Err() == nil {
+		return false
+	}
+	return workflow.GetVersion(r.ctx, changeCleanupOnCancel, workflow.DefaultVersion, 1) >= 1
+}
+
+// cancelOrderOfCancelledRun cancels the order of a run that is being cancelled, on a
+// context the cancellation does not reach, and ends the run cancelled. The order ends
+// CANCELLED or PARTIALLY_CANCELLED (reason RUN_CANCELLED), or as it stands if it had
+// already ended.
+func (r *run) cancelOrderOfCancelledRun() (OrderResult, error) {
+	var a *activities.Activities
+	ctx, _ := workflow.NewDisconnectedContext(r.ctx)
+	ctx = workflow.WithLocalActivityOptions(ctx, stepOptions(r.in.Retry))
+	var step activities.StepResult
+	err := workflow.ExecuteLocalActivity(ctx, a.Cancel, activities.CancelInput{
+		OrderID: r.in.OrderID, Reason: order.ReasonRunCancelled, RequestedBy: "temporal",
+	}).Get(ctx, &step)
+	if err != nil {
+		workflow.GetLogger(ctx).Error("the cancelled run could not cancel its order", "order_id", r.in.OrderID, "error", err)
+		return r.res, r.ctx.Err()
+	}
+	r.res.Status, r.res.Reason = step.Status, step.Reason
+	r.publish()
+	return r.res, r.ctx.Err()
 }
 
 // observe records a step's result and shows it to operators.
@@ -373,6 +429,10 @@ func summary(id int64, s activities.StepResult) string {
 	return fmt.Sprintf("order %d: %s %s %d%s on instrument %d for user %d — %s",
 		id, s.Side, s.Kind, s.Quantity, price, s.InstrumentID, s.UserID, s.Status)
 }
+
+// changeCleanupOnCancel is the workflow.GetVersion change id of a cancelled run that
+// cancels its order; it is asked only once a run is cancelled.
+const changeCleanupOnCancel = "cleanup-on-cancel"
 
 // changeCancelWhileParked is the workflow.GetVersion change id of a parked run that
 // applies a cancel signal instead of waiting for an operator's decision.

@@ -801,3 +801,23 @@ func TestACurrentRunLeavesFillSignalsToExecute(t *testing.T) {
 	}
 	h.assertCalls("Validate", "SendToExecutor", "Execute")
 }
+
+func TestARunCancelledFromTheUICancelsItsRestingOrder(t *testing.T) {
+	h := newHarness(t)
+	h.onValidate(step(order.Validated), nil)
+	h.onSend(step(order.SentToExecutor), nil)
+	h.onExecute(activities.ExecuteResult{StepResult: step(order.Executing)}, nil)
+	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, time.Hour)
+	// The cancel of the order runs on a context the run's cancellation does not reach.
+	h.env.OnActivity(h.a.Cancel, mock.Anything, activities.CancelInput{OrderID: orderID, Reason: order.ReasonRunCancelled, RequestedBy: "temporal"}).
+		Return(step(order.Cancelled), nil).Once()
+	h.forbidUnmocked()
+	h.env.ExecuteWorkflow(workflows.OrderWorkflow, workflows.OrderInput{OrderID: orderID, Revision: workflows.CurrentRevision})
+	if !h.env.IsWorkflowCompleted() {
+		t.Fatal("workflow did not complete")
+	}
+	if err := h.env.GetWorkflowError(); !temporal.IsCanceledError(err) {
+		t.Errorf("workflow error = %v, want the run to end cancelled", err)
+	}
+	h.assertCalls("Validate", "SendToExecutor", "Execute", "Cancel")
+}
