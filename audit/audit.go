@@ -19,8 +19,9 @@
 //     left, a book sequence and no cancel request rest on it;
 //   - priority: aggressors took resting orders in price-time priority by book sequence
 //     (arrival at the book), and no order ahead of one taken was left resting;
-//   - runs: every order has (or had) exactly one workflow run, and every non-terminal
-//     order has a live one (see Options for the orders this leaves out);
+//   - runs: every order has (or had) exactly one workflow run, every non-terminal order
+//     has a live one, and no terminal order's run is still open (see Options for the
+//     orders this leaves out);
 //   - idempotency: no two orders share (userId, Idempotency-Key).
 package audit
 
@@ -189,8 +190,8 @@ func queueRuns(b *pgx.Batch, sc scope, known map[string]Runs, began time.Time, o
 	b.Queue(sc.sql(runsSQL), sc.ids, terminalStatuses(), began.Add(-grace), kafka.TopicOrderExecution, expired).Query(func(rows pgx.Rows) error {
 		var id int64
 		var status string
-		var terminal bool
-		_, err := pgx.ForEachRow(rows, []any{&id, &status, &terminal}, func() error {
+		var terminal, settled bool
+		_, err := pgx.ForEachRow(rows, []any{&id, &status, &terminal, &settled}, func() error {
 			wid := workflows.OrderWorkflowID(id)
 			r := known[wid]
 			var detail string
@@ -201,6 +202,10 @@ func queueRuns(b *pgx.Batch, sc scope, known map[string]Runs, began time.Time, o
 				detail = fmt.Sprintf("order is %s and has %d workflow runs %s (latest %s), want exactly one", status, r.Count, wid, r.Last)
 			case !terminal && !r.Live:
 				detail = fmt.Sprintf("order is %s but its run %s is %s: nothing will move it on", status, wid, r.Last)
+			case terminal && r.Live && settled:
+				// A run ends within moments of its order; one that outlives it by the grace
+				// missed the signal that would have ended it.
+				detail = fmt.Sprintf("order is %s but its run %s is still %s: it waits for a signal that will not come", status, wid, r.Last)
 			default:
 				return nil
 			}

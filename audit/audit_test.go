@@ -225,6 +225,11 @@ func TestEachCheckReportsTheOrderThatBreaksIt(t *testing.T) {
 			runs:    func(r fakeRuns, d dataset) { r[wid(d.s3)] = audit.Runs{Count: 1, Last: "Terminated"} },
 		},
 		{
+			name: "a terminal order whose run still waits is reported", check: audit.CheckRuns,
+			corrupt: func(_ *testing.T, _ *pgxpool.Pool, d dataset) int64 { return d.b5 },
+			runs:    func(r fakeRuns, d dataset) { r[wid(d.b5)] = audit.Runs{Count: 1, Live: true, Last: "Running"} },
+		},
+		{
 			name: "an order with two runs is reported", check: audit.CheckRuns,
 			corrupt: func(_ *testing.T, _ *pgxpool.Pool, d dataset) int64 { return d.b3 },
 			runs:    func(r fakeRuns, d dataset) { r[wid(d.b3)] = audit.Runs{Count: 2, Last: "Completed"} },

@@ -293,12 +293,13 @@ SELECT max(o.id),
 FROM shared k JOIN orders o ON o.user_id = k.user_id AND o.idempotency_key = k.idempotency_key
 GROUP BY o.user_id, o.idempotency_key`
 
-// runsSQL lists the orders that must have a run, with their status and whether it is
-// terminal ($2): not those placed after $3 (the grace cut-off), not those whose message
+// runsSQL lists the orders that must have a run, with their status, whether it is
+// terminal ($2) and whether it has not changed since $3: not those placed after $3 (the
+// grace cut-off), not those whose message
 // is still in the outbox ($4: its topic; the key is the order id), and not the terminal
 // ones unchanged since $5 (NULL: none), whose run Temporal may have deleted.
 const runsSQL = `
-SELECT o.id, o.status, o.status = ANY($2::text[])
+SELECT o.id, o.status, o.status = ANY($2::text[]), o.updated_at <= $3::timestamptz
 FROM orders o
 WHERE {{scope}}
   AND o.created_at <= $3::timestamptz
