@@ -306,10 +306,14 @@ func (r *run) takeCancel() {
 }
 
 // waitOnBook waits for the next fill or cancel of a resting order, or for the run to be
-// cancelled (the loop then cancels the order).
+// cancelled (the loop then cancels the order). Every restingRecheck without either, it
+// reads the order back (changeRestingRecheck), so a fill signal that never came (its
+// sender died past its notices' retries, say) heals itself rather than leave the run
+// waiting for ever.
 func (r *run) waitOnBook() {
 	var fill FillSignal
-	woke := false
+	woke, due := false, false
+	recheck := workflow.GetVersion(r.ctx, changeRestingRecheck, workflow.DefaultVersion, 1) >= 1
 	wait := func(watchRun bool) {
 		sel := workflow.NewSelector(r.ctx)
 		sel.AddReceive(r.cancelCh, func(c workflow.ReceiveChannel, _ bool) {
@@ -325,11 +329,16 @@ func (r *run) waitOnBook() {
 		if watchRun {
 			sel.AddReceive(r.ctx.Done(), func(workflow.ReceiveChannel, bool) {})
 		}
+		if recheck && watchRun {
+			timerCtx, stop := workflow.WithCancel(r.ctx)
+			defer stop() // a timer outlived by a signal must not wake the run later
+			sel.AddFuture(workflow.NewTimer(timerCtx, restingRecheck), func(workflow.Future) { due = true })
+		}
 		sel.Select(r.ctx)
 	}
 	r.flush()
 	wait(true)
-	if !woke {
+	if !woke && !due {
 		// The run was cancelled. Runs that rested before cancelled runs cancelled their
 		// orders kept waiting for a signal, as their histories recorded.
 		if r.runCancelled() {
@@ -338,6 +347,13 @@ func (r *run) waitOnBook() {
 		wait(false)
 	}
 	r.signals++
+	if due {
+		// Execute is a no-op for a resting order that reports where it stands.
+		if step, err := r.execute(); err == nil {
+			r.observe(step)
+		}
+		return
+	}
 	if fill.Status != "" && fill.Status != r.res.Status {
 		r.res.Status = fill.Status
 		r.publish()
@@ -429,6 +445,14 @@ func summary(id int64, s activities.StepResult) string {
 	return fmt.Sprintf("order %d: %s %s %d%s on instrument %d for user %d — %s",
 		id, s.Side, s.Kind, s.Quantity, price, s.InstrumentID, s.UserID, s.Status)
 }
+
+// restingRecheck is how long a resting run waits without a signal before it reads its
+// order back.
+const restingRecheck = 10 * time.Minute
+
+// changeRestingRecheck is the workflow.GetVersion change id of resting runs that read
+// their order back every restingRecheck.
+const changeRestingRecheck = "resting-recheck"
 
 // changeCleanupOnCancel is the workflow.GetVersion change id of a cancelled run that
 // cancels its order; it is asked only once a run is cancelled.

@@ -223,7 +223,7 @@ func TestRestingOrderKeepsWaitingAfterAPartialFill(t *testing.T) {
 			t.Errorf("query result: %v", err)
 		}
 	}, 3*time.Minute)
-	h.signal(workflows.SignalFill, workflows.FillSignal{Status: order.Executed}, time.Hour)
+	h.signal(workflows.SignalFill, workflows.FillSignal{Status: order.Executed}, 5*time.Minute)
 
 	res := h.run()
 	if between != order.PartiallyFilled {
@@ -746,7 +746,7 @@ func TestARestingRunUpsertsBeforeEachWait(t *testing.T) {
 	var resting []upsert
 	h.env.RegisterDelayedCallback(func() { resting = slices.Clone(*got) }, time.Second)
 	h.signal(workflows.SignalFill, workflows.FillSignal{Status: order.PartiallyFilled}, time.Minute)
-	h.signal(workflows.SignalFill, workflows.FillSignal{Status: order.Executed}, time.Hour)
+	h.signal(workflows.SignalFill, workflows.FillSignal{Status: order.Executed}, 5*time.Minute)
 
 	if res := h.run(); res.Status != order.Executed {
 		t.Errorf("result = %+v, want EXECUTED", res)
@@ -807,7 +807,7 @@ func TestARunCancelledFromTheUICancelsItsRestingOrder(t *testing.T) {
 	h.onValidate(step(order.Validated), nil)
 	h.onSend(step(order.SentToExecutor), nil)
 	h.onExecute(activities.ExecuteResult{StepResult: step(order.Executing)}, nil)
-	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, time.Hour)
+	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 5*time.Minute)
 	// The cancel of the order runs on a context the run's cancellation does not reach.
 	h.env.OnActivity(h.a.Cancel, mock.Anything, activities.CancelInput{OrderID: orderID, Reason: order.ReasonRunCancelled, RequestedBy: "temporal"}).
 		Return(step(order.Cancelled), nil).Once()
@@ -820,4 +820,19 @@ func TestARunCancelledFromTheUICancelsItsRestingOrder(t *testing.T) {
 		t.Errorf("workflow error = %v, want the run to end cancelled", err)
 	}
 	h.assertCalls("Validate", "SendToExecutor", "Execute", "Cancel")
+}
+
+func TestARestingRunThatMissedItsFillSignalHealsOnItsRecheckTimer(t *testing.T) {
+	h := newHarness(t)
+	h.onValidate(step(order.Validated), nil)
+	h.onSend(step(order.SentToExecutor), nil)
+	h.onExecute(activities.ExecuteResult{StepResult: step(order.Executing)}, nil)
+	// The fill's signal never comes; the order's row says it was filled.
+	h.onExecute(activities.ExecuteResult{StepResult: step(order.Executed)}, nil)
+
+	res := h.run()
+	if res.Status != order.Executed {
+		t.Errorf("result = %+v, want EXECUTED, read back on the timer", res)
+	}
+	h.assertCalls("Validate", "SendToExecutor", "Execute", "Execute")
 }
