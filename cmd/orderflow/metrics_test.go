@@ -18,6 +18,13 @@ func TestMetricsAndReadinessOfTheRunningServices(t *testing.T) {
 	buy := s.mustPlace(t, market(2, inst, "BUY", 5))
 	s.waitStatus(t, buy, "EXECUTED")
 	s.get(t, buy) // a GET /api/v1/orders/{id} of our own, whatever the helpers do
+	// A cancel is the API's first use of its Temporal client, which connects lazily (the
+	// API starts without Temporal), and so starts its temporal_ metrics.
+	resting := s.mustPlace(t, limit(3, inst, "BUY", "1.00", 1))
+	s.waitStatus(t, resting, "EXECUTING")
+	if code, _ := s.cancel(t, resting); code != http.StatusOK && code != http.StatusAccepted {
+		t.Fatalf("cancel: %d", code)
+	}
 
 	workerURL := "http://" + s.env["METRICS_ADDR"]
 
