@@ -40,24 +40,7 @@ func TestTheAPIStartsAndPlacesOrdersWhileTemporalIsDown(t *testing.T) {
 	defer func() { cancel(); <-done }()
 
 	base := "http://" + env["HTTP_ADDR"]
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if resp, err := http.Get(base + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("the API did not start with Temporal down: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the API was not ready within 30s with Temporal down")
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval
-	}
+	waitReady(t, base, done, 30*time.Second)
 	inst := s.newInstrument(t)
 	req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/orders",
 		bytes.NewReader(fmt.Appendf(nil, `{"userId":1,"instrumentId":%d,"orderType":"BUY","orderKind":"LIMIT","price":"1","quantity":1}`, inst)))
@@ -83,4 +66,28 @@ func TestTheAPIStartsAndPlacesOrdersWhileTemporalIsDown(t *testing.T) {
 		t.Errorf("a cancel with Temporal down: %d, want 503", resp.StatusCode)
 	}
 	// The order's run is started by the stack's worker, which reaches Temporal.
+}
+
+// waitReady waits until the process serving base answers /readyz with 200, failing the
+// test if it ends first (its run's error arrives on ended) or within is over.
+func waitReady(t *testing.T, base string, ended <-chan error, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		if resp, err := http.Get(base + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case err := <-ended:
+			t.Fatalf("%s ended before it was ready: %v", base, err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready within %s", base, within)
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval
+	}
 }

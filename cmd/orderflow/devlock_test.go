@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -92,25 +91,7 @@ func TestDevStopsAndSaysSoWhenItsPostgreSQLDies(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"dev"}, func(k string) string { return env[k] }, io.Discard) }()
 
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		resp, err := http.Get("http://" + env["HTTP_ADDR"] + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("orderflow dev ended before it was ready: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("orderflow dev not ready within 90s")
-		}
-		time.Sleep(100 * time.Millisecond) // poll interval
-	}
+	waitReady(t, "http://"+env["HTTP_ADDR"], done, 90*time.Second)
 	pidFile, err := os.ReadFile(filepath.Join(dir, "pg", "postmaster.pid"))
 	if err != nil {
 		t.Fatal(err)
