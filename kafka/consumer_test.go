@@ -77,4 +77,3 @@ func TestARunTheServerRefusesGoesToTheDLQAndThePartitionFlows(t *testing.T) {
 		t.Errorf("dead letter's error = %q, want the server's reason", got)
 	}
 }
-
