@@ -24,6 +24,10 @@ type shape struct {
 	LAs     int  // local activities in the first workflow task (Validate, SendToExecutor, Execute)
 	Attrs   bool // the order's search attributes at start, and OrderStatus upserted in every task; needed by Wakeups
 	Wakeups int  // signals the run waits for after its first task, as a resting order waits for a fill or a cancel
+	// Recheck makes each wait what a resting order's wait is since its runs read their
+	// order back on a timer: a workflow.GetVersion marker, and a timer raced against the
+	// signal and cancelled when the signal wins.
+	Recheck bool
 }
 
 // shapes are the shapes measured, cheapest first.
@@ -31,6 +35,7 @@ var shapes = []shape{
 	{Name: "empty workflow (the ceiling's)"},
 	{Name: "order that ends in its first task (market, crossing limit, rejected)", LAs: 3, Attrs: true},
 	{Name: "order that rests, then one fill or cancel ends it", LAs: 3, Attrs: true, Wakeups: 1},
+	{Name: "the same, with the resting recheck (version marker, timer started and cancelled)", LAs: 3, Attrs: true, Wakeups: 1, Recheck: true},
 }
 
 // ShapeCost is the Temporal server's CPU per run of one shape.
@@ -64,7 +69,17 @@ func shapeWorkflow(ctx workflow.Context, s shape) error {
 	wake := workflow.GetSignalChannel(ctx, shapeSignal)
 	for round := range s.Wakeups {
 		_ = workflow.UpsertTypedSearchAttributes(ctx, workflows.AttrOrderStatus.ValueSet(waitingStatus(round)))
-		wake.Receive(ctx, nil)
+		if !s.Recheck {
+			wake.Receive(ctx, nil)
+			continue
+		}
+		_ = workflow.GetVersion(ctx, "bench-resting-recheck", workflow.DefaultVersion, 1)
+		timerCtx, stop := workflow.WithCancel(ctx)
+		sel := workflow.NewSelector(ctx)
+		sel.AddReceive(wake, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil) })
+		sel.AddFuture(workflow.NewTimer(timerCtx, 10*time.Minute), func(workflow.Future) {})
+		sel.Select(ctx)
+		stop()
 	}
 	if s.Attrs {
 		_ = workflow.UpsertTypedSearchAttributes(ctx, workflows.AttrOrderStatus.ValueSet("EXECUTED"))

@@ -50,8 +50,8 @@ func TestBenchSmokeRunEndsWithTheReportAsJSON(t *testing.T) {
 		positive(k)
 	}
 	shapes, _ := rep["engine_shapes"].([]any)
-	if len(shapes) != 3 {
-		t.Errorf("engine_shapes = %v, want 3 shapes", rep["engine_shapes"])
+	if len(shapes) != 4 {
+		t.Errorf("engine_shapes = %v, want 4 shapes", rep["engine_shapes"])
 	}
 	for _, sh := range shapes {
 		m, _ := sh.(map[string]any)
