@@ -221,25 +221,9 @@ func queueRuns(b *pgx.Batch, sc scope, known map[string]Runs, began time.Time, o
 
 // terminalStatuses and restingStatuses come from the order package, so the queries
 // follow the transition table rather than a copy of it.
-func terminalStatuses() []string {
-	var out []string
-	for _, s := range order.Statuses {
-		if s.Terminal() {
-			out = append(out, string(s))
-		}
-	}
-	return out
-}
+func terminalStatuses() []string { return order.Names(order.TerminalStatuses()) }
 
-func restingStatuses() []string {
-	var out []string
-	for _, s := range order.Statuses {
-		if s.Resting() {
-			out = append(out, string(s))
-		}
-	}
-	return out
-}
+func restingStatuses() []string { return order.Names(order.RestingStatuses()) }
 
 // transitionTable returns the table as three parallel arrays: each allowed (from, to)
 // move and the event type that records it.

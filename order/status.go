@@ -79,6 +79,17 @@ func TerminalStatuses() []Status {
 	return out
 }
 
+// RestingStatuses lists the statuses an order resting on the book may be in.
+func RestingStatuses() []Status {
+	var out []Status
+	for _, st := range Statuses {
+		if st.Resting() {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
 // PreMatchStatuses lists the statuses of an order that has not yet reached matching.
 func PreMatchStatuses() []Status { return []Status{Created, Validated, SentToExecutor} }
 

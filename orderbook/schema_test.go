@@ -29,12 +29,7 @@ func (b *book) checkStatuses(constraint string) []string {
 
 func TestTheSchemasStatusListsAreTheTransitionTables(t *testing.T) {
 	b := newBook(t)
-	var resting []string
-	for _, st := range order.Statuses {
-		if st.Resting() {
-			resting = append(resting, string(st))
-		}
-	}
+	resting := order.Names(order.RestingStatuses())
 	cases := []struct {
 		constraint string
 		want       []string
