@@ -9,6 +9,7 @@ import (
 	"errors"
 	"log/slog"
 
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/orderflow/orderflow/order"
@@ -24,6 +25,8 @@ const (
 	ErrTypeUnknownInstrument = "UnknownInstrument"
 	// ErrTypeStaleVersion marks an optimistic-lock conflict: retryable, and retried.
 	ErrTypeStaleVersion = "StaleVersion"
+	// ErrTypeForeignRun: the run is not its order's (orderbook.ErrForeignRun).
+	ErrTypeForeignRun = "ForeignRun"
 )
 
 // Activities are the lifecycle steps over the order-book service.
@@ -74,6 +77,7 @@ func resultOf(o queries.Order) StepResult {
 // that trade left it in, so that order's run can be told about its fill.
 type Counterparty struct {
 	OrderID int64
+	RunKey  string
 	Status  order.Status
 }
 
@@ -122,6 +126,8 @@ func failure(err error) error {
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, orderbook.ErrForeignRun):
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeForeignRun, err)
 	case errors.Is(err, orderbook.ErrNotFound):
 		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeUnknownOrder, err)
 	case errors.Is(err, orderbook.ErrInstrumentNotFound):
@@ -134,6 +140,22 @@ func failure(err error) error {
 	return err
 }
 
+// acting returns ctx naming the run the activity works for (orderbook.ActingFor), taken
+// from its workflow id, so that a run started for an order of another history of the
+// database acts on nothing. A workflow id that names no order's run (a start by hand with
+// an order id in its input) names a run no order has. Called outside an activity (a
+// test, a tool), ctx is returned as it is.
+func acting(ctx context.Context) context.Context {
+	if !activity.IsActivity(ctx) {
+		return ctx
+	}
+	id, key, ok := order.ParseWorkflowID(activity.GetInfo(ctx).WorkflowExecution.ID)
+	if !ok {
+		id, key = 0, ""
+	}
+	return orderbook.ActingFor(ctx, id, key)
+}
+
 // step adapts a service method that returns the order.
 func step(o queries.Order, err error) (StepResult, error) {
 	if err != nil {
@@ -144,33 +166,33 @@ func step(o queries.Order, err error) (StepResult, error) {
 
 // Validate checks the business rules: CREATED → VALIDATED, or REJECTED with the reason.
 func (a *Activities) Validate(ctx context.Context, orderID int64) (StepResult, error) {
-	return step(a.book.Validate(ctx, orderID))
+	return step(a.book.Validate(acting(ctx), orderID))
 }
 
 // SendToExecutor hands a validated order to matching: VALIDATED → SENT_TO_EXECUTOR.
 func (a *Activities) SendToExecutor(ctx context.Context, orderID int64) (StepResult, error) {
-	return step(a.book.Dispatch(ctx, orderID))
+	return step(a.book.Dispatch(acting(ctx), orderID))
 }
 
 // Cancel applies a cancel (CANCELLED, or PARTIALLY_CANCELLED after fills); an order that
 // already ended is left as it is.
 func (a *Activities) Cancel(ctx context.Context, in CancelInput) (StepResult, error) {
-	return step(a.book.Cancel(ctx, orderbook.CancelRequest{OrderID: in.OrderID, Reason: in.Reason, RequestedBy: in.RequestedBy}))
+	return step(a.book.Cancel(acting(ctx), orderbook.CancelRequest{OrderID: in.OrderID, Reason: in.Reason, RequestedBy: in.RequestedBy}))
 }
 
 // Fail ends an order that cannot proceed as FAILED, and unparks it.
 func (a *Activities) Fail(ctx context.Context, in FailInput) (StepResult, error) {
-	return step(a.book.Fail(ctx, orderbook.FailRequest{OrderID: in.OrderID, Reason: in.Reason, RequestedBy: in.RequestedBy}))
+	return step(a.book.Fail(acting(ctx), orderbook.FailRequest{OrderID: in.OrderID, Reason: in.Reason, RequestedBy: in.RequestedBy}))
 }
 
 // MarkStalled parks an order whose step exhausted its retry budget.
 func (a *Activities) MarkStalled(ctx context.Context, in StallInput) (StepResult, error) {
-	return step(a.book.Park(ctx, orderbook.ParkRequest{OrderID: in.OrderID, Step: in.Step, Error: in.Error, Attempts: in.Attempts}))
+	return step(a.book.Park(acting(ctx), orderbook.ParkRequest{OrderID: in.OrderID, Step: in.Step, Error: in.Error, Attempts: in.Attempts}))
 }
 
 // Resume unparks an order for an operator's retry.
 func (a *Activities) Resume(ctx context.Context, in ResumeInput) (StepResult, error) {
-	return step(a.book.Resume(ctx, orderbook.ResumeRequest{OrderID: in.OrderID, Step: in.Step, RequestedBy: in.RequestedBy}))
+	return step(a.book.Resume(acting(ctx), orderbook.ResumeRequest{OrderID: in.OrderID, Step: in.Step, RequestedBy: in.RequestedBy}))
 }
 
 // Execute runs one step of matching (see orderbook.Service.Match), then tells the runs
@@ -179,14 +201,14 @@ func (a *Activities) Resume(ctx context.Context, in ResumeInput) (StepResult, er
 // sent by the worker's orderbook.Service.DeliverFillNotices, so a failed signal does not
 // fail the step.
 func (a *Activities) Execute(ctx context.Context, orderID int64) (ExecuteResult, error) {
-	res, err := a.book.Match(ctx, orderID)
+	res, err := a.book.Match(acting(ctx), orderID)
 	if err != nil {
 		return ExecuteResult{}, failure(err)
 	}
 	out := ExecuteResult{StepResult: resultOf(res.Order), More: res.More}
 	if a.notifier == nil {
 		for _, n := range res.Notices {
-			out.Counterparties = append(out.Counterparties, Counterparty{OrderID: n.OrderID, Status: n.Status})
+			out.Counterparties = append(out.Counterparties, Counterparty{OrderID: n.OrderID, RunKey: n.RunKey, Status: n.Status})
 		}
 		return out, nil
 	}

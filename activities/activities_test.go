@@ -27,7 +27,7 @@ type notifier struct {
 	failFor  map[int64]bool
 }
 
-func (n *notifier) NotifyFill(_ context.Context, id int64, st order.Status) error {
+func (n *notifier) NotifyFill(_ context.Context, id int64, _ string, st order.Status) error {
 	now := n.inFlight.Add(1)
 	defer n.inFlight.Add(-1)
 	for {

@@ -22,8 +22,8 @@ import (
 // exhausted a step's retries) to their workflows. The Canceller given to NewServer
 // provides it when it can; otherwise the admin routes answer 503.
 type Operator interface {
-	Retry(ctx context.Context, orderID int64, requestedBy string) error
-	Fail(ctx context.Context, orderID int64, reason, requestedBy string) error
+	Retry(ctx context.Context, orderID int64, runKey, requestedBy string) error
+	Fail(ctx context.Context, orderID int64, runKey, reason, requestedBy string) error
 }
 
 // maxReasonLen bounds an operator's fail reason, which is stored on the order.
@@ -66,7 +66,7 @@ func (s *server) retryOrder(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := ops.Retry(r.Context(), o.ID, "operator:api"); err != nil {
+	if err := ops.Retry(r.Context(), o.ID, o.RunKey, "operator:api"); err != nil {
 		return &apiError{code: codeUnavailable, message: "the order's workflow could not be reached; retry the request", cause: fmt.Errorf("api: retry order %d: %w", o.ID, err)}
 	}
 	s.respond(w, r, http.StatusAccepted, operatorView{orderView: s.orderView(o), Message: "Retry sent: the workflow resumes at " + o.StalledStep})
@@ -90,7 +90,7 @@ func (s *server) failOrder(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := ops.Fail(r.Context(), o.ID, reason, "operator:api"); err != nil {
+	if err := ops.Fail(r.Context(), o.ID, o.RunKey, reason, "operator:api"); err != nil {
 		return &apiError{code: codeUnavailable, message: "the order's workflow could not be reached; retry the request", cause: fmt.Errorf("api: fail order %d: %w", o.ID, err)}
 	}
 	s.respond(w, r, http.StatusAccepted, operatorView{orderView: s.orderView(o), Message: "Fail sent: the workflow ends the order FAILED"})

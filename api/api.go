@@ -40,7 +40,7 @@ const maxBodyBytes = 64 << 10
 // to apply it. applied reports whether it did within that time; an error means the
 // request could not be delivered.
 type Canceller interface {
-	RequestCancel(ctx context.Context, orderID int64, wait time.Duration) (applied bool, err error)
+	RequestCancel(ctx context.Context, orderID int64, runKey string, wait time.Duration) (applied bool, err error)
 }
 
 // Config tunes the API. The zero value of every field means its default:

@@ -82,7 +82,7 @@ type fakeCanceller struct {
 }
 
 // Retry implements api.Operator.
-func (f *fakeCanceller) Retry(_ context.Context, orderID int64, by string) error {
+func (f *fakeCanceller) Retry(_ context.Context, orderID int64, _, by string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.decisions = append(f.decisions, fmt.Sprintf("retry %d %s", orderID, by))
@@ -90,7 +90,7 @@ func (f *fakeCanceller) Retry(_ context.Context, orderID int64, by string) error
 }
 
 // Fail implements api.Operator.
-func (f *fakeCanceller) Fail(_ context.Context, orderID int64, reason, by string) error {
+func (f *fakeCanceller) Fail(_ context.Context, orderID int64, _, reason, by string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.decisions = append(f.decisions, fmt.Sprintf("fail %d %s %s", orderID, reason, by))
@@ -105,13 +105,14 @@ func (f *fakeCanceller) decided() []string {
 
 type cancelCall struct {
 	orderID int64
+	runKey  string
 	wait    time.Duration
 }
 
 // RequestCancel implements api.Canceller.
-func (f *fakeCanceller) RequestCancel(ctx context.Context, orderID int64, wait time.Duration) (bool, error) {
+func (f *fakeCanceller) RequestCancel(ctx context.Context, orderID int64, runKey string, wait time.Duration) (bool, error) {
 	f.mu.Lock()
-	f.calls = append(f.calls, cancelCall{orderID, wait})
+	f.calls = append(f.calls, cancelCall{orderID, runKey, wait})
 	do := f.do
 	f.mu.Unlock()
 	if do == nil {

@@ -48,9 +48,9 @@ func (s *server) accessLog(next http.Handler) http.Handler {
 			slog.String("remote", r.RemoteAddr),
 		}
 		// Routing has filled the route context by now; lines about one order carry its
-		// ids, so a log search for an order finds its HTTP requests too.
+		// id, so a log search for an order finds its HTTP requests too.
 		if id, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64); err == nil && id > 0 {
-			attrs = append(attrs, slog.Int64("order_id", id), slog.String("workflow_id", workflowID(id)))
+			attrs = append(attrs, slog.Int64("order_id", id))
 		}
 		s.logger.LogAttrs(r.Context(), level, "http request", attrs...)
 	})

@@ -265,7 +265,7 @@ func (s *server) cancelOrder(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ctx := r.Context()
-	_, err = s.book.RecordCancel(ctx, id, "")
+	rec, err := s.book.RecordCancel(ctx, id, "")
 	var st *orderbook.StatusError
 	switch {
 	case errors.Is(err, orderbook.ErrNotFound):
@@ -276,7 +276,7 @@ func (s *server) cancelOrder(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("api: cancel order %d: %w", id, err)
 	}
 
-	if _, err := s.cancels.RequestCancel(ctx, id, s.cfg.CancelWait); err != nil {
+	if _, err := s.cancels.RequestCancel(ctx, id, rec.RunKey, s.cfg.CancelWait); err != nil {
 		return &apiError{
 			code:    codeUnavailable,
 			message: "the cancel request was recorded, but the order's workflow could not be reached; retry the request",

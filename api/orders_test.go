@@ -18,7 +18,7 @@ import (
 
 	"github.com/orderflow/orderflow/api"
 	"github.com/orderflow/orderflow/devstack"
-	"github.com/orderflow/orderflow/workflows"
+	"github.com/orderflow/orderflow/order"
 )
 
 func TestGettingAnOrder(t *testing.T) {
@@ -35,10 +35,9 @@ func TestGettingAnOrder(t *testing.T) {
 		if o.OrderID != placed.OrderID || o.UserID != 5 || string(o.Price) != "250.75" || o.Quantity != 8 || o.OrderStatus != "CREATED" {
 			t.Errorf("order = %+v", o)
 		}
-		// The API builds the id itself, so as not to link the Temporal SDK; this keeps
-		// it equal to the workflows package's.
-		wantID := workflows.OrderWorkflowID(o.OrderID)
-		if o.WorkflowID != wantID || o.WorkflowURL != "http://127.0.0.1:8233/namespaces/default/workflows/"+wantID {
+		// The run's id carries the order's id and a run key of its own (schema 0007).
+		id, key, ok := order.ParseWorkflowID(o.WorkflowID)
+		if !ok || id != o.OrderID || len(key) != 12 || o.WorkflowURL != "http://127.0.0.1:8233/namespaces/default/workflows/"+o.WorkflowID {
 			t.Errorf("workflowId, workflowUrl = %s, %s", o.WorkflowID, o.WorkflowURL)
 		}
 		for _, ts := range []string{o.CreatedAt, o.UpdatedAt} {
@@ -436,13 +435,12 @@ func TestEveryRequestIsLogged(t *testing.T) {
 		Status    int    `json:"status"`
 		RequestID string `json:"request_id"`
 		OrderID   int64  `json:"order_id"`
-		Workflow  string `json:"workflow_id"`
 	}
 	if err := json.Unmarshal([]byte(strings.TrimSpace(logs.String())), &line); err != nil {
 		t.Fatalf("want one JSON log line, got %q: %v", logs.String(), err)
 	}
 	if line.Msg != "http request" || line.Method != "GET" || line.Path != "/api/v1/orders/42" || line.Status != 404 || line.RequestID != "req-42" ||
-		line.OrderID != 42 || line.Workflow != "order-42" {
+		line.OrderID != 42 {
 		t.Errorf("access log = %+v", line)
 	}
 }

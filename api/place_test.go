@@ -255,7 +255,14 @@ func TestPlacingWritesTheOrderItsEventAndItsOutboxMessage(t *testing.T) {
 	if err != nil {
 		t.Fatalf("outbox payload %s: %v", payload, err)
 	}
-	want := kafka.ExecutionMessage{OrderID: o.OrderID, UserID: 7, InstrumentID: 102, Side: "SELL", Kind: "LIMIT"}
+	var runKey string
+	if err := h.pool.QueryRow(ctx, `SELECT run_key FROM orders WHERE id = $1`, o.OrderID).Scan(&runKey); err != nil {
+		t.Fatal(err)
+	}
+	want := kafka.ExecutionMessage{OrderID: o.OrderID, UserID: 7, InstrumentID: 102, Side: "SELL", Kind: "LIMIT", RunKey: runKey}
+	if len(runKey) != 12 {
+		t.Errorf("run key %q, want 12 hex digits", runKey)
+	}
 	if msg != want {
 		t.Errorf("outbox message = %+v, want %+v", msg, want)
 	}

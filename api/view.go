@@ -3,11 +3,11 @@ package api
 import (
 	"encoding/json"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/shopspring/decimal"
 
+	"github.com/orderflow/orderflow/order"
 	"github.com/orderflow/orderflow/queries"
 )
 
@@ -20,11 +20,6 @@ func formatTime(t time.Time) string { return t.UTC().Format(timeLayout) }
 // number renders a decimal as a JSON number with exactly its digits, so that money is
 // never rounded through a float64 on the way out.
 func number(d decimal.Decimal) json.Number { return json.Number(d.String()) }
-
-// workflowID is the id of an order's Temporal workflow. It must match
-// workflows.OrderWorkflowID (a test checks that it does); it is built here so that the
-// API does not link the Temporal SDK just to format a string.
-func workflowID(orderID int64) string { return "order-" + strconv.FormatInt(orderID, 10) }
 
 // orderView is an order as the API shows it, in the seed's field names.
 type orderView struct {
@@ -66,7 +61,7 @@ func (s *server) orderView(o queries.Order) orderView {
 		NeedsAttention:    o.NeedsAttention,
 		CreatedAt:         formatTime(o.CreatedAt),
 		UpdatedAt:         formatTime(o.UpdatedAt),
-		WorkflowID:        workflowID(o.ID),
+		WorkflowID:        order.WorkflowID(o.ID, o.RunKey),
 	}
 	if o.Price.Valid {
 		p := number(o.Price.Decimal)

@@ -19,9 +19,11 @@
 //     left, a book sequence and no cancel request rest on it;
 //   - priority: aggressors took resting orders in price-time priority by book sequence
 //     (arrival at the book), and no order ahead of one taken was left resting;
-//   - runs: every order has (or had) exactly one workflow run, every non-terminal order
-//     has a live one, and no terminal order's run is still open (see Options for the
-//     orders this leaves out);
+//   - runs: every order has (or had) a workflow run, every non-terminal order has a
+//     live one, and no terminal order's run is still open (see Options for the orders
+//     this leaves out). An order may have had several runs one after another (one
+//     terminated and its successor, a redelivered message's run that found the order
+//     ended); that trades were not made twice is the trades and fills checks' to say;
 //   - idempotency: no two orders share (userId, Idempotency-Key).
 package audit
 
@@ -189,17 +191,15 @@ func queueRuns(b *pgx.Batch, sc scope, known map[string]Runs, began time.Time, o
 	}
 	b.Queue(sc.sql(runsSQL), sc.ids, terminalStatuses(), began.Add(-grace), kafka.TopicOrderExecution, expired).Query(func(rows pgx.Rows) error {
 		var id int64
-		var status string
+		var runKey, status string
 		var terminal, settled bool
-		_, err := pgx.ForEachRow(rows, []any{&id, &status, &terminal, &settled}, func() error {
-			wid := workflows.OrderWorkflowID(id)
+		_, err := pgx.ForEachRow(rows, []any{&id, &runKey, &status, &terminal, &settled}, func() error {
+			wid := workflows.OrderWorkflowID(id, runKey)
 			r := known[wid]
 			var detail string
 			switch {
 			case r.Count == 0:
 				detail = fmt.Sprintf("order is %s and has no workflow run %s", status, wid)
-			case r.Count > 1:
-				detail = fmt.Sprintf("order is %s and has %d workflow runs %s (latest %s), want exactly one", status, r.Count, wid, r.Last)
 			case !terminal && !r.Live:
 				detail = fmt.Sprintf("order is %s but its run %s is %s: nothing will move it on", status, wid, r.Last)
 			case terminal && r.Live && settled:

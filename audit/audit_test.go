@@ -58,7 +58,8 @@ func TestAnEmptyDatabaseHasNoViolations(t *testing.T) {
 // corrupted database, unless the case changes them too.
 func TestEachCheckReportsTheOrderThatBreaksIt(t *testing.T) {
 	t.Parallel()
-	wid := workflows.OrderWorkflowID
+	// The dataset's orders are written as before run keys (queries.InsertOrder).
+	wid := func(id int64) string { return workflows.OrderWorkflowID(id, "") }
 	for _, tc := range []struct {
 		name    string
 		check   string
@@ -230,9 +231,9 @@ func TestEachCheckReportsTheOrderThatBreaksIt(t *testing.T) {
 			runs:    func(r fakeRuns, d dataset) { r[wid(d.b5)] = audit.Runs{Count: 1, Live: true, Last: "Running"} },
 		},
 		{
-			name: "an order with two runs is reported", check: audit.CheckRuns,
-			corrupt: func(_ *testing.T, _ *pgxpool.Pool, d dataset) int64 { return d.b3 },
-			runs:    func(r fakeRuns, d dataset) { r[wid(d.b3)] = audit.Runs{Count: 2, Last: "Completed"} },
+			name: "a resting order whose second run was terminated too is reported", check: audit.CheckRuns,
+			corrupt: func(_ *testing.T, _ *pgxpool.Pool, d dataset) int64 { return d.s3 },
+			runs:    func(r fakeRuns, d dataset) { r[wid(d.s3)] = audit.Runs{Count: 2, Last: "Terminated"} },
 		},
 		{
 			name: "an order that never had a run is reported", check: audit.CheckRuns,
@@ -343,7 +344,7 @@ func TestTheRunsCheckExemptsOrdersThatCannotHaveARunYetOrAnyMore(t *testing.T) {
 			d := newDataset(t, db)
 			id := tc.prepare(t, db, d)
 			runs := healthyRuns(t, db)
-			delete(runs, workflows.OrderWorkflowID(id))
+			delete(runs, workflows.OrderWorkflowID(id, ""))
 			rep := mustAudit(t, db, runs, tc.opts)
 			got := slices.ContainsFunc(rep.Violations, func(v audit.Violation) bool { return v.Check == audit.CheckRuns && v.OrderID == id })
 			if got != tc.want || len(rep.Violations) > 1 {

@@ -20,7 +20,7 @@ func BenchmarkRun(b *testing.B) {
 		db := benchDB(b, orders)
 		runs := fakeRuns{}
 		for id := range int64(orders) {
-			runs[workflows.OrderWorkflowID(id+1)] = audit.Runs{Count: 1, Last: "Completed"}
+			runs[workflows.OrderWorkflowID(id+1, "")] = audit.Runs{Count: 1, Last: "Completed"}
 		}
 		for _, scope := range []struct {
 			name string

@@ -299,7 +299,7 @@ GROUP BY o.user_id, o.idempotency_key`
 // is still in the outbox ($4: its topic; the key is the order id), and not the terminal
 // ones unchanged since $5 (NULL: none), whose run Temporal may have deleted.
 const runsSQL = `
-SELECT o.id, o.status, o.status = ANY($2::text[]), o.updated_at <= $3::timestamptz
+SELECT o.id, o.run_key, o.status, o.status = ANY($2::text[]), o.updated_at <= $3::timestamptz
 FROM orders o
 WHERE {{scope}}
   AND o.created_at <= $3::timestamptz

@@ -332,7 +332,7 @@ func healthyRuns(t *testing.T, db *pgxpool.Pool) fakeRuns {
 		if live {
 			last = "Running"
 		}
-		runs[workflows.OrderWorkflowID(id)] = audit.Runs{Count: 1, Live: live, Last: last}
+		runs[workflows.OrderWorkflowID(id, "")] = audit.Runs{Count: 1, Live: live, Last: last}
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 
 	"github.com/orderflow/orderflow/kafka"
+	"github.com/orderflow/orderflow/order"
 	"github.com/orderflow/orderflow/workflows"
 )
 
@@ -187,9 +188,9 @@ func (s *system) check(ctx context.Context, l *load) findings {
 	if err != nil {
 		f.violations = append(f.violations, "list resting orders: "+err.Error())
 	}
-	for _, id := range resting {
-		if err := s.liveRun(ctx, id); err != nil {
-			f.violations = append(f.violations, fmt.Sprintf("resting order %d: %v", id, err))
+	for _, o := range resting {
+		if err := s.liveRun(ctx, o.wid); err != nil {
+			f.violations = append(f.violations, fmt.Sprintf("resting order %d: %v", o.id, err))
 		}
 	}
 
@@ -210,11 +211,11 @@ func (s *system) check(ctx context.Context, l *load) findings {
 
 // liveRun returns an error unless the order's run is running. The server may be slow
 // to answer on a loaded machine, so a failed call is retried a few times.
-func (s *system) liveRun(ctx context.Context, id int64) error {
+func (s *system) liveRun(ctx context.Context, wid string) error {
 	var err error
 	for range 3 {
 		dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		d, derr := s.tc.DescribeWorkflowExecution(dctx, workflows.OrderWorkflowID(id), "")
+		d, derr := s.tc.DescribeWorkflowExecution(dctx, wid, "")
 		cancel()
 		if derr != nil {
 			err = fmt.Errorf("describe its run: %w", derr)
@@ -243,6 +244,7 @@ func (s *system) orphanRuns(ctx context.Context, instruments []int64) ([]string,
 	err := waitUntil(ctx, 3*time.Minute, "the runs of terminal orders to end", func() (bool, error) {
 		found = nil
 		var ids []int64
+		var keys []string
 		var token []byte
 		for {
 			lctx, cancel := context.WithTimeout(ctx, 20*time.Second)
@@ -252,35 +254,37 @@ func (s *system) orphanRuns(ctx context.Context, instruments []int64) ([]string,
 				return false, nil // a slow server: ask again
 			}
 			for _, e := range resp.GetExecutions() {
-				var id int64
-				if _, err := fmt.Sscanf(e.GetExecution().GetWorkflowId(), "order-%d", &id); err == nil {
-					ids = append(ids, id)
+				if id, key, ok := order.ParseWorkflowID(e.GetExecution().GetWorkflowId()); ok {
+					ids, keys = append(ids, id), append(keys, key)
 				}
 			}
 			if token = resp.GetNextPageToken(); len(token) == 0 {
 				break
 			}
 		}
-		rows, err := s.pool.Query(ctx, `SELECT id, status FROM orders WHERE id = ANY($1)
-			AND status IN ('EXECUTED', 'REJECTED', 'CANCELLED', 'PARTIALLY_CANCELLED', 'FAILED') ORDER BY id`, ids)
+		// A live run is an orphan only if it is its order's: one whose key is not the
+		// order's is a stray, and ends at its next step.
+		rows, err := s.pool.Query(ctx, `SELECT o.id, o.run_key, o.status FROM orders o
+			JOIN unnest($1::bigint[], $2::text[]) AS r(id, run_key) ON r.id = o.id AND r.run_key = o.run_key
+			WHERE o.status = ANY($3) ORDER BY o.id`, ids, keys, order.Names(order.TerminalStatuses()))
 		if err != nil {
 			return false, nil
 		}
 		type terminal struct {
-			id     int64
-			status string
+			id          int64
+			key, status string
 		}
 		done, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (terminal, error) {
 			var o terminal
-			return o, r.Scan(&o.id, &o.status)
+			return o, r.Scan(&o.id, &o.key, &o.status)
 		})
 		if err != nil {
 			return false, nil
 		}
 		for _, o := range done {
 			// Visibility lags a little behind; ask the run itself.
-			if s.liveRun(ctx, o.id) == nil {
-				found = append(found, fmt.Sprintf("order %d is %s but its run %s is still running", o.id, o.status, workflows.OrderWorkflowID(o.id)))
+			if wid := workflows.OrderWorkflowID(o.id, o.key); s.liveRun(ctx, wid) == nil {
+				found = append(found, fmt.Sprintf("order %d is %s but its run %s is still running", o.id, o.status, wid))
 			}
 		}
 		return len(found) == 0, nil
@@ -292,13 +296,25 @@ func (s *system) orphanRuns(ctx context.Context, instruments []int64) ([]string,
 }
 
 // resting returns the orders resting on the instruments' books.
-func (s *system) resting(ctx context.Context, instruments []int64) ([]int64, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id FROM orders WHERE instrument_id = ANY($1)
+func (s *system) resting(ctx context.Context, instruments []int64) ([]orderRun, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, run_key FROM orders WHERE instrument_id = ANY($1)
 		AND status IN ('EXECUTING', 'PARTIALLY_FILLED') ORDER BY id`, instruments)
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, pgx.RowTo[int64])
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (orderRun, error) {
+		var o orderRun
+		var key string
+		err := r.Scan(&o.id, &key)
+		o.wid = workflows.OrderWorkflowID(o.id, key)
+		return o, err
+	})
+}
+
+// orderRun is an order and its workflow id.
+type orderRun struct {
+	id  int64
+	wid string
 }
 
 // processes returns every orderflow process the system has described.

@@ -121,9 +121,9 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) error {
 	if err != nil {
 		return c.deadLetter(ctx, rec, err)
 	}
-	log := c.log.With("order_id", msg.OrderID, "workflow_id", workflows.OrderWorkflowID(msg.OrderID))
+	log := c.log.With("order_id", msg.OrderID, "workflow_id", workflows.OrderWorkflowID(msg.OrderID, msg.RunKey))
 	req := workflows.StartRequest{
-		OrderID: msg.OrderID, UserID: msg.UserID, InstrumentID: msg.InstrumentID, Side: msg.Side, Kind: msg.Kind,
+		OrderID: msg.OrderID, RunKey: msg.RunKey, UserID: msg.UserID, InstrumentID: msg.InstrumentID, Side: msg.Side, Kind: msg.Kind,
 	}
 	b := newBackoff(100*time.Millisecond, 5*time.Second)
 	for {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/orderflow/orderflow/orderbook"
 )
@@ -27,6 +28,9 @@ type ExecutionMessage struct {
 	InstrumentID int64  `json:"instrumentId"`
 	Side         string `json:"orderType"`
 	Kind         string `json:"orderKind"`
+	// RunKey names the order's run with its id (order.WorkflowID); messages of orders
+	// placed before run keys existed have none.
+	RunKey string `json:"runKey,omitempty"`
 }
 
 // Key returns the record key for m.
@@ -51,5 +55,12 @@ func DecodeExecution(b []byte) (ExecutionMessage, error) {
 	if m.OrderID <= 0 {
 		return m, fmt.Errorf("%w: orderId must be a positive integer", ErrUndecodable)
 	}
+	if len(m.RunKey) > 32 || strings.IndexFunc(m.RunKey, notAlphanumeric) >= 0 {
+		return m, fmt.Errorf("%w: runKey must be at most 32 ASCII letters and digits", ErrUndecodable)
+	}
 	return m, nil
+}
+
+func notAlphanumeric(r rune) bool {
+	return (r < '0' || r > '9') && (r < 'a' || r > 'z') && (r < 'A' || r > 'Z')
 }

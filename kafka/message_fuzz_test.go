@@ -16,6 +16,8 @@ func FuzzDecodeExecution(f *testing.F) {
 		string(kafka.ExecutionMessage{OrderID: 1, UserID: 7, InstrumentID: 101, Side: "BUY", Kind: "LIMIT"}.Encode()),
 		string(kafka.ExecutionMessage{OrderID: 1<<63 - 1, UserID: 1, InstrumentID: 103, Side: "SELL", Kind: "MARKET"}.Encode()),
 		`{"orderId":5}`,
+		`{"orderId":5,"runKey":"3f09a1bc77e2"}`,
+		`{"orderId":5,"runKey":"a-b"}`,
 		`{"ORDERID":5,"orderType":"\u00e9\ud800"}`,
 		`{"orderId":5,"orderId":6}`,
 		`{"orderId":5,"unknown":[1,{"a":null}]}`,
@@ -57,4 +59,19 @@ func FuzzDecodeExecution(f *testing.F) {
 			t.Fatalf("round trip of %q: %+v became %+v", b, m, again)
 		}
 	})
+}
+
+// The run key becomes part of the run's workflow id: one the id cannot carry is refused,
+// so the record goes to the DLQ rather than start a run no order has.
+func TestDecodeExecutionTakesTheRunKeyTheIDCanCarry(t *testing.T) {
+	m, err := kafka.DecodeExecution([]byte(`{"orderId":5,"runKey":"3f09a1bc77e2"}`))
+	if err != nil || m.RunKey != "3f09a1bc77e2" {
+		t.Fatalf("DecodeExecution = %+v, %v", m, err)
+	}
+	for _, key := range []string{"a-b", "a b", "é", strings.Repeat("a", 33), "a/b"} {
+		b := kafka.ExecutionMessage{OrderID: 5, RunKey: key}.Encode()
+		if _, err := kafka.DecodeExecution(b); !errors.Is(err, kafka.ErrUndecodable) {
+			t.Errorf("DecodeExecution(%s) = %v, want ErrUndecodable", b, err)
+		}
+	}
 }

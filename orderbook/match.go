@@ -27,6 +27,7 @@ const (
 type FillNotice struct {
 	ID      int64
 	OrderID int64
+	RunKey  string // the resting order's, which names its run
 	Status  order.Status
 }
 

@@ -23,13 +23,13 @@ const (
 // FillNotifier tells a resting order's run that a fill left its order in status; a run
 // that no longer exists is not an error. (workflows.Starter is one.)
 type FillNotifier interface {
-	NotifyFill(ctx context.Context, orderID int64, status order.Status) error
+	NotifyFill(ctx context.Context, orderID int64, runKey string, status order.Status) error
 }
 
-func notices(rows []queries.FillNotice) []FillNotice {
+func notices(rows []queries.ClaimFillNoticesRow) []FillNotice {
 	out := make([]FillNotice, len(rows))
 	for i, n := range rows {
-		out[i] = FillNotice{ID: n.ID, OrderID: n.OrderID, Status: order.Status(n.Status)}
+		out[i] = FillNotice{ID: n.ID, OrderID: n.OrderID, RunKey: n.RunKey, Status: order.Status(n.Status)}
 	}
 	return out
 }
@@ -52,7 +52,7 @@ func (s *Service) Deliver(ctx context.Context, n FillNotifier, notices []FillNot
 	for range min(notifyWorkers, len(notices)) {
 		wg.Go(func() {
 			for fn := range work {
-				err := n.NotifyFill(ctx, fn.OrderID, fn.Status)
+				err := n.NotifyFill(ctx, fn.OrderID, fn.RunKey, fn.Status)
 				mu.Lock()
 				if err == nil {
 					delivered = append(delivered, fn.ID)

@@ -55,7 +55,39 @@ var (
 	// ErrInvalidTransition: the transition table forbids the move (a bug, never a
 	// client's fault); it wraps order.ErrInvalidTransition.
 	ErrInvalidTransition = order.ErrInvalidTransition
+	// ErrForeignRun: the workflow run acting on the order is not the order's own. It was
+	// started for an order with the same id in another history of the database (before
+	// a restore, or in another database against the same Temporal namespace), or by
+	// hand; nothing was changed.
+	ErrForeignRun = errors.New("the run acting on the order is not the order's")
 )
+
+// actingRun is the context key of the run on whose behalf a method acts.
+type actingRun struct{}
+
+type runIdentity struct {
+	orderID int64
+	runKey  string
+}
+
+// ActingFor returns ctx saying that what is done with it is done by the run of order
+// orderID with runKey (the activities take both from their run's workflow id): the
+// service's methods then refuse, with ErrForeignRun, to act on that order unless it has
+// that run key, or on any other order by its id. Without it (the API, operators' tools)
+// no run is checked.
+func ActingFor(ctx context.Context, orderID int64, runKey string) context.Context {
+	return context.WithValue(ctx, actingRun{}, runIdentity{orderID: orderID, runKey: runKey})
+}
+
+// checkRun returns ErrForeignRun if ctx acts for a run that is not o's.
+func checkRun(ctx context.Context, o queries.Order) error {
+	r, ok := ctx.Value(actingRun{}).(runIdentity)
+	if !ok || (r.orderID == o.ID && r.runKey == o.RunKey) {
+		return nil
+	}
+	return fmt.Errorf("order %d (run %s) is not the order of run %s: %w",
+		o.ID, order.WorkflowID(o.ID, o.RunKey), order.WorkflowID(r.orderID, r.runKey), ErrForeignRun)
+}
 
 // StatusError is an error about an order in a given status (ErrTerminal, ErrNotParked).
 type StatusError struct {
@@ -176,7 +208,7 @@ func (tx *txn) getOrder(ctx context.Context, id int64, forUpdate bool) (queries.
 	if err != nil {
 		return o, fmt.Errorf("get order %d: %w", id, err)
 	}
-	return o, nil
+	return o, checkRun(ctx, o)
 }
 
 // lockInstrument takes the instrument's lock, which serialises everything that changes

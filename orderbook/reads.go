@@ -234,3 +234,23 @@ func (c *countCompactor) compact(s *Service) {
 		}
 	}()
 }
+
+// OpenOrders returns the orders among ids that have not ended, by id.
+func (s *Service) OpenOrders(ctx context.Context, ids []int64) ([]queries.Order, error) {
+	rows, err := s.q.ListOpenOrdersByID(ctx, queries.ListOpenOrdersByIDParams{Ids: ids, TerminalStatuses: order.Names(order.TerminalStatuses())})
+	if err != nil {
+		return nil, fmt.Errorf("list open orders: %w", err)
+	}
+	return rows, nil
+}
+
+// OpenOrdersAfter returns up to max orders that have not ended, by id after afterID.
+func (s *Service) OpenOrdersAfter(ctx context.Context, afterID int64, max int32) ([]queries.Order, error) {
+	rows, err := s.q.ListOpenOrdersAfter(ctx, queries.ListOpenOrdersAfterParams{
+		AfterID: afterID, MaxRows: max, TerminalStatuses: order.Names(order.TerminalStatuses()),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list open orders after %d: %w", afterID, err)
+	}
+	return rows, nil
+}

@@ -247,21 +247,59 @@ func TestAMatchTradesAtTheRestingPriceAndRecordsEveryFill(t *testing.T) {
 	if told.status(s1.ID) != order.Executed || told.status(s2.ID) != order.PartiallyFilled || b.pendingNotices() != 0 {
 		t.Errorf("told %v with %d notices left, want s1 EXECUTED, s2 PARTIALLY_FILLED and none left", told.got, b.pendingNotices())
 	}
+	// A notice names the resting order's run, whose id carries the order's run key.
+	if told.keys[s1.ID] != s1.RunKey || told.keys[s2.ID] != s2.RunKey || s1.RunKey == "" || s1.RunKey == s2.RunKey {
+		t.Errorf("notices named run keys %v, want s1's %q and s2's %q", told.keys, s1.RunKey, s2.RunKey)
+	}
 	b.audited()
+}
+
+// A run acts only on its own order: one whose run key is not the order's (a run left
+// from before a restore, whose order id came back with another key) or whose order id is
+// another order's changes nothing and is told ErrForeignRun.
+func TestARunActsOnlyOnTheOrderItWasStartedFor(t *testing.T) {
+	b := newBook(t)
+	o := b.place(1, 101, order.Buy, "100", 1)
+	if len(o.RunKey) != 12 {
+		t.Fatalf("run key %q, want 12 hex digits", o.RunKey)
+	}
+	for _, acting := range []struct {
+		id  int64
+		key string
+	}{{o.ID, "0123456789ab"}, {o.ID, ""}, {o.ID + 1, o.RunKey}} {
+		ctx := orderbook.ActingFor(b.ctx, acting.id, acting.key)
+		if _, err := b.svc.Validate(ctx, o.ID); !errors.Is(err, orderbook.ErrForeignRun) {
+			t.Errorf("validate as run %d/%q: %v, want ErrForeignRun", acting.id, acting.key, err)
+		}
+		if _, err := b.svc.Cancel(ctx, orderbook.CancelRequest{OrderID: o.ID, Reason: order.ReasonRunCancelled}); !errors.Is(err, orderbook.ErrForeignRun) {
+			t.Errorf("cancel as run %d/%q: %v, want ErrForeignRun", acting.id, acting.key, err)
+		}
+	}
+	if now := b.order(o.ID); now.Version != o.Version || order.Status(now.Status) != order.Created {
+		t.Fatalf("the order changed: %+v", now)
+	}
+	got, err := b.svc.Validate(orderbook.ActingFor(b.ctx, o.ID, o.RunKey), o.ID)
+	if err != nil || order.Status(got.Status) != order.Validated {
+		t.Errorf("validate as the order's own run: %+v, %v", got, err)
+	}
 }
 
 // recorder is a FillNotifier that remembers the last status each run was told.
 type recorder struct {
-	mu  sync.Mutex
-	got map[int64]order.Status
+	mu   sync.Mutex
+	got  map[int64]order.Status
+	keys map[int64]string // the run key each notice named
 }
 
-func newRecorder() *recorder { return &recorder{got: map[int64]order.Status{}} }
+func newRecorder() *recorder {
+	return &recorder{got: map[int64]order.Status{}, keys: map[int64]string{}}
+}
 
-func (r *recorder) NotifyFill(_ context.Context, id int64, st order.Status) error {
+func (r *recorder) NotifyFill(_ context.Context, id int64, key string, st order.Status) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.got[id] = st
+	r.keys[id] = key
 	return nil
 }
 

@@ -91,13 +91,19 @@ SELECT * FROM updated;
 -- name: ClaimFillNotices :many
 -- Claims up to @max_rows unclaimed (or expired) notices, oldest first, of aggressor
 -- @aggressor_id or (NULL) of any, until @lease_seconds from now; SKIP LOCKED lets several
--- senders claim side by side.
-UPDATE fill_notices SET claimed_until = now() + make_interval(secs => @lease_seconds::float8)
-WHERE id IN (SELECT n.id FROM fill_notices n
-             WHERE n.claimed_until <= now()
-               AND (sqlc.narg(aggressor_id)::bigint IS NULL OR n.aggressor_id = sqlc.narg(aggressor_id))
-             ORDER BY n.id LIMIT @max_rows FOR UPDATE SKIP LOCKED)
-RETURNING *;
+-- senders claim side by side. Each comes with its order's run key, which names the run
+-- to tell.
+WITH claimed AS (
+    UPDATE fill_notices SET claimed_until = now() + make_interval(secs => @lease_seconds::float8)
+    WHERE id IN (SELECT n.id FROM fill_notices n
+                 WHERE n.claimed_until <= now()
+                   AND (sqlc.narg(aggressor_id)::bigint IS NULL OR n.aggressor_id = sqlc.narg(aggressor_id))
+                 ORDER BY n.id LIMIT @max_rows FOR UPDATE SKIP LOCKED)
+    RETURNING *
+)
+SELECT c.id, c.order_id, c.status, o.run_key
+FROM claimed c JOIN orders o ON o.id = c.order_id
+ORDER BY c.id;
 
 -- name: DeleteFillNotices :exec
 DELETE FROM fill_notices WHERE id = ANY(@ids::bigint[]);

@@ -26,7 +26,7 @@ WITH change AS (
         book_seq = CASE WHEN c.assign_seq THEN nextval('order_book_seq') ELSE o.book_seq END
     FROM change c
     WHERE o.id = c.order_id AND o.version = c.version
-    RETURNING o.id, o.user_id, o.instrument_id, o.side, o.kind, o.price, o.quantity, o.remaining_quantity, o.status, o.time_in_force, o.version, o.idempotency_key, o.request_hash, o.reason, o.cancel_requested, o.created_at, o.updated_at, o.needs_attention, o.last_error, o.stalled_step, o.book_seq, o.on_book
+    RETURNING o.id, o.user_id, o.instrument_id, o.side, o.kind, o.price, o.quantity, o.remaining_quantity, o.status, o.time_in_force, o.version, o.idempotency_key, o.request_hash, o.reason, o.cancel_requested, o.created_at, o.updated_at, o.needs_attention, o.last_error, o.stalled_step, o.book_seq, o.on_book, o.run_key
 ), trade_input AS (
     SELECT generate_series(1, cardinality($8::bigint[])) AS ord,
            unnest($8::bigint[]) AS buy_id, unnest($9::bigint[]) AS sell_id,
@@ -59,7 +59,7 @@ WITH change AS (
     INSERT INTO fill_notices (aggressor_id, order_id, status)
     SELECT $20::bigint, unnest($21::bigint[]), unnest($22::text[])
 )
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book FROM updated
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key FROM updated
 `
 
 type ApplyChangesParams struct {
@@ -110,6 +110,7 @@ type ApplyChangesRow struct {
 	StalledStep       string
 	BookSeq           *int64
 	OnBook            bool
+	RunKey            string
 }
 
 // The one statement that changes orders.status. In one round trip it applies a set of
@@ -179,6 +180,7 @@ func (q *Queries) ApplyChanges(ctx context.Context, arg ApplyChangesParams) ([]A
 			&i.StalledStep,
 			&i.BookSeq,
 			&i.OnBook,
+			&i.RunKey,
 		); err != nil {
 			return nil, err
 		}
@@ -191,12 +193,17 @@ func (q *Queries) ApplyChanges(ctx context.Context, arg ApplyChangesParams) ([]A
 }
 
 const claimFillNotices = `-- name: ClaimFillNotices :many
-UPDATE fill_notices SET claimed_until = now() + make_interval(secs => $1::float8)
-WHERE id IN (SELECT n.id FROM fill_notices n
-             WHERE n.claimed_until <= now()
-               AND ($2::bigint IS NULL OR n.aggressor_id = $2)
-             ORDER BY n.id LIMIT $3 FOR UPDATE SKIP LOCKED)
-RETURNING id, aggressor_id, order_id, status, created_at, claimed_until
+WITH claimed AS (
+    UPDATE fill_notices SET claimed_until = now() + make_interval(secs => $1::float8)
+    WHERE id IN (SELECT n.id FROM fill_notices n
+                 WHERE n.claimed_until <= now()
+                   AND ($2::bigint IS NULL OR n.aggressor_id = $2)
+                 ORDER BY n.id LIMIT $3 FOR UPDATE SKIP LOCKED)
+    RETURNING id, aggressor_id, order_id, status, created_at, claimed_until
+)
+SELECT c.id, c.order_id, c.status, o.run_key
+FROM claimed c JOIN orders o ON o.id = c.order_id
+ORDER BY c.id
 `
 
 type ClaimFillNoticesParams struct {
@@ -205,25 +212,31 @@ type ClaimFillNoticesParams struct {
 	MaxRows      int32
 }
 
+type ClaimFillNoticesRow struct {
+	ID      int64
+	OrderID int64
+	Status  string
+	RunKey  string
+}
+
 // Claims up to @max_rows unclaimed (or expired) notices, oldest first, of aggressor
 // @aggressor_id or (NULL) of any, until @lease_seconds from now; SKIP LOCKED lets several
-// senders claim side by side.
-func (q *Queries) ClaimFillNotices(ctx context.Context, arg ClaimFillNoticesParams) ([]FillNotice, error) {
+// senders claim side by side. Each comes with its order's run key, which names the run
+// to tell.
+func (q *Queries) ClaimFillNotices(ctx context.Context, arg ClaimFillNoticesParams) ([]ClaimFillNoticesRow, error) {
 	rows, err := q.db.Query(ctx, claimFillNotices, arg.LeaseSeconds, arg.AggressorID, arg.MaxRows)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	items := []FillNotice{}
+	items := []ClaimFillNoticesRow{}
 	for rows.Next() {
-		var i FillNotice
+		var i ClaimFillNoticesRow
 		if err := rows.Scan(
 			&i.ID,
-			&i.AggressorID,
 			&i.OrderID,
 			&i.Status,
-			&i.CreatedAt,
-			&i.ClaimedUntil,
+			&i.RunKey,
 		); err != nil {
 			return nil, err
 		}

@@ -52,6 +52,7 @@ type Order struct {
 	StalledStep       string
 	BookSeq           *int64
 	OnBook            bool
+	RunKey            string
 }
 
 type OrderCount struct {

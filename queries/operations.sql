@@ -27,3 +27,17 @@ SELECT count(*) FROM orders WHERE needs_attention;
 
 -- name: CountOutbox :one
 SELECT count(*) FROM outbox;
+
+-- name: ListOpenOrdersByID :many
+-- The orders among @ids that have not ended (the reconciler's candidates).
+SELECT * FROM orders
+WHERE id = ANY(@ids::bigint[]) AND NOT (status = ANY(@terminal_statuses::text[]))
+ORDER BY id;
+
+-- name: ListOpenOrdersAfter :many
+-- One page, by id after @after_id, of the orders that have not ended (a reconcile of all
+-- of them, after a restore).
+SELECT * FROM orders
+WHERE id > @after_id AND NOT (status = ANY(@terminal_statuses::text[]))
+ORDER BY id
+LIMIT @max_rows;

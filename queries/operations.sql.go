@@ -13,7 +13,7 @@ import (
 const clearStalled = `-- name: ClearStalled :one
 UPDATE orders SET needs_attention = false, version = version + 1, updated_at = now()
 WHERE id = $1 AND needs_attention
-RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book
+RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key
 `
 
 // Unparks an order when an operator decides; returns no row if it was not parked.
@@ -43,6 +43,7 @@ func (q *Queries) ClearStalled(ctx context.Context, id int64) (Order, error) {
 		&i.StalledStep,
 		&i.BookSeq,
 		&i.OnBook,
+		&i.RunKey,
 	)
 	return i, err
 }
@@ -69,8 +70,123 @@ func (q *Queries) CountParkedOrders(ctx context.Context) (int64, error) {
 	return count, err
 }
 
+const listOpenOrdersAfter = `-- name: ListOpenOrdersAfter :many
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key FROM orders
+WHERE id > $1 AND NOT (status = ANY($2::text[]))
+ORDER BY id
+LIMIT $3
+`
+
+type ListOpenOrdersAfterParams struct {
+	AfterID          int64
+	TerminalStatuses []string
+	MaxRows          int32
+}
+
+// One page, by id after @after_id, of the orders that have not ended (a reconcile of all
+// of them, after a restore).
+func (q *Queries) ListOpenOrdersAfter(ctx context.Context, arg ListOpenOrdersAfterParams) ([]Order, error) {
+	rows, err := q.db.Query(ctx, listOpenOrdersAfter, arg.AfterID, arg.TerminalStatuses, arg.MaxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []Order{}
+	for rows.Next() {
+		var i Order
+		if err := rows.Scan(
+			&i.ID,
+			&i.UserID,
+			&i.InstrumentID,
+			&i.Side,
+			&i.Kind,
+			&i.Price,
+			&i.Quantity,
+			&i.RemainingQuantity,
+			&i.Status,
+			&i.TimeInForce,
+			&i.Version,
+			&i.IdempotencyKey,
+			&i.RequestHash,
+			&i.Reason,
+			&i.CancelRequested,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+			&i.NeedsAttention,
+			&i.LastError,
+			&i.StalledStep,
+			&i.BookSeq,
+			&i.OnBook,
+			&i.RunKey,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listOpenOrdersByID = `-- name: ListOpenOrdersByID :many
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key FROM orders
+WHERE id = ANY($1::bigint[]) AND NOT (status = ANY($2::text[]))
+ORDER BY id
+`
+
+type ListOpenOrdersByIDParams struct {
+	Ids              []int64
+	TerminalStatuses []string
+}
+
+// The orders among @ids that have not ended (the reconciler's candidates).
+func (q *Queries) ListOpenOrdersByID(ctx context.Context, arg ListOpenOrdersByIDParams) ([]Order, error) {
+	rows, err := q.db.Query(ctx, listOpenOrdersByID, arg.Ids, arg.TerminalStatuses)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []Order{}
+	for rows.Next() {
+		var i Order
+		if err := rows.Scan(
+			&i.ID,
+			&i.UserID,
+			&i.InstrumentID,
+			&i.Side,
+			&i.Kind,
+			&i.Price,
+			&i.Quantity,
+			&i.RemainingQuantity,
+			&i.Status,
+			&i.TimeInForce,
+			&i.Version,
+			&i.IdempotencyKey,
+			&i.RequestHash,
+			&i.Reason,
+			&i.CancelRequested,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+			&i.NeedsAttention,
+			&i.LastError,
+			&i.StalledStep,
+			&i.BookSeq,
+			&i.OnBook,
+			&i.RunKey,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const listStuckOrders = `-- name: ListStuckOrders :many
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book FROM orders
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key FROM orders
 WHERE needs_attention
    OR (status = ANY($1::text[]) AND updated_at < $2::timestamptz)
 ORDER BY updated_at
@@ -118,6 +234,7 @@ func (q *Queries) ListStuckOrders(ctx context.Context, arg ListStuckOrdersParams
 			&i.StalledStep,
 			&i.BookSeq,
 			&i.OnBook,
+			&i.RunKey,
 		); err != nil {
 			return nil, err
 		}
@@ -133,7 +250,7 @@ const markStalled = `-- name: MarkStalled :one
 UPDATE orders SET needs_attention = true, last_error = $1, stalled_step = $2,
     version = version + 1, updated_at = now()
 WHERE id = $3
-RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book
+RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key
 `
 
 type MarkStalledParams struct {
@@ -170,6 +287,7 @@ func (q *Queries) MarkStalled(ctx context.Context, arg MarkStalledParams) (Order
 		&i.StalledStep,
 		&i.BookSeq,
 		&i.OnBook,
+		&i.RunKey,
 	)
 	return i, err
 }

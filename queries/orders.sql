@@ -1,5 +1,6 @@
 -- name: InsertOrder :one
--- Returns the new order, or no row when (user_id, idempotency_key) already exists.
+-- Returns the new order, or no row when (user_id, idempotency_key) already exists. It
+-- writes an order as the releases before run keys did (run_key ''), for tests.
 INSERT INTO orders (user_id, instrument_id, side, kind, price, quantity, remaining_quantity,
                     status, time_in_force, idempotency_key, request_hash)
 VALUES (@user_id, @instrument_id, @side, @kind, @price, @quantity, @quantity,
@@ -33,10 +34,13 @@ WITH input AS (
            unnest(@request_hashes::text[]) AS request_hash,
            unnest(@event_details::text[]) AS event_details
 ), placed AS (
+    -- run_key: 48 random bits (the first twelve hex digits of a version 4 UUID are
+    -- random), see schema 0007.
     INSERT INTO orders (user_id, instrument_id, side, kind, price, quantity, remaining_quantity,
-                        status, time_in_force, idempotency_key, request_hash)
+                        status, time_in_force, idempotency_key, request_hash, run_key)
     SELECT user_id, instrument_id, side, kind, NULLIF(price, '')::numeric, quantity, quantity,
-           'CREATED', time_in_force, idempotency_key, request_hash
+           'CREATED', time_in_force, idempotency_key, request_hash,
+           replace(left(gen_random_uuid()::text, 13), '-', '')
     FROM input
     ORDER BY ord
     ON CONFLICT (user_id, idempotency_key) DO NOTHING
@@ -49,7 +53,7 @@ WITH input AS (
     INSERT INTO outbox (topic, key, payload)
     SELECT @topic::text, id::text,
            jsonb_build_object('orderId', id, 'userId', user_id, 'instrumentId', instrument_id,
-                              'orderType', side, 'orderKind', kind)
+                              'orderType', side, 'orderKind', kind, 'runKey', run_key)
     FROM placed
     ORDER BY id
 )

@@ -33,7 +33,7 @@ func (q *Queries) CountOrders(ctx context.Context, arg CountOrdersParams) (int64
 }
 
 const getOrder = `-- name: GetOrder :one
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book FROM orders WHERE id = $1
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key FROM orders WHERE id = $1
 `
 
 func (q *Queries) GetOrder(ctx context.Context, id int64) (Order, error) {
@@ -62,12 +62,13 @@ func (q *Queries) GetOrder(ctx context.Context, id int64) (Order, error) {
 		&i.StalledStep,
 		&i.BookSeq,
 		&i.OnBook,
+		&i.RunKey,
 	)
 	return i, err
 }
 
 const getOrderByIdempotencyKey = `-- name: GetOrderByIdempotencyKey :one
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book FROM orders WHERE user_id = $1 AND idempotency_key = $2
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key FROM orders WHERE user_id = $1 AND idempotency_key = $2
 `
 
 type GetOrderByIdempotencyKeyParams struct {
@@ -101,12 +102,13 @@ func (q *Queries) GetOrderByIdempotencyKey(ctx context.Context, arg GetOrderById
 		&i.StalledStep,
 		&i.BookSeq,
 		&i.OnBook,
+		&i.RunKey,
 	)
 	return i, err
 }
 
 const getOrderForUpdate = `-- name: GetOrderForUpdate :one
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book FROM orders WHERE id = $1 FOR UPDATE
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key FROM orders WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) GetOrderForUpdate(ctx context.Context, id int64) (Order, error) {
@@ -135,6 +137,7 @@ func (q *Queries) GetOrderForUpdate(ctx context.Context, id int64) (Order, error
 		&i.StalledStep,
 		&i.BookSeq,
 		&i.OnBook,
+		&i.RunKey,
 	)
 	return i, err
 }
@@ -145,7 +148,7 @@ INSERT INTO orders (user_id, instrument_id, side, kind, price, quantity, remaini
 VALUES ($1, $2, $3, $4, $5, $6, $6,
         'CREATED', $7, $8, $9)
 ON CONFLICT (user_id, idempotency_key) DO NOTHING
-RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book
+RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key
 `
 
 type InsertOrderParams struct {
@@ -160,7 +163,8 @@ type InsertOrderParams struct {
 	RequestHash    string
 }
 
-// Returns the new order, or no row when (user_id, idempotency_key) already exists.
+// Returns the new order, or no row when (user_id, idempotency_key) already exists. It
+// writes an order as the releases before run keys did (run_key ”), for tests.
 func (q *Queries) InsertOrder(ctx context.Context, arg InsertOrderParams) (Order, error) {
 	row := q.db.QueryRow(ctx, insertOrder,
 		arg.UserID,
@@ -197,12 +201,13 @@ func (q *Queries) InsertOrder(ctx context.Context, arg InsertOrderParams) (Order
 		&i.StalledStep,
 		&i.BookSeq,
 		&i.OnBook,
+		&i.RunKey,
 	)
 	return i, err
 }
 
 const listOrders = `-- name: ListOrders :many
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book FROM orders
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key FROM orders
 WHERE ($1::bigint IS NULL OR user_id = $1)
   AND ($2::text IS NULL OR status = $2)
   AND ($3::bigint IS NULL OR instrument_id = $3)
@@ -275,6 +280,7 @@ func (q *Queries) ListOrders(ctx context.Context, arg ListOrdersParams) ([]Order
 			&i.StalledStep,
 			&i.BookSeq,
 			&i.OnBook,
+			&i.RunKey,
 		); err != nil {
 			return nil, err
 		}
@@ -289,7 +295,7 @@ func (q *Queries) ListOrders(ctx context.Context, arg ListOrdersParams) ([]Order
 const markCancelRequested = `-- name: MarkCancelRequested :one
 UPDATE orders SET cancel_requested = true, on_book = false, version = version + 1, updated_at = now()
 WHERE id = $1 AND NOT status = ANY($2::text[])
-RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book
+RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key
 `
 
 type MarkCancelRequestedParams struct {
@@ -328,6 +334,7 @@ func (q *Queries) MarkCancelRequested(ctx context.Context, arg MarkCancelRequest
 		&i.StalledStep,
 		&i.BookSeq,
 		&i.OnBook,
+		&i.RunKey,
 	)
 	return i, err
 }
@@ -348,14 +355,17 @@ WITH input AS (
            unnest($9::text[]) AS request_hash,
            unnest($10::text[]) AS event_details
 ), placed AS (
+    -- run_key: 48 random bits (the first twelve hex digits of a version 4 UUID are
+    -- random), see schema 0007.
     INSERT INTO orders (user_id, instrument_id, side, kind, price, quantity, remaining_quantity,
-                        status, time_in_force, idempotency_key, request_hash)
+                        status, time_in_force, idempotency_key, request_hash, run_key)
     SELECT user_id, instrument_id, side, kind, NULLIF(price, '')::numeric, quantity, quantity,
-           'CREATED', time_in_force, idempotency_key, request_hash
+           'CREATED', time_in_force, idempotency_key, request_hash,
+           replace(left(gen_random_uuid()::text, 13), '-', '')
     FROM input
     ORDER BY ord
     ON CONFLICT (user_id, idempotency_key) DO NOTHING
-    RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book
+    RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key
 ), event AS (
     INSERT INTO order_events (order_id, seq, event_type, to_status, details)
     SELECT p.id, 1, $11::text, p.status, i.event_details::jsonb
@@ -364,11 +374,11 @@ WITH input AS (
     INSERT INTO outbox (topic, key, payload)
     SELECT $12::text, id::text,
            jsonb_build_object('orderId', id, 'userId', user_id, 'instrumentId', instrument_id,
-                              'orderType', side, 'orderKind', kind)
+                              'orderType', side, 'orderKind', kind, 'runKey', run_key)
     FROM placed
     ORDER BY id
 )
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book FROM placed
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key FROM placed
 `
 
 type PlaceOrdersParams struct {
@@ -409,6 +419,7 @@ type PlaceOrdersRow struct {
 	StalledStep       string
 	BookSeq           *int64
 	OnBook            bool
+	RunKey            string
 }
 
 // Writes new orders, each with its ORDER_PLACED event (seq 1) and the outbox message that
@@ -466,6 +477,7 @@ func (q *Queries) PlaceOrders(ctx context.Context, arg PlaceOrdersParams) ([]Pla
 			&i.StalledStep,
 			&i.BookSeq,
 			&i.OnBook,
+			&i.RunKey,
 		); err != nil {
 			return nil, err
 		}

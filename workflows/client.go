@@ -40,6 +40,7 @@ func SearchAttributeTypes() map[string]string {
 // the run's search attributes.
 type StartRequest struct {
 	OrderID      int64
+	RunKey       string
 	UserID       int64
 	InstrumentID int64
 	Side         string
@@ -53,15 +54,28 @@ func startOptions(r StartRequest) client.StartWorkflowOptions {
 	}
 	return client.StartWorkflowOptions{
 		StaticSummary: summary,
-		ID:            OrderWorkflowID(r.OrderID),
+		ID:            OrderWorkflowID(r.OrderID, r.RunKey),
 		TaskQueue:     TaskQueue,
-		// One run per order, ever (within the namespace's retention): a redelivered
-		// message finds the running or closed run and starts nothing.
-		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		// One run at a time per order: a redelivered message finds the running run, or
+		// the run that completed, and starts nothing. A run that was terminated, failed,
+		// timed out or was cancelled left its order's fate unknown, so its id may be
+		// started again (see also restartOptions).
+		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		TypedSearchAttributes:                    StartSearchAttributes(r),
 	}
+}
+
+// restartOptions are startOptions for a start made because the order is open and needs
+// a run: its last run's id may be started again however that run closed. One that
+// completed can leave its order open only if the database is not the one the run saw
+// (a restore); a new run reads where PostgreSQL says the order stands, and one started
+// for an order that has ended ends at once, having changed nothing.
+func restartOptions(r StartRequest) client.StartWorkflowOptions {
+	opts := startOptions(r)
+	opts.WorkflowIDReusePolicy = enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE
+	return opts
 }
 
 // StartSearchAttributes are the search attributes an order's run starts with.
@@ -89,23 +103,32 @@ func (s *Starter) input(orderID int64) OrderInput {
 	return OrderInput{OrderID: orderID, Retry: s.retry, Revision: CurrentRevision}
 }
 
-// Start starts the order's run. A run that already exists for the order (running, or
-// closed within retention) is success: started reports whether this call made it.
+// Start starts the order's run. A run of the order that is running already is success:
+// started reports whether this call made one.
 func (s *Starter) Start(ctx context.Context, r StartRequest) (started bool, err error) {
-	opts := startOptions(r)
+	return s.start(ctx, startOptions(r), r.OrderID)
+}
+
+// Restart starts a run for an order that is open and needs one (the reconciler's case):
+// like Start, but a closed run of the order does not stop it, however it closed.
+func (s *Starter) Restart(ctx context.Context, r StartRequest) (started bool, err error) {
+	return s.start(ctx, restartOptions(r), r.OrderID)
+}
+
+func (s *Starter) start(ctx context.Context, opts client.StartWorkflowOptions, orderID int64) (started bool, err error) {
 	// When this client's process also runs a worker on the task queue (the worker role),
 	// the server hands the first workflow task straight back in the start response,
 	// saving a poll round trip per order.
 	opts.EnableEagerStart = true
-	_, err = s.client.ExecuteWorkflow(ctx, opts, OrderWorkflow, s.input(r.OrderID))
+	_, err = s.client.ExecuteWorkflow(ctx, opts, OrderWorkflow, s.input(orderID))
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	switch {
 	case errors.As(err, &already):
 		return false, nil
 	case refused(err):
-		return false, fmt.Errorf("start %s: %w: %w", OrderWorkflowID(r.OrderID), ErrStartRefused, err)
+		return false, fmt.Errorf("start %s: %w: %w", opts.ID, ErrStartRefused, err)
 	case err != nil:
-		return false, fmt.Errorf("start %s: %w", OrderWorkflowID(r.OrderID), err)
+		return false, fmt.Errorf("start %s: %w", opts.ID, err)
 	}
 	return true, nil
 }
@@ -125,22 +148,20 @@ func refused(err error) bool {
 	return errors.As(err, &namespace) || errors.As(err, &invalid) || errors.As(err, &permission)
 }
 
-// RequestCancel signals the order's run to cancel, starting the run if the Kafka message
-// has not yet (signal-with-start, so an early cancel still wins), and waits up to wait
-// for the run to end. applied is true when it ended in that time; the order's row says
-// how (a fill may have won the race). A run that is already closed is left alone.
-func (s *Starter) RequestCancel(ctx context.Context, orderID int64, wait time.Duration) (applied bool, err error) {
-	opts := startOptions(StartRequest{OrderID: orderID})
+// RequestCancel signals the order's run to cancel, starting a run if there is none
+// running (signal-with-start: the Kafka message has not started it yet, so an early
+// cancel still wins; or its last run was terminated or failed, so the cancel gets the
+// order a run that applies it), and waits up to wait for the run to end. applied is true
+// when it ended in that time; the order's row says how (a fill may have won the race).
+// Call it only for an order that is open: a run it starts for an ended order ends at once.
+func (s *Starter) RequestCancel(ctx context.Context, orderID int64, runKey string, wait time.Duration) (applied bool, err error) {
+	opts := restartOptions(StartRequest{OrderID: orderID, RunKey: runKey})
 	opts.WorkflowIDConflictPolicy = enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING
 	opts.WorkflowExecutionErrorWhenAlreadyStarted = false
-	run, err := s.client.SignalWithStartWorkflow(ctx, OrderWorkflowID(orderID), SignalCancel,
+	run, err := s.client.SignalWithStartWorkflow(ctx, opts.ID, SignalCancel,
 		CancelSignal{RequestedBy: "client"}, opts, OrderWorkflow, s.input(orderID))
-	var already *serviceerror.WorkflowExecutionAlreadyStarted
-	if errors.As(err, &already) {
-		return true, nil // closed: nothing left to cancel
-	}
 	if err != nil {
-		return false, fmt.Errorf("signal cancel to %s: %w", OrderWorkflowID(orderID), err)
+		return false, fmt.Errorf("signal cancel to %s: %w", opts.ID, err)
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
@@ -151,26 +172,26 @@ func (s *Starter) RequestCancel(ctx context.Context, orderID int64, wait time.Du
 		if ctx.Err() == nil && (waitCtx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &deadline)) {
 			return false, nil // still running: accepted, not yet applied
 		}
-		return false, fmt.Errorf("wait for %s: %w", OrderWorkflowID(orderID), err)
+		return false, fmt.Errorf("wait for %s: %w", opts.ID, err)
 	}
 	return true, nil
 }
 
 // Retry tells a parked order's run to retry the step that stalled.
-func (s *Starter) Retry(ctx context.Context, orderID int64, requestedBy string) error {
-	return s.signal(ctx, orderID, SignalRetry, RetrySignal{RequestedBy: requestedBy})
+func (s *Starter) Retry(ctx context.Context, orderID int64, runKey, requestedBy string) error {
+	return s.signal(ctx, OrderWorkflowID(orderID, runKey), SignalRetry, RetrySignal{RequestedBy: requestedBy})
 }
 
 // Fail tells a parked order's run to end the order FAILED with reason.
-func (s *Starter) Fail(ctx context.Context, orderID int64, reason, requestedBy string) error {
-	return s.signal(ctx, orderID, SignalFail, FailSignal{Reason: reason, RequestedBy: requestedBy})
+func (s *Starter) Fail(ctx context.Context, orderID int64, runKey, reason, requestedBy string) error {
+	return s.signal(ctx, OrderWorkflowID(orderID, runKey), SignalFail, FailSignal{Reason: reason, RequestedBy: requestedBy})
 }
 
 // NotifyFill tells a resting order's run that a trade left the order in status. A run
 // that does not exist is not an error: the trade is committed, the order's row is the
 // truth, and a run started later reads it.
-func (s *Starter) NotifyFill(ctx context.Context, orderID int64, status order.Status) error {
-	err := s.signal(ctx, orderID, SignalFill, FillSignal{Status: status})
+func (s *Starter) NotifyFill(ctx context.Context, orderID int64, runKey string, status order.Status) error {
+	err := s.signal(ctx, OrderWorkflowID(orderID, runKey), SignalFill, FillSignal{Status: status})
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
 		return nil
@@ -178,9 +199,9 @@ func (s *Starter) NotifyFill(ctx context.Context, orderID int64, status order.St
 	return err
 }
 
-func (s *Starter) signal(ctx context.Context, orderID int64, name string, arg any) error {
-	if err := s.client.SignalWorkflow(ctx, OrderWorkflowID(orderID), "", name, arg); err != nil {
-		return fmt.Errorf("signal %s to %s: %w", name, OrderWorkflowID(orderID), err)
+func (s *Starter) signal(ctx context.Context, wid, name string, arg any) error {
+	if err := s.client.SignalWorkflow(ctx, wid, "", name, arg); err != nil {
+		return fmt.Errorf("signal %s to %s: %w", name, wid, err)
 	}
 	return nil
 }

@@ -33,8 +33,9 @@ const (
 // QueryStatus answers with the status the run last saw.
 const QueryStatus = "status"
 
-// OrderWorkflowID is the one place that builds an order's workflow id.
-func OrderWorkflowID(orderID int64) string { return fmt.Sprintf("order-%d", orderID) }
+// OrderWorkflowID is the workflow id of the order with orderID and runKey (see
+// order.WorkflowID): order-<id>-<key>, or order-<id> for orders placed before run keys.
+func OrderWorkflowID(orderID int64, runKey string) string { return order.WorkflowID(orderID, runKey) }
 
 // OrderInput starts an order's run.
 type OrderInput struct {
@@ -168,6 +169,7 @@ type run struct {
 	signals  int
 	known    bool // the search attributes describing the order are set
 	executed bool // this run has run the Execute step
+	gone     bool // the run has no order of its own (see disowned)
 	// pending are search-attribute changes not yet upserted (RevisionBatched).
 	pending []temporal.SearchAttributeUpdate
 }
@@ -200,7 +202,7 @@ func OrderWorkflow(ctx workflow.Context, in OrderInput) (OrderResult, error) {
 func (r *run) loop() (OrderResult, error) {
 	var a *activities.Activities
 	id := r.in.OrderID
-	for !r.res.Status.Terminal() {
+	for !r.res.Status.Terminal() && !r.gone {
 		if r.runCancelled() {
 			return r.cancelOrderOfCancelledRun()
 		}
@@ -245,6 +247,8 @@ func (r *run) loop() (OrderResult, error) {
 			return r.cancelOrderOfCancelledRun()
 		case errors.As(err, &decided):
 			step, err = r.failOrder(decided.reason, decided.requestedBy)
+		case r.disowned(err):
+			return r.res, nil
 		case err != nil:
 			workflow.GetLogger(r.ctx).Error("order step failed permanently", "order_id", id, "error", err)
 			step, err = r.failOrder(err.Error(), "")
@@ -351,6 +355,8 @@ func (r *run) waitOnBook() {
 		// Execute is a no-op for a resting order that reports where it stands.
 		if step, err := r.execute(); err == nil {
 			r.observe(step)
+		} else {
+			r.disowned(err)
 		}
 		return
 	}
@@ -453,6 +459,40 @@ const restingRecheck = 10 * time.Minute
 // changeRestingRecheck is the workflow.GetVersion change id of resting runs that read
 // their order back every restingRecheck.
 const changeRestingRecheck = "resting-recheck"
+
+// Reasons of a run that ends without an order of its own.
+const (
+	// ReasonUnknownOrder: no order has the run's order id (a message for an id not yet
+	// used, or one a restore took back).
+	ReasonUnknownOrder = "UNKNOWN_ORDER"
+	// ReasonForeignRun: the order with the run's id is not the run's (another run key).
+	ReasonForeignRun = "FOREIGN_RUN"
+)
+
+// disowned reports whether err says the run has no order of its own (changeEndDisowned),
+// and then makes the run's result say so. Such a run ends touching nothing; runs before
+// that change failed the order, or kept waiting on the book.
+func (r *run) disowned(err error) bool {
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) {
+		return false
+	}
+	reason := map[string]string{
+		activities.ErrTypeUnknownOrder: ReasonUnknownOrder,
+		activities.ErrTypeForeignRun:   ReasonForeignRun,
+	}[appErr.Type()]
+	if reason == "" || workflow.GetVersion(r.ctx, changeEndDisowned, workflow.DefaultVersion, 1) < 1 {
+		return false
+	}
+	workflow.GetLogger(r.ctx).Warn("the run has no order of its own; it ends", "order_id", r.in.OrderID, "reason", reason, "error", err)
+	r.res = OrderResult{OrderID: r.in.OrderID, Reason: reason}
+	r.gone = true
+	return true
+}
+
+// changeEndDisowned is the workflow.GetVersion change id of a run that ends when it finds
+// no order of its own; it is asked only then.
+const changeEndDisowned = "end-disowned"
 
 // changeCleanupOnCancel is the workflow.GetVersion change id of a cancelled run that
 // cancels its order; it is asked only once a run is cancelled.
@@ -595,7 +635,7 @@ func rootCause(err error) string {
 func notifyCounterparties(ctx workflow.Context, cps []activities.Counterparty) {
 	futures := make([]workflow.Future, len(cps))
 	for i, cp := range cps {
-		futures[i] = workflow.SignalExternalWorkflow(ctx, OrderWorkflowID(cp.OrderID), "", SignalFill, FillSignal{Status: cp.Status})
+		futures[i] = workflow.SignalExternalWorkflow(ctx, OrderWorkflowID(cp.OrderID, cp.RunKey), "", SignalFill, FillSignal{Status: cp.Status})
 	}
 	for i, f := range futures {
 		if err := f.Get(ctx, nil); err != nil {

@@ -255,9 +255,6 @@ func TestExecuteSignalsEachCounterparty(t *testing.T) {
 	if res.Status != order.Executed {
 		t.Errorf("result = %+v, want EXECUTED", res)
 	}
-	if got := workflows.OrderWorkflowID(7); got != "order-7" {
-		t.Errorf("OrderWorkflowID(7) = %q", got)
-	}
 	h.assertCalls("Validate", "SendToExecutor", "Execute")
 }
 
@@ -430,14 +427,6 @@ func TestAPermanentActivityErrorFailsTheOrder(t *testing.T) {
 			},
 			wantCalls: []string{"Validate", "SendToExecutor", "Execute", "Fail"},
 			errType:   activities.ErrTypeInvalidTransition,
-		},
-		{
-			name: "an unknown order in Validate fails the order without retrying",
-			setup: func(h *harness, err error) {
-				h.onValidate(activities.StepResult{}, err)
-			},
-			wantCalls: []string{"Validate", "Fail"},
-			errType:   activities.ErrTypeUnknownOrder,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -657,9 +646,9 @@ func TestARunThatFindsItsOrderAlreadyMatchedStillNotifiesItsCounterparties(t *te
 	h.onValidate(step(order.Executed), nil)
 	h.onExecute(activities.ExecuteResult{
 		StepResult:     step(order.Executed),
-		Counterparties: []activities.Counterparty{{OrderID: 7, Status: order.Executed}},
+		Counterparties: []activities.Counterparty{{OrderID: 7, RunKey: "k7", Status: order.Executed}},
 	}, nil)
-	h.env.OnSignalExternalWorkflow(mock.Anything, workflows.OrderWorkflowID(7), "", workflows.SignalFill,
+	h.env.OnSignalExternalWorkflow(mock.Anything, workflows.OrderWorkflowID(7, "k7"), "", workflows.SignalFill,
 		workflows.FillSignal{Status: order.Executed}).Return(nil).Once()
 
 	res := h.runPerChange()
@@ -833,6 +822,45 @@ func TestARestingRunThatMissedItsFillSignalHealsOnItsRecheckTimer(t *testing.T) 
 	res := h.run()
 	if res.Status != order.Executed {
 		t.Errorf("result = %+v, want EXECUTED, read back on the timer", res)
+	}
+	h.assertCalls("Validate", "SendToExecutor", "Execute", "Execute")
+}
+
+// A run whose order does not exist (a stray message for an id not yet used) or is not
+// the run's (its id came back after a restore, with another run key) ends at once and
+// touches nothing: no Fail, which would fail an order that is not its own.
+func TestARunWithoutAnOrderOfItsOwnEndsTouchingNothing(t *testing.T) {
+	for _, tc := range []struct {
+		errType, reason string
+	}{
+		{activities.ErrTypeUnknownOrder, workflows.ReasonUnknownOrder},
+		{activities.ErrTypeForeignRun, workflows.ReasonForeignRun},
+	} {
+		t.Run(tc.errType, func(t *testing.T) {
+			h := newHarness(t)
+			h.onValidate(activities.StepResult{}, temporal.NewNonRetryableApplicationError("not ours", tc.errType, nil))
+
+			res := h.run()
+			if res.Status != "" || res.Reason != tc.reason {
+				t.Errorf("result = %+v, want no status and reason %s", res, tc.reason)
+			}
+			h.assertCalls("Validate")
+		})
+	}
+}
+
+// A resting run left over from another history of the database (a restore) finds on its
+// recheck that the order with its id is not its own, and ends.
+func TestAStrayRestingRunEndsOnItsRecheck(t *testing.T) {
+	h := newHarness(t)
+	h.onValidate(step(order.Validated), nil)
+	h.onSend(step(order.SentToExecutor), nil)
+	h.onExecute(activities.ExecuteResult{StepResult: step(order.Executing)}, nil)
+	h.onExecute(activities.ExecuteResult{}, temporal.NewNonRetryableApplicationError("not ours", activities.ErrTypeForeignRun, nil))
+
+	res := h.run()
+	if res.Reason != workflows.ReasonForeignRun {
+		t.Errorf("result = %+v, want reason %s", res, workflows.ReasonForeignRun)
 	}
 	h.assertCalls("Validate", "SendToExecutor", "Execute", "Execute")
 }

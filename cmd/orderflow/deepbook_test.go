@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -51,7 +50,7 @@ func TestAMarketOrderSweepsADeepBookInStepsAndEveryCounterpartysRunCompletes(t *
 	defer cancel()
 	for _, id := range sells {
 		var res struct{ Status order.Status }
-		if err := s.temporal.GetWorkflow(ctx, fmt.Sprintf("order-%d", id), "").Get(ctx, &res); err != nil || res.Status != order.Executed {
+		if err := s.temporal.GetWorkflow(ctx, s.get(t, id).WorkflowID, "").Get(ctx, &res); err != nil || res.Status != order.Executed {
 			t.Fatalf("the run of resting order %d ended with %+v, %v; want EXECUTED", id, res, err)
 		}
 	}

@@ -11,7 +11,6 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 
 	"github.com/orderflow/orderflow/order"
-	"github.com/orderflow/orderflow/workflows"
 )
 
 func limit(user, instrument int64, side string, price string, qty int64) map[string]any {
@@ -110,7 +109,7 @@ func TestLimitOrderRestsThenIsFilledByALaterOrder(t *testing.T) {
 		t.Errorf("trades = %+v, want 5 at the resting buy's 99", tr)
 	}
 	// The resting order's run learns of its fill and completes.
-	run := s.temporal.GetWorkflow(context.Background(), fmt.Sprintf("order-%d", buy), "")
+	run := s.temporal.GetWorkflow(context.Background(), s.get(t, buy).WorkflowID, "")
 	var res struct{ Status order.Status }
 	if err := run.Get(context.Background(), &res); err != nil || res.Status != order.Executed {
 		t.Errorf("resting order's run ended with %+v, %v; want EXECUTED", res, err)
@@ -121,7 +120,7 @@ func TestLimitOrderRestsThenIsFilledByALaterOrder(t *testing.T) {
 func (s *stack) historyCounts(t *testing.T, orderID int64) map[enumspb.EventType]int {
 	t.Helper()
 	ctx := context.Background()
-	id := workflows.OrderWorkflowID(orderID)
+	id := s.get(t, orderID).WorkflowID
 	if err := s.temporal.GetWorkflow(ctx, id, "").Get(ctx, nil); err != nil {
 		t.Fatalf("wait for %s to close: %v", id, err)
 	}
@@ -301,7 +300,7 @@ func TestFiftyConcurrentRequestsWithOneKeyMakeOneOrderAndOneRun(t *testing.T) {
 func (s *stack) runs(t *testing.T, orderID int64) int {
 	t.Helper()
 	resp, err := s.temporal.CountWorkflow(context.Background(), &workflowservice.CountWorkflowExecutionsRequest{
-		Query: fmt.Sprintf("WorkflowId = 'order-%d'", orderID),
+		Query: fmt.Sprintf("WorkflowId = '%s'", s.get(t, orderID).WorkflowID),
 	})
 	if err != nil {
 		t.Fatal(err)

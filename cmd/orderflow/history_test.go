@@ -29,7 +29,7 @@ func (s *stack) recordHistory(t *testing.T, orderID int64, name string) {
 		return
 	}
 	ctx := context.Background()
-	id := workflows.OrderWorkflowID(orderID)
+	id := s.get(t, orderID).WorkflowID
 	if err := s.temporal.GetWorkflow(ctx, id, "").Get(ctx, nil); err != nil {
 		t.Fatalf("wait for %s to close: %v", id, err)
 	}

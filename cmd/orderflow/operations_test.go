@@ -97,7 +97,7 @@ func TestAnOrderThatExhaustsItsRetriesIsParkedThenRetriedOrFailedByAnOperator(t 
 	}
 	stuck := s.command(t, "orders", "stuck")
 	for _, id := range []int64{buy, doomed} {
-		if !strings.Contains(stuck, fmt.Sprintf("order-%d", id)) || !strings.Contains(stuck, "injected fault") {
+		if !strings.Contains(stuck, s.get(t, id).WorkflowID) || !strings.Contains(stuck, "injected fault") {
 			t.Errorf("orders stuck does not show order %d with its last error:\n%s", id, stuck)
 		}
 	}
@@ -133,7 +133,7 @@ func TestAnOrderThatExhaustsItsRetriesIsParkedThenRetriedOrFailedByAnOperator(t 
 	s.visible(t, fmt.Sprintf("OrderId = %d AND OrderStatus = 'EXECUTED' AND NeedsAttention = false", buy))
 	s.visible(t, fmt.Sprintf("OrderId = %d AND OrderStatus = 'FAILED'", doomed))
 	s.checkInvariants(t, []int64{sell, buy, doomed})
-	if out := s.command(t, "orders", "stuck"); strings.Contains(out, fmt.Sprintf("order-%d", buy)) {
+	if out := s.command(t, "orders", "stuck"); strings.Contains(out, s.get(t, buy).WorkflowID) {
 		t.Errorf("the retried order is still listed as stuck:\n%s", out)
 	}
 	s.recordHistory(t, buy, "parked_then_retried")

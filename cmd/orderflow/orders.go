@@ -82,13 +82,13 @@ func runOrders(ctx context.Context, cfg Config, args []string, stdout io.Writer)
 		}
 		defer closeClient()
 		if args[0] == "retry" {
-			if err := starter.Retry(ctx, id, "operator:cli"); err != nil {
+			if err := starter.Retry(ctx, id, o.RunKey, "operator:cli"); err != nil {
 				return err
 			}
 			_, err = fmt.Fprintf(stdout, "order %d: retry sent; the workflow resumes at %s\n", id, o.StalledStep)
 			return err
 		}
-		if err := starter.Fail(ctx, id, strings.TrimSpace(*reason), "operator:cli"); err != nil {
+		if err := starter.Fail(ctx, id, o.RunKey, strings.TrimSpace(*reason), "operator:cli"); err != nil {
 			return err
 		}
 		_, err = fmt.Fprintf(stdout, "order %d: fail sent; the workflow ends the order FAILED\n", id)
@@ -128,7 +128,7 @@ func listStuck(ctx context.Context, book *orderbook.Service, cfg Config, olderTh
 		if o.NeedsAttention {
 			parked = "yes"
 		}
-		link := workflows.OrderWorkflowID(o.ID)
+		link := workflows.OrderWorkflowID(o.ID, o.RunKey)
 		if cfg.TemporalUIURL != "" {
 			link = cfg.TemporalUIURL + "/namespaces/" + cfg.TemporalNamespace + "/workflows/" + link
 		}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -17,7 +16,7 @@ func TestCancellingARestingOrdersRunFromTheUICancelsTheOrder(t *testing.T) {
 	s.waitStatus(t, id, "EXECUTING")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := s.temporal.CancelWorkflow(ctx, fmt.Sprintf("order-%d", id), ""); err != nil {
+	if err := s.temporal.CancelWorkflow(ctx, s.get(t, id).WorkflowID, ""); err != nil {
 		t.Fatal(err)
 	}
 	if got := s.waitStatus(t, id, "CANCELLED"); got.Reason != order.ReasonRunCancelled {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 )
@@ -28,7 +27,7 @@ func TestOrdersStuckListsAnOrderThatStoppedBeforeMatching(t *testing.T) {
 		}
 	})
 	out := s.command(t, "orders", "stuck", "--older-than", "30m")
-	if !strings.Contains(out, fmt.Sprintf("order-%d", id)) {
+	if !strings.Contains(out, s.get(t, id).WorkflowID) {
 		t.Errorf("orders stuck does not list order %d, unchanged for an hour before matching:\n%s", id, out)
 	}
 }
