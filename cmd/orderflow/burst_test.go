@@ -103,7 +103,7 @@ func TestABurstOfMixedOrdersWithConcurrentCancelsKeepsEveryInvariant(t *testing.
 // checkInvariants audits the given orders (package audit): timelines are paths through
 // the transition table ending at the order's status, fills add up to the trades, trades
 // respect prices, sides and users, the book is not crossed, no two orders share an
-// idempotency key, and every order had exactly one workflow run, live while the order is
+// idempotency key, and every order had a workflow run, live while the order is
 // not terminal. The orders must have settled: none is spared for being young, and only
 // Temporal's visibility gets a few seconds to catch up.
 func (s *stack) checkInvariants(t *testing.T, ids []int64) {

@@ -35,6 +35,8 @@ import (
 //	                    initial interval (200ms) to the maximum (30s), this many attempts in
 //	                    all (12, about 2.5 minutes); then the order is parked for an operator
 //	STUCK_AFTER         orders stuck: non-terminal, not resting and unchanged this long (default 5m)
+//	RECONCILE_INTERVAL  how often the worker's reconciler schedule gives a new run to open
+//	                    orders whose run was terminated or failed (default 30s)
 //	MATCH_FILLS_PER_STEP
 //	                    most fills one step of matching writes in one transaction under the
 //	                    instrument's lock; a deeper sweep continues in the next step (default 1000)
@@ -59,6 +61,7 @@ type Config struct {
 	CancelWait           time.Duration
 	Retry                workflows.RetryConfig
 	StuckAfter           time.Duration
+	ReconcileInterval    time.Duration
 	MatchFillsPerStep    int
 	DBMaxConns           int32
 	LogFormat            string
@@ -124,6 +127,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	}
 	cfg.CancelWait = duration("CANCEL_WAIT", 2*time.Second)
 	cfg.StuckAfter = duration("STUCK_AFTER", 5*time.Minute)
+	cfg.ReconcileInterval = duration("RECONCILE_INTERVAL", 30*time.Second)
 	cfg.Retry = workflows.RetryConfig{
 		InitialInterval: duration("ACTIVITY_RETRY_INITIAL", workflows.DefaultRetry.InitialInterval),
 		MaximumInterval: duration("ACTIVITY_RETRY_MAX_INTERVAL", workflows.DefaultRetry.MaximumInterval),

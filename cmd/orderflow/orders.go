@@ -17,10 +17,11 @@ import (
 
 	"github.com/orderflow/orderflow/orderbook"
 	"github.com/orderflow/orderflow/queries"
+	"github.com/orderflow/orderflow/reconcile"
 	"github.com/orderflow/orderflow/workflows"
 )
 
-const ordersUsage = "usage: orderflow orders stuck [--older-than 5m] | retry ID | fail ID --reason TEXT"
+const ordersUsage = "usage: orderflow orders stuck [--older-than 5m] | retry ID | fail ID --reason TEXT | reconcile [--since 24h | --all]"
 
 // runOrders is `orderflow orders`: the on-call engineer's tools for orders whose
 // execution stalled. It reads PostgreSQL and signals the orders' workflows directly, so
@@ -33,6 +34,8 @@ func runOrders(ctx context.Context, cfg Config, args []string, stdout io.Writer)
 	fs.SetOutput(io.Discard)
 	olderThan := fs.Duration("older-than", cfg.StuckAfter, "list orders unchanged for longer than this")
 	reason := fs.String("reason", "", "why the order is failed")
+	since := fs.Duration("since", 24*time.Hour, "reconcile the orders whose runs closed unfinished this recently")
+	all := fs.Bool("all", false, "reconcile every open order (after restoring the database)")
 	// The order id comes first (`retry 42`), flags after it.
 	rest := args[1:]
 	var id int64
@@ -62,6 +65,8 @@ func runOrders(ctx context.Context, cfg Config, args []string, stdout io.Writer)
 	switch args[0] {
 	case "stuck":
 		return listStuck(ctx, orderbook.New(pool, nil, orderbook.Config{}), cfg, *olderThan, stdout)
+	case "reconcile":
+		return reconcileOrders(ctx, cfg, orderbook.New(pool, nil, orderbook.Config{}), *since, *all, stdout)
 	case "retry", "fail":
 		if args[0] == "fail" && strings.TrimSpace(*reason) == "" {
 			return errors.New("fail needs --reason saying why the order is failed")
@@ -76,11 +81,11 @@ func runOrders(ctx context.Context, cfg Config, args []string, stdout io.Writer)
 		if !o.NeedsAttention {
 			return fmt.Errorf("order %d is %s and not parked: only an order whose execution stalled can be retried or failed", id, o.Status)
 		}
-		starter, closeClient, err := dialStarter(ctx, cfg)
+		starter, tc, err := dialStarter(ctx, cfg)
 		if err != nil {
 			return err
 		}
-		defer closeClient()
+		defer tc.Close()
 		if args[0] == "retry" {
 			if err := starter.Retry(ctx, id, o.RunKey, "operator:cli"); err != nil {
 				return err
@@ -97,7 +102,7 @@ func runOrders(ctx context.Context, cfg Config, args []string, stdout io.Writer)
 	return fmt.Errorf("unknown orders command %q; %s", args[0], ordersUsage)
 }
 
-func dialStarter(ctx context.Context, cfg Config) (*workflows.Starter, func(), error) {
+func dialStarter(ctx context.Context, cfg Config) (*workflows.Starter, client.Client, error) {
 	addr := cfg.TemporalAddress
 	if addr == "" {
 		addr = defaultTemporalAddress
@@ -106,7 +111,7 @@ func dialStarter(ctx context.Context, cfg Config) (*workflows.Starter, func(), e
 	if err != nil {
 		return nil, nil, fmt.Errorf("temporal at %s: %w", addr, err)
 	}
-	return workflows.NewStarter(c, cfg.Retry), c.Close, nil
+	return workflows.NewStarter(c, cfg.Retry), c, nil
 }
 
 // listStuck prints parked orders and orders that are neither terminal nor resting and
@@ -156,4 +161,29 @@ func oneLine(s string, max int) string {
 		return string([]rune(s)[:max-1]) + "…"
 	}
 	return s
+}
+
+// reconcileOrders is `orderflow orders reconcile`: one pass of the worker's reconciler
+// now, over the runs closed unfinished in the last since, or over every open order.
+func reconcileOrders(ctx context.Context, cfg Config, book *orderbook.Service, since time.Duration, all bool, stdout io.Writer) error {
+	starter, tc, err := dialStarter(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	r := reconcile.New(tc, starter, book, nil)
+	var rep reconcile.Report
+	if all {
+		rep, err = r.All(ctx)
+	} else {
+		rep, err = r.Closed(ctx, time.Now().Add(-since))
+	}
+	for _, x := range rep.Restarted {
+		fmt.Fprintf(stdout, "order %d (%s): started a new run %s\n", x.OrderID, x.Status, x.WorkflowID)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "reconciled: %d open orders checked, %d given a new run\n", rep.Checked, len(rep.Restarted))
+	return err
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/orderflow/orderflow/kafka"
 	"github.com/orderflow/orderflow/metrics"
 	"github.com/orderflow/orderflow/orderbook"
+	"github.com/orderflow/orderflow/reconcile"
 	"github.com/orderflow/orderflow/schema"
 	"github.com/orderflow/orderflow/workflows"
 )
@@ -244,12 +245,20 @@ func runWorker(ctx context.Context, g *errgroup.Group, cfg Config, logger *slog.
 		Interceptors: []interceptor.WorkerInterceptor{m.WorkerInterceptor()},
 	})
 	w.RegisterWorkflow(workflows.OrderWorkflow)
+	w.RegisterWorkflow(workflows.ReconcileWorkflow)
 	book := orderbook.New(pool, logger, orderbook.Config{Observer: m, MaxFillsPerStep: cfg.MatchFillsPerStep})
 	w.RegisterActivity(activities.New(book, logger, starter))
+	w.RegisterActivity(reconcile.NewActivities(reconcile.New(tc, starter, book, logger.With("component", "reconcile"))))
 	if err := w.Start(); err != nil {
 		producer.Close()
 		consumerClient.Close()
 		return nil, fmt.Errorf("temporal worker: %w", err)
+	}
+	if err := reconcile.EnsureSchedule(ctx, tc, cfg.ReconcileInterval); err != nil {
+		w.Stop()
+		producer.Close()
+		consumerClient.Close()
+		return nil, fmt.Errorf("reconciler: %w", err)
 	}
 	if err := m.WatchConsumerLag(producer, kafka.ConsumerGroup); err != nil {
 		w.Stop()

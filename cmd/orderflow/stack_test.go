@@ -123,6 +123,8 @@ func startStack(ctx context.Context) (*stack, func() error, error) {
 		"METRICS_ADDR":     "127.0.0.1:" + strconv.Itoa(metricsPort),
 		"LOG_LEVEL":        "warn",
 		"CANCEL_WAIT":      "3s",
+		// The reconciler's schedule, often enough for a test to see it repair a run.
+		"RECONCILE_INTERVAL": "2s",
 		// A short retry budget, so that the parking test need not wait minutes.
 		"ACTIVITY_RETRY_INITIAL":      "50ms",
 		"ACTIVITY_RETRY_MAX_INTERVAL": "200ms",

@@ -1,0 +1,237 @@
+// Package reconcile gives a new run to every order that is open although its run has
+// closed: a run terminated from the Temporal UI or CLI, one that failed or timed out, a
+// cancelled run that could not cancel its order, and, after a restore of the database,
+// orders whose runs completed in the history the restore took back. A new run reads
+// where PostgreSQL says the order stands and carries on from there.
+//
+// The worker runs it on a Temporal schedule (workflows.ReconcileWorkflow, over the runs
+// closed since the last pass), and `orderflow orders reconcile` runs it by hand, with
+// --all for every open order.
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/orderflow/orderflow/order"
+	"github.com/orderflow/orderflow/queries"
+	"github.com/orderflow/orderflow/workflows"
+)
+
+// Starter starts a run for an open order even if the order had runs before.
+// (workflows.Starter is one.)
+type Starter interface {
+	Restart(ctx context.Context, r workflows.StartRequest) (started bool, err error)
+}
+
+// Orders reads open orders. (orderbook.Service is one.)
+type Orders interface {
+	OpenOrders(ctx context.Context, ids []int64) ([]queries.Order, error)
+	OpenOrdersAfter(ctx context.Context, afterID int64, max int32) ([]queries.Order, error)
+}
+
+// Reconciler finds open orders without a live run and starts one.
+type Reconciler struct {
+	runs    client.Client
+	starter Starter
+	orders  Orders
+	log     *slog.Logger
+}
+
+// New returns a Reconciler that lists runs through c.
+func New(c client.Client, starter Starter, orders Orders, logger *slog.Logger) *Reconciler {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Reconciler{runs: c, starter: starter, orders: orders, log: logger}
+}
+
+// Repair is an order the reconciler gave a new run.
+type Repair struct {
+	OrderID    int64
+	Status     order.Status
+	WorkflowID string
+}
+
+// Report is what one pass did: it checked Checked open orders and gave each of
+// Restarted a new run.
+type Report struct {
+	Checked   int
+	Restarted []Repair
+}
+
+// Concurrency and page sizes: the starts of one pass run a few at a time, so that a pass
+// over many orders does not crowd out the orders' own runs.
+const (
+	startWorkers = 8
+	pageSize     = 500
+)
+
+// closedUnfinished are the ways a run can close without having ended its order.
+const closedUnfinished = `ExecutionStatus IN ('Terminated', 'Failed', 'TimedOut', 'Canceled')`
+
+// Closed reconciles the orders whose runs closed without finishing since since.
+func (r *Reconciler) Closed(ctx context.Context, since time.Time) (Report, error) {
+	query := fmt.Sprintf("WorkflowType = 'OrderWorkflow' AND %s AND CloseTime >= '%s'",
+		closedUnfinished, since.UTC().Format(time.RFC3339Nano))
+	var rep Report
+	var token []byte
+	for {
+		resp, err := r.runs.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Query: query, PageSize: pageSize, NextPageToken: token,
+		})
+		if err != nil {
+			return rep, fmt.Errorf("reconcile: list closed runs: %w", err)
+		}
+		keys := map[int64]string{}
+		var ids []int64
+		for _, e := range resp.GetExecutions() {
+			if e.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+				continue
+			}
+			id, key, ok := order.ParseWorkflowID(e.GetExecution().GetWorkflowId())
+			if _, seen := keys[id]; !ok || seen {
+				continue
+			}
+			keys[id] = key
+			ids = append(ids, id)
+		}
+		open, err := r.orders.OpenOrders(ctx, ids)
+		if err != nil {
+			return rep, fmt.Errorf("reconcile: %w", err)
+		}
+		// A closed run is the order's only if it has the order's key: one left from
+		// another history of the database says nothing about the order now with its id.
+		mine := open[:0]
+		for _, o := range open {
+			if keys[o.ID] == o.RunKey {
+				mine = append(mine, o)
+			}
+		}
+		if err := r.restart(ctx, mine, &rep); err != nil {
+			return rep, err
+		}
+		if token = resp.GetNextPageToken(); len(token) == 0 {
+			return rep, nil
+		}
+	}
+}
+
+// All reconciles every open order: each is given a new run unless one is running. It is
+// the step to take after restoring the database (RUNBOOK.md), when orders the restore
+// brought back open may have runs that completed in the history it took back.
+func (r *Reconciler) All(ctx context.Context) (Report, error) {
+	var rep Report
+	var after int64
+	for {
+		page, err := r.orders.OpenOrdersAfter(ctx, after, pageSize)
+		if err != nil {
+			return rep, fmt.Errorf("reconcile: %w", err)
+		}
+		if len(page) == 0 {
+			return rep, nil
+		}
+		if err := r.restart(ctx, page, &rep); err != nil {
+			return rep, err
+		}
+		after = page[len(page)-1].ID
+	}
+}
+
+// restart starts a run for each order that has none running, startWorkers at a time.
+func (r *Reconciler) restart(ctx context.Context, orders []queries.Order, rep *Report) error {
+	started := make([]bool, len(orders))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(startWorkers)
+	for i, o := range orders {
+		g.Go(func() error {
+			ok, err := r.starter.Restart(gctx, workflows.StartRequest{
+				OrderID: o.ID, RunKey: o.RunKey, UserID: o.UserID, InstrumentID: o.InstrumentID, Side: o.Side, Kind: o.Kind,
+			})
+			if err != nil {
+				return fmt.Errorf("reconcile: order %d: %w", o.ID, err)
+			}
+			started[i] = ok
+			return nil
+		})
+	}
+	err := g.Wait()
+	rep.Checked += len(orders)
+	for i, o := range orders {
+		if !started[i] {
+			continue
+		}
+		wid := workflows.OrderWorkflowID(o.ID, o.RunKey)
+		r.log.Warn("open order had no live run; started a new one", "order_id", o.ID, "status", o.Status, "workflow_id", wid)
+		rep.Restarted = append(rep.Restarted, Repair{OrderID: o.ID, Status: order.Status(o.Status), WorkflowID: wid})
+	}
+	return err
+}
+
+// Activities are the reconciler's Temporal activities, for the schedule's workflow.
+type Activities struct {
+	r *Reconciler
+}
+
+// NewActivities returns the activities over r.
+func NewActivities(r *Reconciler) *Activities { return &Activities{r: r} }
+
+// ReconcileClosedRuns is workflows.ActivityReconcileClosedRuns: one pass over the runs
+// closed since since.
+func (a *Activities) ReconcileClosedRuns(ctx context.Context, since time.Time) (workflows.ReconcileResult, error) {
+	res := workflows.ReconcileResult{Until: time.Now()}
+	rep, err := a.r.Closed(ctx, since)
+	res.Checked = rep.Checked
+	for _, x := range rep.Restarted {
+		res.Restarted = append(res.Restarted, x.OrderID)
+	}
+	if err != nil {
+		activity.GetLogger(ctx).Warn("reconcile pass failed", "error", err)
+		return res, err
+	}
+	return res, nil
+}
+
+// EnsureSchedule creates the reconciler's schedule, every interval, or updates its
+// interval if it exists (every worker calls it at start; they agree).
+func EnsureSchedule(ctx context.Context, c client.Client, interval time.Duration) error {
+	spec := client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: interval}}}
+	_, err := c.ScheduleClient().Create(ctx, client.ScheduleOptions{
+		ID:   workflows.ReconcileScheduleID,
+		Spec: spec,
+		Action: &client.ScheduleWorkflowAction{
+			ID: workflows.ReconcileWorkflowID, Workflow: workflows.ReconcileWorkflow, TaskQueue: workflows.TaskQueue,
+			StaticSummary: "gives a new run to open orders whose run closed without ending them",
+		},
+		// A pass still running when the next is due makes the next unnecessary.
+		Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
+		Note:    "created by orderflow worker (RECONCILE_INTERVAL)",
+	})
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
+		return fmt.Errorf("create schedule %s: %w", workflows.ReconcileScheduleID, err)
+	}
+	err = c.ScheduleClient().GetHandle(ctx, workflows.ReconcileScheduleID).Update(ctx, client.ScheduleUpdateOptions{
+		DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
+			s := in.Description.Schedule
+			s.Spec = &spec
+			return &client.ScheduleUpdate{Schedule: &s}, nil
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("update schedule %s: %w", workflows.ReconcileScheduleID, err)
+	}
+	return nil
+}
