@@ -19,8 +19,10 @@ import (
 )
 
 // Operator carries on-call decisions about parked orders (orders whose workflow
-// exhausted a step's retries) to their workflows. The Canceller given to NewServer
-// provides it when it can; otherwise the admin routes answer 503.
+// exhausted a step's retries) to their workflows, and returns once the workflow has
+// applied them; a workflow that is not parked refuses with an error wrapping
+// orderbook.ErrNotParked. The Canceller given to NewServer provides it when it can;
+// otherwise the admin routes answer 503.
 type Operator interface {
 	Retry(ctx context.Context, orderID int64, runKey, requestedBy string) error
 	Fail(ctx context.Context, orderID int64, runKey, reason, requestedBy string) error
@@ -67,9 +69,28 @@ func (s *server) retryOrder(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if err := ops.Retry(r.Context(), o.ID, o.RunKey, "operator:api"); err != nil {
-		return &apiError{code: codeUnavailable, message: "the order's workflow could not be reached; retry the request", cause: fmt.Errorf("api: retry order %d: %w", o.ID, err)}
+		return decisionError(o, "retry", err)
 	}
-	s.respond(w, r, http.StatusAccepted, operatorView{orderView: s.orderView(o), Message: "Retry sent: the workflow resumes at " + o.StalledStep})
+	return s.respondDecided(w, r, o.ID, "Retry applied: the workflow resumed at "+o.StalledStep)
+}
+
+// decisionError is the answer to a decision the order's run did not apply: refused,
+// because the run is not parked (whatever the row said a moment before), or not
+// delivered.
+func decisionError(o queries.Order, what string, err error) error {
+	if errors.Is(err, orderbook.ErrNotParked) {
+		return newError(codeOrderNotParked, "order %d is not parked: its run refused the %s (only an order whose execution stalled can be retried or failed)", o.ID, what)
+	}
+	return &apiError{code: codeUnavailable, message: "the order's workflow could not be reached; nothing was decided, retry the request", cause: fmt.Errorf("api: %s order %d: %w", what, o.ID, err)}
+}
+
+// respondDecided answers a decision the run has applied, with the order as it is now.
+func (s *server) respondDecided(w http.ResponseWriter, r *http.Request, id int64, msg string) error {
+	o, err := s.book.Order(r.Context(), id)
+	if err != nil {
+		return fmt.Errorf("api: re-read order %d: %w", id, err)
+	}
+	s.respond(w, r, http.StatusOK, operatorView{orderView: s.orderView(o), Message: msg})
 	return nil
 }
 
@@ -91,10 +112,9 @@ func (s *server) failOrder(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if err := ops.Fail(r.Context(), o.ID, o.RunKey, reason, "operator:api"); err != nil {
-		return &apiError{code: codeUnavailable, message: "the order's workflow could not be reached; retry the request", cause: fmt.Errorf("api: fail order %d: %w", o.ID, err)}
+		return decisionError(o, "fail", err)
 	}
-	s.respond(w, r, http.StatusAccepted, operatorView{orderView: s.orderView(o), Message: "Fail sent: the workflow ends the order FAILED"})
-	return nil
+	return s.respondDecided(w, r, o.ID, "Order failed by the operator")
 }
 
 // decodeFailReason reads {"reason": "..."}: a non-empty string of at most maxReasonLen

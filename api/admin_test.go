@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"slices"
 	"testing"
+
+	"github.com/orderflow/orderflow/orderbook"
 )
 
 // park marks an order as its workflow does when a step exhausts its retries.
@@ -36,10 +38,22 @@ func TestOperatorsRetryAndFailOnlyParkedOrders(t *testing.T) {
 	}
 
 	h.park(o.OrderID, "Execute", "connection refused")
+	t.Run("a parked order whose run refuses the decision is 409", func(t *testing.T) {
+		h.cancels.mu.Lock()
+		h.cancels.refuse = fmt.Errorf("order-1: not parked: %w", orderbook.ErrNotParked)
+		h.cancels.mu.Unlock()
+		defer func() {
+			h.cancels.mu.Lock()
+			h.cancels.refuse = nil
+			h.cancels.mu.Unlock()
+		}()
+		wantProblem(t, h.do(http.MethodPost, retry, ""), http.StatusConflict, "ORDER_NOT_PARKED", "")
+		wantProblem(t, h.do(http.MethodPost, fail, `{"reason":"x"}`, jsonHeader...), http.StatusConflict, "ORDER_NOT_PARKED", "")
+	})
 	t.Run("a parked order is retried", func(t *testing.T) {
 		res := h.do(http.MethodPost, retry, "")
-		if res.status != http.StatusAccepted {
-			t.Fatalf("retry = %d %s, want 202", res.status, res.body)
+		if res.status != http.StatusOK {
+			t.Fatalf("retry = %d %s, want 200 once the run applied it", res.status, res.body)
 		}
 		var v struct {
 			NeedsAttention bool   `json:"needsAttention"`
@@ -57,8 +71,8 @@ func TestOperatorsRetryAndFailOnlyParkedOrders(t *testing.T) {
 	})
 	t.Run("a parked order is failed with the reason", func(t *testing.T) {
 		res := h.do(http.MethodPost, fail, `{"reason":"venue closed"}`, jsonHeader...)
-		if res.status != http.StatusAccepted {
-			t.Fatalf("fail = %d %s, want 202", res.status, res.body)
+		if res.status != http.StatusOK {
+			t.Fatalf("fail = %d %s, want 200 once the run applied it", res.status, res.body)
 		}
 	})
 	want := []string{

@@ -78,6 +78,7 @@ type fakeCanceller struct {
 	mu        sync.Mutex
 	calls     []cancelCall
 	decisions []string // "retry <id> <by>" or "fail <id> <reason> <by>", in order
+	refuse    error    // what Retry and Fail return instead of deciding, if set
 	do        func(ctx context.Context, orderID int64) (applied bool, err error)
 }
 
@@ -85,6 +86,9 @@ type fakeCanceller struct {
 func (f *fakeCanceller) Retry(_ context.Context, orderID int64, _, by string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.refuse != nil {
+		return f.refuse
+	}
 	f.decisions = append(f.decisions, fmt.Sprintf("retry %d %s", orderID, by))
 	return nil
 }
@@ -93,6 +97,9 @@ func (f *fakeCanceller) Retry(_ context.Context, orderID int64, _, by string) er
 func (f *fakeCanceller) Fail(_ context.Context, orderID int64, _, reason, by string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.refuse != nil {
+		return f.refuse
+	}
 	f.decisions = append(f.decisions, fmt.Sprintf("fail %d %s %s", orderID, reason, by))
 	return nil
 }

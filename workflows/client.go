@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/orderflow/orderflow/order"
+	"github.com/orderflow/orderflow/orderbook"
 )
 
 // Search attributes the order's run carries, so operators can filter runs in the
@@ -177,14 +178,36 @@ func (s *Starter) RequestCancel(ctx context.Context, orderID int64, runKey strin
 	return true, nil
 }
 
-// Retry tells a parked order's run to retry the step that stalled.
+// Retry tells a parked order's run to retry the step that stalled, and returns once the
+// run has resumed it. A run that is not parked refuses: the error wraps
+// orderbook.ErrNotParked, and nothing is kept for later.
 func (s *Starter) Retry(ctx context.Context, orderID int64, runKey, requestedBy string) error {
-	return s.signal(ctx, OrderWorkflowID(orderID, runKey), SignalRetry, RetrySignal{RequestedBy: requestedBy})
+	return s.decide(ctx, OrderWorkflowID(orderID, runKey), UpdateRetry, RetrySignal{RequestedBy: requestedBy})
 }
 
-// Fail tells a parked order's run to end the order FAILED with reason.
+// Fail tells a parked order's run to end the order FAILED with reason, and returns once
+// it has. A run that is not parked refuses, as for Retry.
 func (s *Starter) Fail(ctx context.Context, orderID int64, runKey, reason, requestedBy string) error {
-	return s.signal(ctx, OrderWorkflowID(orderID, runKey), SignalFail, FailSignal{Reason: reason, RequestedBy: requestedBy})
+	return s.decide(ctx, OrderWorkflowID(orderID, runKey), UpdateFail, FailSignal{Reason: reason, RequestedBy: requestedBy})
+}
+
+// decide sends an operator's decision as an Update and waits for it to be applied.
+func (s *Starter) decide(ctx context.Context, wid, name string, arg any) error {
+	h, err := s.client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: wid, UpdateName: name, Args: []any{arg}, WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err == nil {
+		var res DecisionResult
+		err = h.Get(ctx, &res)
+	}
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) && appErr.Type() == ErrTypeNotParked {
+		return fmt.Errorf("%s: %s: %w", wid, appErr.Message(), orderbook.ErrNotParked)
+	}
+	if err != nil {
+		return fmt.Errorf("%s to %s: %w", name, wid, err)
+	}
+	return nil
 }
 
 // NotifyFill tells a resting order's run that a trade left the order in status. A run

@@ -30,6 +30,27 @@ const (
 	SignalFail = "fail"
 )
 
+// Update names: an operator's decision about a parked run. The run's validator refuses
+// one while the run is not parked, so a decision is applied at once or not at all, and
+// the Update is answered once it has been applied (DecisionResult). SignalRetry and
+// SignalFail remain for the Temporal UI and older tools; one that arrives while the run
+// is not parked is dropped when the run parks (changeDropStaleDecisions).
+const (
+	UpdateRetry = "retry-parked"
+	UpdateFail  = "fail-parked"
+)
+
+// ErrTypeNotParked is the type of the error an operator's Update is refused with when
+// the run is not parked.
+const ErrTypeNotParked = "NotParked"
+
+// DecisionResult answers an operator's Update: where the order stands once the decision
+// was applied (retry: the parked step resumes from this status; fail: FAILED).
+type DecisionResult struct {
+	Status order.Status
+	Step   string
+}
+
 // QueryStatus answers with the status the run last saw.
 const QueryStatus = "status"
 
@@ -166,10 +187,15 @@ type run struct {
 	retryCh  workflow.ReceiveChannel
 	failCh   workflow.ReceiveChannel
 	cancel   *CancelSignal
-	signals  int
-	known    bool // the search attributes describing the order are set
-	executed bool // this run has run the Execute step
-	gone     bool // the run has no order of its own (see disowned)
+	// parkedAt is the step the run is parked at ("" when not parked); decision is the
+	// operator's Update being applied, which decisionCh wakes the parked run for.
+	parkedAt   string
+	decision   *decision
+	decisionCh workflow.Channel
+	signals    int
+	known      bool // the search attributes describing the order are set
+	executed   bool // this run has run the Execute step
+	gone       bool // the run has no order of its own (see disowned)
 	// pending are search-attribute changes not yet upserted (RevisionBatched).
 	pending []temporal.SearchAttributeUpdate
 }
@@ -188,15 +214,89 @@ func OrderWorkflow(ctx workflow.Context, in OrderInput) (OrderResult, error) {
 		fillCh:   workflow.GetSignalChannel(ctx, SignalFill),
 		retryCh:  workflow.GetSignalChannel(ctx, SignalRetry),
 		failCh:   workflow.GetSignalChannel(ctx, SignalFail),
+		// Buffered, so an Update handler hands its decision over without waiting.
+		decisionCh: workflow.NewBufferedChannel(ctx, 1),
 	}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (order.Status, error) { return r.res.Status, nil }); err != nil {
+		return r.res, err
+	}
+	if err := r.handleDecisions(ctx); err != nil {
 		return r.res, err
 	}
 	res, err := r.loop()
 	// However the run ends (done, failed, continued as new), its search attributes
 	// leave with it: the closed run's visibility record is what operators filter on.
 	r.flush()
+	// An operator's Update is answered before the run closes on it.
+	r.refuseDecision("the run ended before the decision could be applied")
+	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 	return res, err
+}
+
+// decision is an operator's Update in progress.
+type decision struct {
+	fail       bool
+	reason, by string
+	done       bool
+	result     DecisionResult
+	err        error
+}
+
+// handleDecisions registers the operator's Updates. Each is validated (refused unless
+// the run is parked and no other decision is in progress), handed to the parked run, and
+// answered once the run has applied it.
+func (r *run) handleDecisions(ctx workflow.Context) error {
+	validate := func() error {
+		if r.parkedAt == "" {
+			return temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("order %d is %s and not parked: only an order whose execution stalled can be retried or failed", r.in.OrderID, r.res.Status),
+				ErrTypeNotParked, nil)
+		}
+		if r.decision != nil {
+			return temporal.NewNonRetryableApplicationError("another operator decision is being applied", ErrTypeNotParked, nil)
+		}
+		return nil
+	}
+	decide := func(ctx workflow.Context, d *decision) (DecisionResult, error) {
+		r.decision = d
+		r.decisionCh.SendAsync(true)
+		if err := workflow.Await(ctx, func() bool { return d.done }); err != nil {
+			return DecisionResult{}, err
+		}
+		return d.result, d.err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateRetry,
+		func(ctx workflow.Context, s RetrySignal) (DecisionResult, error) {
+			return decide(ctx, &decision{by: s.RequestedBy})
+		},
+		workflow.UpdateHandlerOptions{Validator: func(RetrySignal) error { return validate() }},
+	); err != nil {
+		return err
+	}
+	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateFail,
+		func(ctx workflow.Context, s FailSignal) (DecisionResult, error) {
+			return decide(ctx, &decision{fail: true, reason: s.Reason, by: s.RequestedBy})
+		},
+		workflow.UpdateHandlerOptions{Validator: func(FailSignal) error { return validate() }},
+	)
+}
+
+// applied answers the decision in progress, if any, with the order's status.
+func (r *run) applied(st order.Status, step string) {
+	if r.decision != nil {
+		r.decision.done, r.decision.result = true, DecisionResult{Status: st, Step: step}
+		r.decision = nil
+	}
+}
+
+// refuseDecision answers the decision in progress, if any, with an error: the run left
+// the park another way (a cancel, its end).
+func (r *run) refuseDecision(why string) {
+	if r.decision != nil {
+		r.decision.done, r.decision.err = true, temporal.NewNonRetryableApplicationError(why, ErrTypeNotParked, nil)
+		r.decision = nil
+	}
+	r.decisionCh.ReceiveAsync(nil)
 }
 
 func (r *run) loop() (OrderResult, error) {
@@ -247,6 +347,9 @@ func (r *run) loop() (OrderResult, error) {
 			return r.cancelOrderOfCancelledRun()
 		case errors.As(err, &decided):
 			step, err = r.failOrder(decided.reason, decided.requestedBy)
+			if err == nil {
+				r.applied(step.Status, "")
+			}
 		case r.disowned(err):
 			return r.res, nil
 		case err != nil:
@@ -534,32 +637,13 @@ func (r *run) step(name string, do func(workflow.Context) (activities.StepResult
 			OrderID: r.in.OrderID, Step: name, Error: rootCause(err), Attempts: r.in.Retry.MaximumAttempts,
 		})
 
-		var retry RetrySignal
-		var fail *FailSignal
-		var cancel *CancelSignal
-		sel := workflow.NewSelector(r.ctx)
-		sel.AddReceive(r.retryCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(r.ctx, &retry) })
-		sel.AddReceive(r.failCh, func(c workflow.ReceiveChannel, _ bool) {
-			var f FailSignal
-			c.Receive(r.ctx, &f)
-			fail = &f
-		})
-		// A client's cancel decides a parked order too: the run applies it rather than
-		// wait for an operator to retry a step that would only apply it anyway. Runs
-		// parked before this left a cancel buffered until the operator decided.
-		if workflow.GetVersion(r.ctx, changeCancelWhileParked, workflow.DefaultVersion, 1) >= 1 {
-			sel.AddReceive(r.cancelCh, func(c workflow.ReceiveChannel, _ bool) {
-				var s CancelSignal
-				c.Receive(r.ctx, &s)
-				cancel = &s
-			})
-		}
-		sel.Select(r.ctx)
-		// The parking record must be in place before the decision is recorded after it.
-		if err := stalled.Get(r.ctx, nil); err != nil {
+		retry, fail, cancel, err := r.awaitDecision(name, stalled)
+		if err != nil {
+			r.refuseDecision("the parked run could not record the decision")
 			return res, err
 		}
 		if cancel != nil {
+			r.refuseDecision("a cancel of the order came first")
 			log.Info("a cancel reached the parked order; the run applies it", "order_id", r.in.OrderID, "step", name)
 			if err := workflow.ExecuteActivity(book, a.Resume, activities.ResumeInput{
 				OrderID: r.in.OrderID, Step: name, RequestedBy: orOperator(cancel.RequestedBy),
@@ -578,14 +662,91 @@ func (r *run) step(name string, do func(workflow.Context) (activities.StepResult
 			return res, &operatorFail{reason: reason, requestedBy: orOperator(fail.RequestedBy)}
 		}
 		log.Info("operator retries the parked step", "order_id", r.in.OrderID, "step", name)
+		var resumed activities.StepResult
 		if err := workflow.ExecuteActivity(book, a.Resume, activities.ResumeInput{
 			OrderID: r.in.OrderID, Step: name, RequestedBy: orOperator(retry.RequestedBy),
-		}).Get(r.ctx, nil); err != nil {
+		}).Get(r.ctx, &resumed); err != nil {
+			r.refuseDecision("the parked run could not record the retry")
 			return res, err
 		}
 		r.show(AttrNeedsAttention.ValueSet(false))
+		r.applied(resumed.Status, name)
 	}
 }
+
+// awaitDecision waits, parked at step, for what ends the park: an operator's decision
+// (an Update, or the retry and fail signals of the Temporal UI) or a client's cancel, and
+// for the parking record (stalled) to be in place. Exactly one of the results is set
+// unless err is.
+//
+// A retry or fail signal already waiting when the run parks was sent while it was not
+// parked, about nothing it could decide: from changeDropStaleDecisions it is dropped, and
+// the run waits for a decision made now. Runs before that change applied it. The version
+// is asked where the two differ, when the stale signal is in hand and the parking record
+// is in place, so that the command that follows (a Resume or Fail, or none) is recorded
+// in the same workflow task as the marker.
+func (r *run) awaitDecision(step string, stalled workflow.Future) (retry *RetrySignal, fail *FailSignal, cancel *CancelSignal, err error) {
+	staleRetry, staleFail := r.retryCh.Len(), r.failCh.Len()
+	r.parkedAt = step
+	defer func() { r.parkedAt = "" }()
+	for {
+		var fromSignal bool
+		sel := workflow.NewSelector(r.ctx)
+		sel.AddReceive(r.retryCh, func(c workflow.ReceiveChannel, _ bool) {
+			var s RetrySignal
+			c.Receive(r.ctx, &s)
+			retry, fromSignal = &s, true
+		})
+		sel.AddReceive(r.failCh, func(c workflow.ReceiveChannel, _ bool) {
+			var f FailSignal
+			c.Receive(r.ctx, &f)
+			fail, fromSignal = &f, true
+		})
+		sel.AddReceive(r.decisionCh, func(c workflow.ReceiveChannel, _ bool) {
+			c.Receive(r.ctx, nil)
+			if d := r.decision; d != nil && d.fail {
+				fail = &FailSignal{Reason: d.reason, RequestedBy: d.by}
+			} else if d != nil {
+				retry = &RetrySignal{RequestedBy: d.by}
+			}
+		})
+		// A client's cancel decides a parked order too: the run applies it rather than
+		// wait for an operator to retry a step that would only apply it anyway. Runs
+		// parked before this left a cancel buffered until the operator decided.
+		if workflow.GetVersion(r.ctx, changeCancelWhileParked, workflow.DefaultVersion, 1) >= 1 {
+			sel.AddReceive(r.cancelCh, func(c workflow.ReceiveChannel, _ bool) {
+				var s CancelSignal
+				c.Receive(r.ctx, &s)
+				cancel = &s
+			})
+		}
+		sel.Select(r.ctx)
+		// The parking record must be in place before the decision is recorded after it.
+		if err := stalled.Get(r.ctx, nil); err != nil {
+			return nil, nil, nil, err
+		}
+		if retry == nil && fail == nil && cancel == nil {
+			continue // a decision refused before the run took it
+		}
+		stale := fromSignal && ((retry != nil && staleRetry > 0) || (fail != nil && staleFail > 0))
+		if !stale || workflow.GetVersion(r.ctx, changeDropStaleDecisions, workflow.DefaultVersion, 1) < 1 {
+			return retry, fail, cancel, nil
+		}
+		if retry != nil {
+			staleRetry--
+		} else {
+			staleFail--
+		}
+		workflow.GetLogger(r.ctx).Warn("dropped an operator signal sent while the run was not parked",
+			"order_id", r.in.OrderID, "step", step, "retry", retry != nil, "fail", fail != nil)
+		retry, fail = nil, nil
+	}
+}
+
+// changeDropStaleDecisions is the workflow.GetVersion change id of a parked run that
+// drops the retry and fail signals sent before it parked; it is asked only when it has
+// one in hand.
+const changeDropStaleDecisions = "drop-stale-decisions"
 
 // failOrder ends the order FAILED with the reason, clearing any parked state.
 func (r *run) failOrder(reason, requestedBy string) (activities.StepResult, error) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -863,4 +864,96 @@ func TestAStrayRestingRunEndsOnItsRecheck(t *testing.T) {
 		t.Errorf("result = %+v, want reason %s", res, workflows.ReasonForeignRun)
 	}
 	h.assertCalls("Validate", "SendToExecutor", "Execute", "Execute")
+}
+
+// decide sends an operator's decision as an Update after the delay and records how the
+// run answered it.
+func (h *harness) decide(name string, arg any, after time.Duration) *decisionAnswer {
+	a := &decisionAnswer{}
+	h.env.RegisterDelayedCallback(func() {
+		h.env.UpdateWorkflow(name, fmt.Sprintf("%s-%s", name, after), &testsuite.TestUpdateCallback{
+			OnAccept: func() { a.accepted = true },
+			OnReject: func(err error) { a.rejected = err },
+			OnComplete: func(v any, err error) {
+				a.completed, a.err = true, err
+				if r, ok := v.(workflows.DecisionResult); ok {
+					a.result = r
+				}
+			},
+		}, arg)
+	}, after)
+	return a
+}
+
+type decisionAnswer struct {
+	accepted, completed bool
+	rejected, err       error
+	result              workflows.DecisionResult
+}
+
+// A fail signal sent while the run was not parked must not decide a park that comes
+// later: the run drops it (and the Update an operator's tools send is refused at once).
+func TestAStaleFailSignalDoesNotDecideALaterPark(t *testing.T) {
+	h := newHarness(t)
+	h.signal(workflows.SignalFail, workflows.FailSignal{Reason: "stale"}, 0)
+	h.onValidate(step(order.Validated), nil)
+	h.env.OnActivity(h.a.SendToExecutor, mock.Anything, orderID).Return(activities.StepResult{}, errors.New("timeout")).Times(2)
+	h.env.OnActivity(h.a.MarkStalled, mock.Anything, mock.Anything).Return(step(order.Validated), nil).Once()
+	retried := h.decide(workflows.UpdateRetry, workflows.RetrySignal{RequestedBy: "operator:test"}, time.Hour)
+	h.env.OnActivity(h.a.Resume, mock.Anything, activities.ResumeInput{OrderID: orderID, Step: "SendToExecutor", RequestedBy: "operator:test"}).
+		Return(step(order.Validated), nil).Once()
+	h.onSend(step(order.SentToExecutor), nil)
+	h.onExecute(activities.ExecuteResult{StepResult: step(order.Executed)}, nil)
+
+	res := h.runWith(shortRetry)
+	if res.Status != order.Executed {
+		t.Errorf("result = %+v, want EXECUTED after the operator's retry, not FAILED by the stale signal", res)
+	}
+	if !retried.accepted || !retried.completed || retried.err != nil || retried.result.Status != order.Validated {
+		t.Errorf("the retry update: %+v, want accepted and completed once the run resumed (VALIDATED)", retried)
+	}
+	h.assertCalls("Validate", "SendToExecutor", "SendToExecutor", "MarkStalled", "Resume", "SendToExecutor", "Execute")
+}
+
+// A decision for a run that is not parked is refused by the Update's validator: it is
+// neither applied nor kept for a later park.
+func TestAnOperatorDecisionForARunThatIsNotParkedIsRefused(t *testing.T) {
+	h := newHarness(t)
+	h.onValidate(step(order.Validated), nil)
+	h.onSend(step(order.SentToExecutor), nil)
+	h.onExecute(activities.ExecuteResult{StepResult: step(order.Executing)}, nil)
+	retry := h.decide(workflows.UpdateRetry, workflows.RetrySignal{}, time.Minute)
+	fail := h.decide(workflows.UpdateFail, workflows.FailSignal{Reason: "no"}, 2*time.Minute)
+	h.signal(workflows.SignalFill, workflows.FillSignal{Status: order.Executed}, 3*time.Minute)
+
+	res := h.run()
+	if res.Status != order.Executed {
+		t.Errorf("result = %+v, want EXECUTED", res)
+	}
+	for name, a := range map[string]*decisionAnswer{"retry": retry, "fail": fail} {
+		if a.accepted || a.rejected == nil || !strings.Contains(a.rejected.Error(), "not parked") {
+			t.Errorf("%s update: %+v, want rejected as not parked", name, a)
+		}
+	}
+	h.assertCalls("Validate", "SendToExecutor", "Execute")
+}
+
+// An operator's fail, sent as an Update, is answered once the order has ended FAILED.
+func TestAnOperatorFailsAParkedOrderByUpdate(t *testing.T) {
+	h := newHarness(t)
+	h.onValidate(step(order.Validated), nil)
+	h.env.OnActivity(h.a.SendToExecutor, mock.Anything, orderID).Return(activities.StepResult{}, errors.New("timeout")).Times(2)
+	h.env.OnActivity(h.a.MarkStalled, mock.Anything, mock.Anything).Return(step(order.Validated), nil).Once()
+	failed := h.decide(workflows.UpdateFail, workflows.FailSignal{Reason: "venue closed", RequestedBy: "operator:api"}, time.Minute)
+	h.env.OnActivity(h.a.Fail, mock.Anything, activities.FailInput{OrderID: orderID, Reason: "venue closed", RequestedBy: "operator:api"}).
+		Return(activities.StepResult{Status: order.Failed, Reason: "venue closed"}, nil).Once()
+
+	res := h.runWith(shortRetry)
+	if res.Status != order.Failed || res.Reason != "venue closed" {
+		t.Errorf("result = %+v, want FAILED with the operator's reason", res)
+	}
+	if !failed.completed || failed.err != nil || failed.result.Status != order.Failed {
+		t.Errorf("the fail update: %+v, want completed with FAILED", failed)
+	}
+	h.assertCalls("Validate", "SendToExecutor", "SendToExecutor", "MarkStalled", "Fail")
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -11,6 +12,10 @@ import (
 	"time"
 
 	"go.temporal.io/api/workflowservice/v1"
+
+	"github.com/orderflow/orderflow/order"
+	"github.com/orderflow/orderflow/orderbook"
+	"github.com/orderflow/orderflow/workflows"
 )
 
 // failStatusChanges makes PostgreSQL refuse every change of the given users' orders away
@@ -101,19 +106,28 @@ func TestAnOrderThatExhaustsItsRetriesIsParkedThenRetriedOrFailedByAnOperator(t 
 			t.Errorf("orders stuck does not show order %d with its last error:\n%s", id, stuck)
 		}
 	}
-	// Deciding before the fault is fixed is refused for an order that is not parked.
+	// Deciding before the fault is fixed is refused for an order that is not parked, by
+	// the API and by the run itself, which keeps nothing for a later park.
 	if code, _ := s.post(t, fmt.Sprintf("/api/v1/admin/orders/%d/retry", sell), ""); code != http.StatusConflict {
 		t.Errorf("retry of an unparked order = %d, want 409", code)
 	}
+	sellView := s.get(t, sell)
+	_, key, _ := order.ParseWorkflowID(sellView.WorkflowID)
+	ops := workflows.NewStarter(s.temporal, workflows.RetryConfig{})
+	if err := ops.Fail(context.Background(), sell, key, "stale", "operator:test"); !errors.Is(err, orderbook.ErrNotParked) {
+		t.Errorf("a fail Update to the resting order's run: %v, want it refused as not parked", err)
+	}
 
 	restore()
-	if code, _ := s.post(t, fmt.Sprintf("/api/v1/admin/orders/%d/retry", buy), ""); code != http.StatusAccepted {
-		t.Fatalf("retry = %d, want 202", code)
+	code, v := s.post(t, fmt.Sprintf("/api/v1/admin/orders/%d/retry", buy), "")
+	if code != http.StatusOK || v.NeedsAttention {
+		t.Fatalf("retry = %d (needsAttention %v), want 200 with the order resumed", code, v.NeedsAttention)
 	}
 	s.waitStatus(t, buy, "EXECUTED")
 	s.waitStatus(t, sell, "PARTIALLY_FILLED")
 	s.command(t, "orders", "fail", strconv.FormatInt(doomed, 10), "--reason", "venue closed")
-	if v := s.waitStatus(t, doomed, "FAILED"); v.Reason != "venue closed" || v.NeedsAttention {
+	// The command returns once the run has applied the decision.
+	if v := s.get(t, doomed); v.OrderStatus != "FAILED" || v.Reason != "venue closed" || v.NeedsAttention {
 		t.Errorf("failed order = %+v, want reason 'venue closed' and no longer parked", v)
 	}
 

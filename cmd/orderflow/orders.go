@@ -90,13 +90,13 @@ func runOrders(ctx context.Context, cfg Config, args []string, stdout io.Writer)
 			if err := starter.Retry(ctx, id, o.RunKey, "operator:cli"); err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(stdout, "order %d: retry sent; the workflow resumes at %s\n", id, o.StalledStep)
+			_, err = fmt.Fprintf(stdout, "order %d: retry applied; the workflow resumed at %s\n", id, o.StalledStep)
 			return err
 		}
 		if err := starter.Fail(ctx, id, o.RunKey, strings.TrimSpace(*reason), "operator:cli"); err != nil {
 			return err
 		}
-		_, err = fmt.Fprintf(stdout, "order %d: fail sent; the workflow ends the order FAILED\n", id)
+		_, err = fmt.Fprintf(stdout, "order %d: failed by the operator\n", id)
 		return err
 	}
 	return fmt.Errorf("unknown orders command %q; %s", args[0], ordersUsage)
