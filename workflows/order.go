@@ -68,12 +68,13 @@ type OrderInput struct {
 	Revision int
 }
 
-// Revisions of OrderWorkflow's behaviour. A run keeps the revision it was started with
-// for its whole life: the revision is in its input, which a replay reads back, so a run
-// started by an older worker replays the commands it recorded. New runs, and runs that
-// continue as new, take CurrentRevision. (workflow.GetVersion would do the same with a
-// marker, but its marker also upserts a search attribute in every new run, which is a
-// visibility write per order on the server.)
+// Revisions of OrderWorkflow's behaviour, as the input of the run says. They are closed:
+// CurrentRevision is the last there will be. A revision chosen by whoever starts the run
+// (the API's signal-with-start, the consumer) is not a safe way to change behaviour: in
+// a rolling deploy an old worker handed a run of a newer revision would run it as its
+// own latest and record commands the new code does not make. Every change since is a
+// workflow.GetVersion change, decided by the code that runs the workflow task and
+// recorded in the history (RUNBOOK.md, "Deploying a change to OrderWorkflow").
 const (
 	// RevisionPerChange upserts the search attributes at every change and signals the
 	// resting orders a match traded with from the workflow (SignalExternalWorkflow,
@@ -83,7 +84,7 @@ const (
 	// upsert, made when the run blocks or ends, and leaves the fill signals to the
 	// Execute activity, which sends them once its transaction has committed.
 	RevisionBatched = 1
-	// CurrentRevision is the revision new runs follow.
+	// CurrentRevision is the revision new runs follow; it does not change any more.
 	CurrentRevision = RevisionBatched
 )
 
@@ -331,7 +332,7 @@ func (r *run) loop() (OrderResult, error) {
 			step, err = r.execute()
 		default: // resting on the book: wait for a fill or a cancel
 			if r.signals >= maxSignalsPerRun && r.fillCh.Len() == 0 && r.cancelCh.Len() == 0 {
-				// The next run has no history to replay, so it can take the current revision.
+				// The next run has no history to replay, so it takes the last revision.
 				next := r.in
 				next.Revision = CurrentRevision
 				return r.res, workflow.NewContinueAsNewError(r.ctx, OrderWorkflow, next)

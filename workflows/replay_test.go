@@ -3,6 +3,7 @@ package workflows_test
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -14,8 +15,9 @@ import (
 // TestRecordedHistoriesStillReplay replays the histories of real runs (recorded by the
 // end-to-end tests with -record-histories) against today's OrderWorkflow. A change that
 // would make running workflows non-deterministic fails here, before it can reach a
-// worker with open runs. Each revision of OrderWorkflow keeps its histories (name.revN.json):
-// a worker must replay the runs of every revision still open.
+// worker with open runs. Every set of recorded histories stays (name.revN[.SET].json,
+// one set per release that changed the workflow): a worker must replay the runs of
+// every release still open, closed or not.
 func TestRecordedHistoriesStillReplay(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("testdata", "*.json"))
 	if err != nil {
@@ -24,12 +26,19 @@ func TestRecordedHistoriesStillReplay(t *testing.T) {
 	for rev := workflows.RevisionPerChange; rev <= workflows.CurrentRevision; rev++ {
 		n := 0
 		for _, f := range files {
-			if strings.HasSuffix(f, fmt.Sprintf(".rev%d.json", rev)) {
+			if strings.Contains(filepath.Base(f), fmt.Sprintf(".rev%d.", rev)) {
 				n++
 			}
 		}
 		if n < 5 {
 			t.Errorf("found %d recorded histories of revision %d in testdata, want at least 5", n, rev)
+		}
+	}
+	// Runs a new worker picks up are open as often as closed: waiting on the book,
+	// parked, and links of a continue-as-new chain.
+	for _, kind := range []string{"limit_resting_open.", "parked_open.", "continued_first.", "continued_open."} {
+		if !slices.ContainsFunc(files, func(f string) bool { return strings.HasPrefix(filepath.Base(f), kind) }) {
+			t.Errorf("no recorded history %s*.json in testdata", kind)
 		}
 	}
 	for _, f := range files {

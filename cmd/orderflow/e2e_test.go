@@ -101,6 +101,7 @@ func TestLimitOrderRestsThenIsFilledByALaterOrder(t *testing.T) {
 	inst := s.newInstrument(t)
 	buy := s.mustPlace(t, limit(1, inst, "BUY", "99", 5))
 	s.waitStatus(t, buy, "EXECUTING")
+	s.recordOpenHistory(t, s.get(t, buy).WorkflowID, "", "limit_resting_open")
 	sell := s.mustPlace(t, limit(2, inst, "SELL", "98", 5))
 
 	s.waitStatus(t, sell, "EXECUTED")

@@ -118,6 +118,7 @@ func TestAnOrderThatExhaustsItsRetriesIsParkedThenRetriedOrFailedByAnOperator(t 
 		t.Errorf("a fail Update to the resting order's run: %v, want it refused as not parked", err)
 	}
 
+	s.recordOpenHistory(t, s.get(t, buy).WorkflowID, "", "parked_open")
 	restore()
 	code, v := s.post(t, fmt.Sprintf("/api/v1/admin/orders/%d/retry", buy), "")
 	if code != http.StatusOK || v.NeedsAttention {
