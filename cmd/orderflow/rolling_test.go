@@ -19,21 +19,6 @@ import (
 	"github.com/orderflow/orderflow/workflows"
 )
 
-// changedOrderWorkflow is OrderWorkflow as a release that changes it would ship: a new
-// command (a timer) gated by workflow.GetVersion, asked where the commands differ, so a
-// worker of the older release that is handed a run of the newer one fails that workflow
-// task (non-determinism) instead of recording its own commands into the run.
-func changedOrderWorkflow(ctx workflow.Context, in workflows.OrderInput) (workflows.OrderResult, error) {
-	if workflow.GetVersion(ctx, rollingChange, workflow.DefaultVersion, 1) >= 1 {
-		if err := workflow.Sleep(ctx, time.Millisecond); err != nil {
-			return workflows.OrderResult{OrderID: in.OrderID}, err
-		}
-	}
-	return workflows.OrderWorkflow(ctx, in)
-}
-
-const rollingChange = "rolling-deploy-test"
-
 // rollingWorker is one generation's worker on the test's own task queue.
 func (s *stack) rollingWorker(t *testing.T, queue, identity string, wf any) worker.Worker {
 	t.Helper()

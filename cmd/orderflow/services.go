@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/interceptor"
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/orderflow/orderflow/activities"
@@ -244,7 +245,7 @@ func runWorker(ctx context.Context, g *errgroup.Group, cfg Config, logger *slog.
 	w := worker.New(tc, workflows.TaskQueue, worker.Options{
 		Interceptors: []interceptor.WorkerInterceptor{m.WorkerInterceptor()},
 	})
-	w.RegisterWorkflow(workflows.OrderWorkflow)
+	w.RegisterWorkflowWithOptions(orderWorkflow(), workflow.RegisterOptions{Name: "OrderWorkflow"})
 	w.RegisterWorkflow(workflows.ReconcileWorkflow)
 	book := orderbook.New(pool, logger, orderbook.Config{Observer: m, MaxFillsPerStep: cfg.MatchFillsPerStep})
 	w.RegisterActivity(activities.New(book, logger, starter))
