@@ -162,6 +162,9 @@ func TestEveryRouteAnswersAsTheSpecSays(t *testing.T) {
 	h.exec(`INSERT INTO trades (instrument_id, buy_order_id, sell_order_id, aggressor_side, price, quantity)
 	        VALUES (101, $1, $2, 'SELL', 100.25, 4)`, limit.OrderID, market.OrderID)
 	h.exec(`UPDATE orders SET status = 'FAILED', reason = 'NO_LIQUIDITY' WHERE id = $1`, market.OrderID)
+	parked := h.mustPlace(limitBody(3, `"99"`, 1))
+	h.park(parked.OrderID, "Execute", "connection refused")
+	jsonBody := []string{"Content-Type", "application/json"}
 
 	steps := []struct {
 		name       string
@@ -193,6 +196,16 @@ func TestEveryRouteAnswersAsTheSpecSays(t *testing.T) {
 		{"a cancel of a terminal order", http.MethodPost, fmt.Sprintf("/api/v1/orders/%d/cancel", market.OrderID), "", nil, http.StatusConflict},
 		{"a cancel of an unknown order", http.MethodPost, "/api/v1/orders/999999/cancel", "", nil, http.StatusNotFound},
 		{"the instruments", http.MethodGet, "/api/v1/instruments", "", nil, http.StatusOK},
+		{"the stuck orders", http.MethodGet, "/api/v1/admin/orders/stuck?olderThan=1m", "", nil, http.StatusOK},
+		{"a retry of an order that is not parked", http.MethodPost, fmt.Sprintf("/api/v1/admin/orders/%d/retry", limit.OrderID), "", nil, http.StatusConflict},
+		{"a retry of a parked order", http.MethodPost, fmt.Sprintf("/api/v1/admin/orders/%d/retry", parked.OrderID), "", nil, http.StatusOK},
+		{"a fail without a reason", http.MethodPost, fmt.Sprintf("/api/v1/admin/orders/%d/fail", parked.OrderID), `{}`, jsonBody, http.StatusBadRequest},
+		{"a fail of a parked order", http.MethodPost, fmt.Sprintf("/api/v1/admin/orders/%d/fail", parked.OrderID), `{"reason":"venue closed"}`, jsonBody, http.StatusOK},
+		{"a retry of an unknown order", http.MethodPost, "/api/v1/admin/orders/999999/retry", "", nil, http.StatusNotFound},
+		{"the instruments for operators", http.MethodGet, "/api/v1/admin/instruments", "", nil, http.StatusOK},
+		{"a halt", http.MethodPost, "/api/v1/admin/instruments/102/halt", "", nil, http.StatusOK},
+		{"a resume", http.MethodPost, "/api/v1/admin/instruments/102/resume", "", nil, http.StatusOK},
+		{"a halt of an unknown instrument", http.MethodPost, "/api/v1/admin/instruments/999/halt", "", nil, http.StatusNotFound},
 		{"liveness", http.MethodGet, "/healthz", "", nil, http.StatusOK},
 		{"readiness", http.MethodGet, "/readyz", "", nil, http.StatusOK},
 		{"an unknown route", http.MethodGet, "/api/v1/nothing", "", nil, http.StatusNotFound},
