@@ -19,13 +19,13 @@ import (
 )
 
 // Operator carries on-call decisions about parked orders (orders whose workflow
-// exhausted a step's retries) to their workflows, and returns once the workflow has
-// applied them; a workflow that is not parked refuses with an error wrapping
-// orderbook.ErrNotParked. The Canceller given to NewServer provides it when it can;
+// exhausted a step's retries) to their workflows, and waits up to wait for the workflow
+// to have applied them (applied false: accepted, still being applied); a workflow that
+// is not parked refuses with an error wrapping orderbook.ErrNotParked. The Canceller given to NewServer provides it when it can;
 // otherwise the admin routes answer 503.
 type Operator interface {
-	Retry(ctx context.Context, orderID int64, runKey, requestedBy string) error
-	Fail(ctx context.Context, orderID int64, runKey, reason, requestedBy string) error
+	Retry(ctx context.Context, orderID int64, runKey, requestedBy string, wait time.Duration) (applied bool, err error)
+	Fail(ctx context.Context, orderID int64, runKey, reason, requestedBy string, wait time.Duration) (applied bool, err error)
 }
 
 // maxReasonLen bounds an operator's fail reason, which is stored on the order.
@@ -68,10 +68,11 @@ func (s *server) retryOrder(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := ops.Retry(r.Context(), o.ID, o.RunKey, "operator:api"); err != nil {
+	applied, err := ops.Retry(r.Context(), o.ID, o.RunKey, "operator:api", s.cfg.CancelWait)
+	if err != nil {
 		return decisionError(o, "retry", err)
 	}
-	return s.respondDecided(w, r, o.ID, "Retry applied: the workflow resumed at "+o.StalledStep)
+	return s.respondDecided(w, r, o.ID, applied, "Retry applied: the workflow resumed at "+o.StalledStep)
 }
 
 // decisionError is the answer to a decision the order's run did not apply: refused,
@@ -81,16 +82,21 @@ func decisionError(o queries.Order, what string, err error) error {
 	if errors.Is(err, orderbook.ErrNotParked) {
 		return newError(codeOrderNotParked, "order %d is not parked: its run refused the %s (only an order whose execution stalled can be retried or failed)", o.ID, what)
 	}
-	return &apiError{code: codeUnavailable, message: "the order's workflow could not be reached; nothing was decided, retry the request", cause: fmt.Errorf("api: %s order %d: %w", what, o.ID, err)}
+	return &apiError{code: codeUnavailable, message: "the order's workflow did not answer; read the order before deciding again", cause: fmt.Errorf("api: %s order %d: %w", what, o.ID, err)}
 }
 
-// respondDecided answers a decision the run has applied, with the order as it is now.
-func (s *server) respondDecided(w http.ResponseWriter, r *http.Request, id int64, msg string) error {
+// respondDecided answers a decision the run accepted, with the order as it is now: 200
+// with msg once applied, 202 while the run is still applying it.
+func (s *server) respondDecided(w http.ResponseWriter, r *http.Request, id int64, applied bool, msg string) error {
 	o, err := s.book.Order(r.Context(), id)
 	if err != nil {
 		return fmt.Errorf("api: re-read order %d: %w", id, err)
 	}
-	s.respond(w, r, http.StatusOK, operatorView{orderView: s.orderView(o), Message: msg})
+	status := http.StatusOK
+	if !applied {
+		status, msg = http.StatusAccepted, "Decision accepted; the workflow is applying it"
+	}
+	s.respond(w, r, status, operatorView{orderView: s.orderView(o), Message: msg})
 	return nil
 }
 
@@ -111,10 +117,11 @@ func (s *server) failOrder(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := ops.Fail(r.Context(), o.ID, o.RunKey, reason, "operator:api"); err != nil {
+	applied, err := ops.Fail(r.Context(), o.ID, o.RunKey, reason, "operator:api", s.cfg.CancelWait)
+	if err != nil {
 		return decisionError(o, "fail", err)
 	}
-	return s.respondDecided(w, r, o.ID, "Order failed by the operator")
+	return s.respondDecided(w, r, o.ID, applied, "Order failed by the operator")
 }
 
 // decodeFailReason reads {"reason": "..."}: a non-empty string of at most maxReasonLen

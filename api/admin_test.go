@@ -63,6 +63,19 @@ func TestOperatorsRetryAndFailOnlyParkedOrders(t *testing.T) {
 			t.Errorf("retry body = %s, want the parked order", res.body)
 		}
 	})
+	t.Run("a decision the run is still applying is 202", func(t *testing.T) {
+		h.cancels.mu.Lock()
+		h.cancels.pending = true
+		h.cancels.mu.Unlock()
+		defer func() {
+			h.cancels.mu.Lock()
+			h.cancels.pending = false
+			h.cancels.mu.Unlock()
+		}()
+		if res := h.do(http.MethodPost, retry, ""); res.status != http.StatusAccepted {
+			t.Errorf("retry = %d %s, want 202 while the run applies it", res.status, res.body)
+		}
+	})
 	t.Run("a fail needs a reason", func(t *testing.T) {
 		wantProblem(t, h.do(http.MethodPost, fail, `{}`, jsonHeader...), http.StatusBadRequest, "VALIDATION_FAILED", "reason")
 		wantProblem(t, h.do(http.MethodPost, fail, `{"reason":"  "}`, jsonHeader...), http.StatusBadRequest, "VALIDATION_FAILED", "reason")
@@ -76,6 +89,7 @@ func TestOperatorsRetryAndFailOnlyParkedOrders(t *testing.T) {
 		}
 	})
 	want := []string{
+		fmt.Sprintf("retry %d operator:api", o.OrderID),
 		fmt.Sprintf("retry %d operator:api", o.OrderID),
 		fmt.Sprintf("fail %d venue closed operator:api", o.OrderID),
 	}

@@ -79,29 +79,30 @@ type fakeCanceller struct {
 	calls     []cancelCall
 	decisions []string // "retry <id> <by>" or "fail <id> <reason> <by>", in order
 	refuse    error    // what Retry and Fail return instead of deciding, if set
+	pending   bool     // Retry and Fail report the decision accepted but not yet applied
 	do        func(ctx context.Context, orderID int64) (applied bool, err error)
 }
 
 // Retry implements api.Operator.
-func (f *fakeCanceller) Retry(_ context.Context, orderID int64, _, by string) error {
+func (f *fakeCanceller) Retry(_ context.Context, orderID int64, _, by string, _ time.Duration) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.refuse != nil {
-		return f.refuse
+		return false, f.refuse
 	}
 	f.decisions = append(f.decisions, fmt.Sprintf("retry %d %s", orderID, by))
-	return nil
+	return !f.pending, nil
 }
 
 // Fail implements api.Operator.
-func (f *fakeCanceller) Fail(_ context.Context, orderID int64, _, reason, by string) error {
+func (f *fakeCanceller) Fail(_ context.Context, orderID int64, _, reason, by string, _ time.Duration) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.refuse != nil {
-		return f.refuse
+		return false, f.refuse
 	}
 	f.decisions = append(f.decisions, fmt.Sprintf("fail %d %s %s", orderID, reason, by))
-	return nil
+	return !f.pending, nil
 }
 
 func (f *fakeCanceller) decided() []string {

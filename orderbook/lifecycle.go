@@ -137,6 +137,13 @@ func (tx *txn) cancel(ctx context.Context, o queries.Order, req CancelRequest) (
 	if st.Terminal() {
 		return o, nil
 	}
+	// A cancel ends a parked order too (its run was cancelled while parked): an order
+	// that has ended waits for no operator.
+	if o.NeedsAttention {
+		if o, err = tx.ClearStalled(ctx, o.ID); err != nil {
+			return o, fmt.Errorf("unpark order %d: %w", o.ID, err)
+		}
+	}
 	reason := req.Reason
 	if reason == "" {
 		reason = order.ReasonCancelledByClient
@@ -205,10 +212,12 @@ type ParkRequest struct {
 // Park records that the order's step exhausted its retries and the order waits for an
 // operator: it sets the order's needs-attention flag and last error and appends
 // EXECUTION_STALLED, leaving the status as it is. A retry after a lost reply finds the
-// order parked for the step and does nothing.
+// order parked for the step and does nothing, and so does a park that comes after the
+// order ended (its run was cancelled while the park was being recorded).
 func (s *Service) Park(ctx context.Context, req ParkRequest) (o queries.Order, err error) {
 	err = s.inTx(ctx, func(tx *txn) error {
-		if o, err = tx.getOrder(ctx, req.OrderID, false); err != nil || (o.NeedsAttention && o.StalledStep == req.Step) {
+		if o, err = tx.getOrder(ctx, req.OrderID, false); err != nil || (o.NeedsAttention && o.StalledStep == req.Step) ||
+			order.Status(o.Status).Terminal() {
 			return err
 		}
 		if o, err = tx.MarkStalled(ctx, queries.MarkStalledParams{ID: o.ID, LastError: req.Error, StalledStep: req.Step}); err != nil {

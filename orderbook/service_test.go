@@ -547,6 +547,26 @@ func TestParkAndResumeAreRecordedOnce(t *testing.T) {
 	wantStatus(t, b.order(o.ID), order.SentToExecutor, "")
 }
 
+// A cancel ends a parked order (its run was cancelled while parked) and unparks it, and a
+// park recorded after the order ended changes nothing.
+func TestACancelUnparksAndALateParkLeavesAnEndedOrderAlone(t *testing.T) {
+	b := newBook(t)
+	o := b.dispatch(b.place(1, 101, order.Buy, "10", 1).ID)
+	if _, err := b.svc.Park(b.ctx, orderbook.ParkRequest{OrderID: o.ID, Step: "Execute", Error: "down", Attempts: 3}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := b.svc.Cancel(b.ctx, orderbook.CancelRequest{OrderID: o.ID, Reason: order.ReasonRunCancelled, RequestedBy: "temporal"})
+	if err != nil || c.NeedsAttention {
+		t.Fatalf("Cancel of a parked order: %+v, %v; want it cancelled and unparked", c, err)
+	}
+	wantStatus(t, c, order.Cancelled, order.ReasonRunCancelled)
+	late, err := b.svc.Park(b.ctx, orderbook.ParkRequest{OrderID: o.ID, Step: "Validate", Error: "late", Attempts: 3})
+	if err != nil || late.NeedsAttention || late.Version != c.Version {
+		t.Errorf("a park after the order ended: %+v, %v; want nothing changed", late, err)
+	}
+	b.audited()
+}
+
 func TestFailEndsAnOrderTakesItOffTheBookAndUnparksIt(t *testing.T) {
 	b := newBook(t)
 	s := b.run(1, 101, order.Sell, "100", 2)

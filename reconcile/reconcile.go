@@ -28,10 +28,11 @@ import (
 	"github.com/orderflow/orderflow/workflows"
 )
 
-// Starter starts a run for an open order even if the order had runs before.
-// (workflows.Starter is one.)
+// Starter starts a run for an open order even if the order had runs before; with
+// RestartCancelled, the run cancels the order. (workflows.Starter is one.)
 type Starter interface {
 	Restart(ctx context.Context, r workflows.StartRequest) (started bool, err error)
+	RestartCancelled(ctx context.Context, r workflows.StartRequest) error
 }
 
 // Orders reads open orders. (orderbook.Service is one.)
@@ -61,13 +62,18 @@ type Repair struct {
 	OrderID    int64
 	Status     order.Status
 	WorkflowID string
+	// Cancelled: its last run was cancelled (from the Temporal UI or CLI) and could not
+	// cancel it, so the new run cancels it.
+	Cancelled bool
 }
 
 // Report is what one pass did: it checked Checked open orders and gave each of
-// Restarted a new run.
+// Restarted a new run. Failed are the orders whose start failed (the server
+// unavailable, say); the next pass tries them again.
 type Report struct {
 	Checked   int
 	Restarted []Repair
+	Failed    []int64
 }
 
 // Concurrency and page sizes: the starts of one pass run a few at a time, so that a pass
@@ -80,7 +86,13 @@ const (
 // closedUnfinished are the ways a run can close without having ended its order.
 const closedUnfinished = `ExecutionStatus IN ('Terminated', 'Failed', 'TimedOut', 'Canceled')`
 
-// Closed reconciles the orders whose runs closed without finishing since since.
+// candidate is an order id's closed runs in one page: by run key, whether one of them
+// was cancelled.
+type candidate map[string]bool
+
+// Closed reconciles the orders whose runs closed without finishing since since. An order
+// whose run was cancelled is given a run that cancels it (the operator's intent); any
+// other, a run that carries on where the order stands.
 func (r *Reconciler) Closed(ctx context.Context, since time.Time) (Report, error) {
 	query := fmt.Sprintf("WorkflowType = 'OrderWorkflow' AND %s AND CloseTime >= '%s'",
 		closedUnfinished, since.UTC().Format(time.RFC3339Nano))
@@ -93,18 +105,18 @@ func (r *Reconciler) Closed(ctx context.Context, since time.Time) (Report, error
 		if err != nil {
 			return rep, fmt.Errorf("reconcile: list closed runs: %w", err)
 		}
-		keys := map[int64]string{}
+		closed := map[int64]candidate{}
 		var ids []int64
 		for _, e := range resp.GetExecutions() {
-			if e.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-				continue
-			}
 			id, key, ok := order.ParseWorkflowID(e.GetExecution().GetWorkflowId())
-			if _, seen := keys[id]; !ok || seen {
+			if !ok || e.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 				continue
 			}
-			keys[id] = key
-			ids = append(ids, id)
+			if closed[id] == nil {
+				closed[id] = candidate{}
+				ids = append(ids, id)
+			}
+			closed[id][key] = closed[id][key] || e.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED
 		}
 		open, err := r.orders.OpenOrders(ctx, ids)
 		if err != nil {
@@ -112,15 +124,16 @@ func (r *Reconciler) Closed(ctx context.Context, since time.Time) (Report, error
 		}
 		// A closed run is the order's only if it has the order's key: one left from
 		// another history of the database says nothing about the order now with its id.
-		mine := open[:0]
+		var mine []queries.Order
+		cancelled := map[int64]bool{}
 		for _, o := range open {
-			if keys[o.ID] == o.RunKey {
+			if c, ok := closed[o.ID][o.RunKey]; ok {
 				mine = append(mine, o)
+				cancelled[o.ID] = c
 			}
 		}
-		if err := r.restart(ctx, mine, &rep); err != nil {
-			return rep, err
-		}
+		r.restart(ctx, mine, cancelled, &rep)
+		heartbeat(ctx, rep)
 		if token = resp.GetNextPageToken(); len(token) == 0 {
 			return rep, nil
 		}
@@ -141,41 +154,56 @@ func (r *Reconciler) All(ctx context.Context) (Report, error) {
 		if len(page) == 0 {
 			return rep, nil
 		}
-		if err := r.restart(ctx, page, &rep); err != nil {
-			return rep, err
-		}
+		r.restart(ctx, page, nil, &rep)
+		heartbeat(ctx, rep)
 		after = page[len(page)-1].ID
 	}
 }
 
-// restart starts a run for each order that has none running, startWorkers at a time.
-func (r *Reconciler) restart(ctx context.Context, orders []queries.Order, rep *Report) error {
+// heartbeat tells Temporal the pass is alive, when it runs as an activity.
+func heartbeat(ctx context.Context, rep Report) {
+	if activity.IsActivity(ctx) {
+		activity.RecordHeartbeat(ctx, rep.Checked)
+	}
+}
+
+// restart starts a run for each order that has none running, startWorkers at a time;
+// one whose run was cancelled gets a run that cancels it. An order whose start fails is
+// logged and reported, and does not hold up the others.
+func (r *Reconciler) restart(ctx context.Context, orders []queries.Order, cancelled map[int64]bool, rep *Report) {
 	started := make([]bool, len(orders))
-	g, gctx := errgroup.WithContext(ctx)
+	failed := make([]error, len(orders))
+	var g errgroup.Group
 	g.SetLimit(startWorkers)
 	for i, o := range orders {
 		g.Go(func() error {
-			ok, err := r.starter.Restart(gctx, workflows.StartRequest{
+			req := workflows.StartRequest{
 				OrderID: o.ID, RunKey: o.RunKey, UserID: o.UserID, InstrumentID: o.InstrumentID, Side: o.Side, Kind: o.Kind,
-			})
-			if err != nil {
-				return fmt.Errorf("reconcile: order %d: %w", o.ID, err)
 			}
-			started[i] = ok
+			if cancelled[o.ID] {
+				failed[i] = r.starter.RestartCancelled(ctx, req)
+				started[i] = failed[i] == nil
+			} else {
+				started[i], failed[i] = r.starter.Restart(ctx, req)
+			}
 			return nil
 		})
 	}
-	err := g.Wait()
+	_ = g.Wait() // each start's error is in failed
 	rep.Checked += len(orders)
 	for i, o := range orders {
-		if !started[i] {
-			continue
-		}
 		wid := workflows.OrderWorkflowID(o.ID, o.RunKey)
-		r.log.Warn("open order had no live run; started a new one", "order_id", o.ID, "status", o.Status, "workflow_id", wid)
-		rep.Restarted = append(rep.Restarted, Repair{OrderID: o.ID, Status: order.Status(o.Status), WorkflowID: wid})
+		switch {
+		case failed[i] != nil:
+			r.log.Error("could not start a run for an open order without one; the next pass tries again",
+				"order_id", o.ID, "workflow_id", wid, "error", failed[i])
+			rep.Failed = append(rep.Failed, o.ID)
+		case started[i]:
+			r.log.Warn("open order had no live run; started a new one", "order_id", o.ID, "status", o.Status,
+				"workflow_id", wid, "cancels", cancelled[o.ID])
+			rep.Restarted = append(rep.Restarted, Repair{OrderID: o.ID, Status: order.Status(o.Status), WorkflowID: wid, Cancelled: cancelled[o.ID]})
+		}
 	}
-	return err
 }
 
 // Activities are the reconciler's Temporal activities, for the schedule's workflow.
@@ -188,12 +216,17 @@ func NewActivities(r *Reconciler) *Activities { return &Activities{r: r} }
 
 // ReconcileClosedRuns is workflows.ActivityReconcileClosedRuns: one pass over the runs
 // closed since since.
+// A pass in which some start failed ends Incomplete, with Until its own since, so the
+// next pass looks at the same runs again (those it started find their runs running).
 func (a *Activities) ReconcileClosedRuns(ctx context.Context, since time.Time) (workflows.ReconcileResult, error) {
 	res := workflows.ReconcileResult{Until: time.Now()}
 	rep, err := a.r.Closed(ctx, since)
 	res.Checked = rep.Checked
 	for _, x := range rep.Restarted {
 		res.Restarted = append(res.Restarted, x.OrderID)
+	}
+	if len(rep.Failed) > 0 {
+		res.Until, res.Incomplete = since, true
 	}
 	if err != nil {
 		activity.GetLogger(ctx).Warn("reconcile pass failed", "error", err)

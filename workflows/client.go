@@ -116,6 +116,21 @@ func (s *Starter) Restart(ctx context.Context, r StartRequest) (started bool, er
 	return s.start(ctx, restartOptions(r), r.OrderID)
 }
 
+// RestartCancelled starts a run for an open order whose last run was cancelled (from the
+// Temporal UI or CLI) without managing to cancel it: the new run applies the cancel the
+// operator meant, with reason RUN_CANCELLED. A run that is running gets the cancel.
+func (s *Starter) RestartCancelled(ctx context.Context, r StartRequest) error {
+	opts := restartOptions(r)
+	opts.WorkflowIDConflictPolicy = enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING
+	opts.WorkflowExecutionErrorWhenAlreadyStarted = false
+	_, err := s.client.SignalWithStartWorkflow(ctx, opts.ID, SignalCancel,
+		CancelSignal{RequestedBy: "temporal", Reason: order.ReasonRunCancelled}, opts, OrderWorkflow, s.input(r.OrderID))
+	if err != nil {
+		return fmt.Errorf("signal cancel to %s: %w", opts.ID, err)
+	}
+	return nil
+}
+
 func (s *Starter) start(ctx context.Context, opts client.StartWorkflowOptions, orderID int64) (started bool, err error) {
 	// When this client's process also runs a worker on the task queue (the worker role),
 	// the server hands the first workflow task straight back in the start response,
@@ -178,36 +193,46 @@ func (s *Starter) RequestCancel(ctx context.Context, orderID int64, runKey strin
 	return true, nil
 }
 
-// Retry tells a parked order's run to retry the step that stalled, and returns once the
-// run has resumed it. A run that is not parked refuses: the error wraps
-// orderbook.ErrNotParked, and nothing is kept for later.
-func (s *Starter) Retry(ctx context.Context, orderID int64, runKey, requestedBy string) error {
-	return s.decide(ctx, OrderWorkflowID(orderID, runKey), UpdateRetry, RetrySignal{RequestedBy: requestedBy})
+// Retry tells a parked order's run to retry the step that stalled, and waits up to wait
+// for the run to have resumed it: applied is false if it is still being applied (the
+// database is down, say). A run that is not parked, or not running, refuses: the error
+// wraps orderbook.ErrNotParked, and nothing is kept for later.
+func (s *Starter) Retry(ctx context.Context, orderID int64, runKey, requestedBy string, wait time.Duration) (applied bool, err error) {
+	return s.decide(ctx, OrderWorkflowID(orderID, runKey), UpdateRetry, RetrySignal{RequestedBy: requestedBy}, wait)
 }
 
-// Fail tells a parked order's run to end the order FAILED with reason, and returns once
-// it has. A run that is not parked refuses, as for Retry.
-func (s *Starter) Fail(ctx context.Context, orderID int64, runKey, reason, requestedBy string) error {
-	return s.decide(ctx, OrderWorkflowID(orderID, runKey), UpdateFail, FailSignal{Reason: reason, RequestedBy: requestedBy})
+// Fail tells a parked order's run to end the order FAILED with reason, as Retry does.
+func (s *Starter) Fail(ctx context.Context, orderID int64, runKey, reason, requestedBy string, wait time.Duration) (applied bool, err error) {
+	return s.decide(ctx, OrderWorkflowID(orderID, runKey), UpdateFail, FailSignal{Reason: reason, RequestedBy: requestedBy}, wait)
 }
 
-// decide sends an operator's decision as an Update and waits for it to be applied.
-func (s *Starter) decide(ctx context.Context, wid, name string, arg any) error {
+// decide sends an operator's decision as an Update, which the run validates (refusing it
+// unless parked), and waits up to wait for the run to have applied it.
+func (s *Starter) decide(ctx context.Context, wid, name string, arg any, wait time.Duration) (applied bool, err error) {
 	h, err := s.client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID: wid, UpdateName: name, Args: []any{arg}, WaitForStage: client.WorkflowUpdateStageCompleted,
+		WorkflowID: wid, UpdateName: name, Args: []any{arg}, WaitForStage: client.WorkflowUpdateStageAccepted,
 	})
 	if err == nil {
+		waitCtx, cancel := context.WithTimeout(ctx, wait)
+		defer cancel()
 		var res DecisionResult
-		err = h.Get(ctx, &res)
+		if err = h.Get(waitCtx, &res); err != nil && waitCtx.Err() != nil && ctx.Err() == nil {
+			return false, nil // accepted; the run is still applying it
+		}
 	}
-	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) && appErr.Type() == ErrTypeNotParked {
-		return fmt.Errorf("%s: %s: %w", wid, appErr.Message(), orderbook.ErrNotParked)
+	var (
+		appErr   *temporal.ApplicationError
+		notFound *serviceerror.NotFound
+	)
+	switch {
+	case errors.As(err, &appErr) && appErr.Type() == ErrTypeNotParked:
+		return false, fmt.Errorf("%s: %s: %w", wid, appErr.Message(), orderbook.ErrNotParked)
+	case errors.As(err, &notFound):
+		return false, fmt.Errorf("%s has no running run: %w", wid, orderbook.ErrNotParked)
+	case err != nil:
+		return false, fmt.Errorf("%s to %s: %w", name, wid, err)
 	}
-	if err != nil {
-		return fmt.Errorf("%s to %s: %w", name, wid, err)
-	}
-	return nil
+	return true, nil
 }
 
 // NotifyFill tells a resting order's run that a trade left the order in status. A run

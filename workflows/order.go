@@ -121,9 +121,11 @@ type OrderResult struct {
 	Reason  string
 }
 
-// CancelSignal is SignalCancel's payload.
+// CancelSignal is SignalCancel's payload. Reason is the order's reason once cancelled
+// (empty: the client's cancel).
 type CancelSignal struct {
 	RequestedBy string
+	Reason      string
 }
 
 // FillSignal is SignalFill's payload: the status the trade left the resting order in.
@@ -248,7 +250,7 @@ type decision struct {
 // answered once the run has applied it.
 func (r *run) handleDecisions(ctx workflow.Context) error {
 	validate := func() error {
-		if r.parkedAt == "" {
+		if r.parkedAt == "" || ctx.Err() != nil {
 			return temporal.NewNonRetryableApplicationError(
 				fmt.Sprintf("order %d is %s and not parked: only an order whose execution stalled can be retried or failed", r.in.OrderID, r.res.Status),
 				ErrTypeNotParked, nil)
@@ -312,11 +314,11 @@ func (r *run) loop() (OrderResult, error) {
 		var err error
 		switch {
 		case r.cancel != nil:
-			by := r.cancel.RequestedBy
+			in := activities.CancelInput{OrderID: id, RequestedBy: r.cancel.RequestedBy, Reason: r.cancel.Reason}
 			r.cancel = nil
 			step, err = r.step("Cancel", func(ctx workflow.Context) (activities.StepResult, error) {
 				var s activities.StepResult
-				return s, workflow.ExecuteLocalActivity(ctx, a.Cancel, activities.CancelInput{OrderID: id, RequestedBy: by}).Get(ctx, &s)
+				return s, workflow.ExecuteLocalActivity(ctx, a.Cancel, in).Get(ctx, &s)
 			})
 		case r.res.Status == order.Created:
 			step, err = r.step("Validate", func(ctx workflow.Context) (activities.StepResult, error) {
@@ -337,8 +339,13 @@ func (r *run) loop() (OrderResult, error) {
 				next.Revision = CurrentRevision
 				return r.res, workflow.NewContinueAsNewError(r.ctx, OrderWorkflow, next)
 			}
-			r.waitOnBook()
-			continue
+			var rechecked bool
+			if step, rechecked, err = r.waitOnBook(); !rechecked {
+				continue
+			}
+			if err != nil && workflow.GetVersion(r.ctx, changeRecheckErrors, workflow.DefaultVersion, 1) < 1 {
+				continue // runs before the change ignored a recheck that failed, and waited on
+			}
 		}
 		var decided *operatorFail
 		switch {
@@ -418,7 +425,11 @@ func (r *run) takeCancel() {
 // reads the order back (changeRestingRecheck), so a fill signal that never came (its
 // sender died past its notices' retries, say) heals itself rather than leave the run
 // waiting for ever.
-func (r *run) waitOnBook() {
+//
+// rechecked reports that it read the order back, with the step's result and error, which
+// the loop handles as any step's (changeRecheckErrors): a recheck can park, and find the
+// run has no order of its own.
+func (r *run) waitOnBook() (step activities.StepResult, rechecked bool, err error) {
 	var fill FillSignal
 	woke, due := false, false
 	recheck := workflow.GetVersion(r.ctx, changeRestingRecheck, workflow.DefaultVersion, 1) >= 1
@@ -450,25 +461,27 @@ func (r *run) waitOnBook() {
 		// The run was cancelled. Runs that rested before cancelled runs cancelled their
 		// orders kept waiting for a signal, as their histories recorded.
 		if r.runCancelled() {
-			return
+			return step, false, nil
 		}
 		wait(false)
 	}
 	r.signals++
 	if due {
 		// Execute is a no-op for a resting order that reports where it stands.
-		if step, err := r.execute(); err == nil {
-			r.observe(step)
-		} else {
-			r.disowned(err)
-		}
-		return
+		step, err = r.execute()
+		return step, true, err
 	}
 	if fill.Status != "" && fill.Status != r.res.Status {
 		r.res.Status = fill.Status
 		r.publish()
 	}
+	return step, false, nil
 }
+
+// changeRecheckErrors is the workflow.GetVersion change id of a resting run whose recheck
+// failed (it parked and was failed by an operator, found no order of its own, …) and
+// handles the error as any step's; it is asked only then.
+const changeRecheckErrors = "recheck-errors"
 
 // runCancelled reports whether the run has been cancelled (from the Temporal UI or the
 // CLI) and cancels its order on its way out (changeCleanupOnCancel; runs of before that
@@ -690,9 +703,15 @@ func (r *run) awaitDecision(step string, stalled workflow.Future) (retry *RetryS
 	staleRetry, staleFail := r.retryCh.Len(), r.failCh.Len()
 	r.parkedAt = step
 	defer func() { r.parkedAt = "" }()
+	watchRun := true
 	for {
-		var fromSignal bool
+		var fromSignal, runDone bool
 		sel := workflow.NewSelector(r.ctx)
+		// The run cancelled from the Temporal UI or CLI while parked (changeCancelParkedRun;
+		// runs before it waited on for a decision).
+		if watchRun {
+			sel.AddReceive(r.ctx.Done(), func(workflow.ReceiveChannel, bool) { runDone = true })
+		}
 		sel.AddReceive(r.retryCh, func(c workflow.ReceiveChannel, _ bool) {
 			var s RetrySignal
 			c.Receive(r.ctx, &s)
@@ -722,12 +741,24 @@ func (r *run) awaitDecision(step string, stalled workflow.Future) (retry *RetryS
 			})
 		}
 		sel.Select(r.ctx)
+		if runDone {
+			if workflow.GetVersion(r.ctx, changeCancelParkedRun, workflow.DefaultVersion, 1) >= 1 {
+				return nil, nil, nil, r.ctx.Err() // the loop cancels the order
+			}
+			watchRun = false
+			continue
+		}
 		// The parking record must be in place before the decision is recorded after it.
 		if err := stalled.Get(r.ctx, nil); err != nil {
 			return nil, nil, nil, err
 		}
 		if retry == nil && fail == nil && cancel == nil {
 			continue // a decision refused before the run took it
+		}
+		if fromSignal || cancel != nil {
+			// A signal decided; an Update that arrived meanwhile is answered as refused,
+			// never with the outcome of another decision.
+			r.refuseDecision("the parked run was decided by another request first")
 		}
 		stale := fromSignal && ((retry != nil && staleRetry > 0) || (fail != nil && staleFail > 0))
 		if !stale || workflow.GetVersion(r.ctx, changeDropStaleDecisions, workflow.DefaultVersion, 1) < 1 {
@@ -743,6 +774,10 @@ func (r *run) awaitDecision(step string, stalled workflow.Future) (retry *RetryS
 		retry, fail = nil, nil
 	}
 }
+
+// changeCancelParkedRun is the workflow.GetVersion change id of a parked run that, when
+// cancelled, leaves the park and cancels its order; it is asked only then.
+const changeCancelParkedRun = "cancel-parked-run"
 
 // changeDropStaleDecisions is the workflow.GetVersion change id of a parked run that
 // drops the retry and fail signals sent before it parked; it is asked only when it has

@@ -957,3 +957,50 @@ func TestAnOperatorFailsAParkedOrderByUpdate(t *testing.T) {
 	}
 	h.assertCalls("Validate", "SendToExecutor", "SendToExecutor", "MarkStalled", "Fail")
 }
+
+// The recheck of a resting order is a step like any other: when it parks, an operator's
+// fail ends the order, rather than being dropped with the run waiting on.
+func TestAnOperatorFailsARestingOrderWhoseRecheckParked(t *testing.T) {
+	h := newHarness(t)
+	h.onValidate(step(order.Validated), nil)
+	h.onSend(step(order.SentToExecutor), nil)
+	h.onExecute(activities.ExecuteResult{StepResult: step(order.Executing)}, nil)
+	h.env.OnActivity(h.a.Execute, mock.Anything, orderID).Return(activities.ExecuteResult{}, errors.New("database unavailable")).Times(2)
+	h.env.OnActivity(h.a.MarkStalled, mock.Anything, mock.Anything).Return(step(order.Executing), nil).Once()
+	failed := h.decide(workflows.UpdateFail, workflows.FailSignal{Reason: "venue closed", RequestedBy: "operator:api"}, 11*time.Minute)
+	h.env.OnActivity(h.a.Fail, mock.Anything, activities.FailInput{OrderID: orderID, Reason: "venue closed", RequestedBy: "operator:api"}).
+		Return(activities.StepResult{Status: order.Failed, Reason: "venue closed"}, nil).Once()
+
+	res := h.runWith(shortRetry)
+	if res.Status != order.Failed {
+		t.Errorf("result = %+v, want FAILED by the operator", res)
+	}
+	if !failed.completed || failed.err != nil || failed.result.Status != order.Failed {
+		t.Errorf("the fail update: %+v, want completed with FAILED", failed)
+	}
+	h.assertCalls("Validate", "SendToExecutor", "Execute", "Execute", "Execute", "MarkStalled", "Fail")
+}
+
+// Cancelling a parked run from the Temporal UI cancels its order, as for any other run,
+// on a context the cancellation does not reach (the Cancel step unparks the order).
+func TestCancellingAParkedRunFromTheUICancelsItsOrder(t *testing.T) {
+	h := newHarness(t)
+	h.env.OnActivity(h.a.Validate, mock.Anything, orderID).Return(activities.StepResult{}, errors.New("down")).Times(2)
+	h.env.OnActivity(h.a.MarkStalled, mock.Anything, mock.Anything).Return(step(order.Created), nil).Once()
+	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 30*time.Minute)
+	refused := h.decide(workflows.UpdateRetry, workflows.RetrySignal{}, 31*time.Minute)
+	h.env.OnActivity(h.a.Cancel, mock.Anything, activities.CancelInput{OrderID: orderID, Reason: order.ReasonRunCancelled, RequestedBy: "temporal"}).
+		Return(step(order.Cancelled), nil).Once()
+	h.forbidUnmocked()
+	h.env.ExecuteWorkflow(workflows.OrderWorkflow, shortRetry)
+	if !h.env.IsWorkflowCompleted() {
+		t.Fatal("workflow did not complete")
+	}
+	if err := h.env.GetWorkflowError(); !temporal.IsCanceledError(err) {
+		t.Errorf("workflow error = %v, want the run to end cancelled", err)
+	}
+	h.assertCalls("Validate", "Validate", "MarkStalled", "Cancel")
+	if refused.accepted {
+		t.Errorf("a retry after the run was cancelled was accepted: %+v", refused)
+	}
+}

@@ -23,19 +23,23 @@ const (
 )
 
 // Reconcile windows. A pass looks at the runs closed since the one before it began, less
-// reconcileOverlap, because visibility records of closing runs become visible a moment
-// after the close; the first pass ever looks reconcileFirstLookback back.
+// reconcileOverlap, because visibility records of closing runs become visible some time
+// after the close (seconds on SQL visibility, more on Elasticsearch under load); the
+// first pass ever looks reconcileFirstLookback back.
 const (
-	reconcileOverlap       = time.Minute
+	reconcileOverlap       = 5 * time.Minute
 	reconcileFirstLookback = 24 * time.Hour
 )
 
 // ReconcileResult is one pass's report. Until is when the pass began to look, so the
-// next pass starts from there (it reads it as the schedule's last completion result).
+// next pass starts from there (it reads it as the schedule's last completion result);
+// Incomplete says some order's start failed and could succeed later, so the next pass
+// looks again from the same point (Until is then the pass's own start of the window).
 type ReconcileResult struct {
-	Until     time.Time
-	Checked   int
-	Restarted []int64
+	Until      time.Time
+	Incomplete bool
+	Checked    int
+	Restarted  []int64
 }
 
 // ReconcileWorkflow is one pass of the reconciler over the runs closed since the last
@@ -44,10 +48,14 @@ func ReconcileWorkflow(ctx workflow.Context) (ReconcileResult, error) {
 	since := workflow.Now(ctx).Add(-reconcileFirstLookback)
 	var last ReconcileResult
 	if workflow.HasLastCompletionResult(ctx) && workflow.GetLastCompletionResult(ctx, &last) == nil && !last.Until.IsZero() {
-		since = last.Until.Add(-reconcileOverlap)
+		since = last.Until
+		if !last.Incomplete {
+			since = since.Add(-reconcileOverlap)
+		}
 	}
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 5 * time.Minute,
+		HeartbeatTimeout:    time.Minute, // the pass heartbeats after each page
 		// A failed pass is the next scheduled pass's to do again, from the same point.
 		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 3},
 	})

@@ -114,7 +114,7 @@ func TestAnOrderThatExhaustsItsRetriesIsParkedThenRetriedOrFailedByAnOperator(t 
 	sellView := s.get(t, sell)
 	_, key, _ := order.ParseWorkflowID(sellView.WorkflowID)
 	ops := workflows.NewStarter(s.temporal, workflows.RetryConfig{})
-	if err := ops.Fail(context.Background(), sell, key, "stale", "operator:test"); !errors.Is(err, orderbook.ErrNotParked) {
+	if _, err := ops.Fail(context.Background(), sell, key, "stale", "operator:test", time.Minute); !errors.Is(err, orderbook.ErrNotParked) {
 		t.Errorf("a fail Update to the resting order's run: %v, want it refused as not parked", err)
 	}
 

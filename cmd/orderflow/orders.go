@@ -86,17 +86,23 @@ func runOrders(ctx context.Context, cfg Config, args []string, stdout io.Writer)
 			return err
 		}
 		defer tc.Close()
+		// The CLI waits as long as it takes: an operator at a terminal wants the outcome.
+		const wait = time.Minute
+		var applied bool
+		what := "retry applied; the workflow resumed at " + o.StalledStep
 		if args[0] == "retry" {
-			if err := starter.Retry(ctx, id, o.RunKey, "operator:cli"); err != nil {
-				return err
-			}
-			_, err = fmt.Fprintf(stdout, "order %d: retry applied; the workflow resumed at %s\n", id, o.StalledStep)
+			applied, err = starter.Retry(ctx, id, o.RunKey, "operator:cli", wait)
+		} else {
+			applied, err = starter.Fail(ctx, id, o.RunKey, strings.TrimSpace(*reason), "operator:cli", wait)
+			what = "failed by the operator"
+		}
+		if err != nil {
 			return err
 		}
-		if err := starter.Fail(ctx, id, o.RunKey, strings.TrimSpace(*reason), "operator:cli"); err != nil {
-			return err
+		if !applied {
+			what = args[0] + " accepted; the workflow is still applying it (see `orderflow orders stuck`)"
 		}
-		_, err = fmt.Fprintf(stdout, "order %d: failed by the operator\n", id)
+		_, err = fmt.Fprintf(stdout, "order %d: %s\n", id, what)
 		return err
 	}
 	return fmt.Errorf("unknown orders command %q; %s", args[0], ordersUsage)
@@ -179,11 +185,20 @@ func reconcileOrders(ctx context.Context, cfg Config, book *orderbook.Service, s
 		rep, err = r.Closed(ctx, time.Now().Add(-since))
 	}
 	for _, x := range rep.Restarted {
-		fmt.Fprintf(stdout, "order %d (%s): started a new run %s\n", x.OrderID, x.Status, x.WorkflowID)
+		what := "started a new run"
+		if x.Cancelled {
+			what = "its run was cancelled without cancelling it; started a run that cancels it"
+		}
+		fmt.Fprintf(stdout, "order %d (%s): %s %s\n", x.OrderID, x.Status, what, x.WorkflowID)
 	}
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(stdout, "reconciled: %d open orders checked, %d given a new run\n", rep.Checked, len(rep.Restarted))
-	return err
+	if _, err := fmt.Fprintf(stdout, "reconciled: %d open orders checked, %d given a new run\n", rep.Checked, len(rep.Restarted)); err != nil {
+		return err
+	}
+	if len(rep.Failed) > 0 {
+		return fmt.Errorf("%d orders could not be given a run (%v); see the log, and run the command again", len(rep.Failed), rep.Failed)
+	}
+	return nil
 }
