@@ -24,7 +24,8 @@ var recordHistories = flag.Bool("record-histories", false, "write the order runs
 // recordedSet names the histories this release's code records: name.revN.SET.json. A
 // release that changes OrderWorkflow records a new set and keeps every older one, since
 // the runs those releases left open must still replay (the files without a set are the
-// first releases').
+// first releases'; the 2026-11 set was recorded with the release before run keys, on the
+// paths this one changed: a stale fail signal, an unknown order, a parked run cancelled).
 const recordedSet = "2026-12"
 
 // recordHistory saves the history of the order's run, once it has closed, when
