@@ -10,6 +10,17 @@ import (
 	"github.com/shopspring/decimal"
 )
 
+type ApiKey struct {
+	ID         string
+	UserID     int64
+	Name       string
+	Scopes     []string
+	SecretHash []byte
+	CreatedAt  time.Time
+	LastUsedAt *time.Time
+	RevokedAt  *time.Time
+}
+
 type FillNotice struct {
 	ID           int64
 	AggressorID  int64
