@@ -100,8 +100,14 @@ func TestAJWTIsAcceptedOnlyAsItsProviderSignedIt(t *testing.T) {
 	if err != nil || pr.UserID != 42 || !pr.Has(auth.ScopeTrade) || !pr.Has(auth.ScopeRead) || pr.Has(auth.ScopeAdmin) {
 		t.Fatalf("a good token: %+v, %v; want user 42 with read and trade", pr, err)
 	}
-	arr := sign(t, jose.RS256, rsaKey, "k1", claims(func(c map[string]any) { c["scope"] = []string{"admin", "write"}; c["sub"] = 7 }))
-	if pr, err := v.Verify(ctx, arr); err != nil || pr.UserID != 7 || len(pr.Scopes) != 1 || pr.Scopes[0] != auth.ScopeAdmin {
+	// Another provider's claims: the user id a number in a claim of its own, the scopes
+	// an array.
+	uid, err := auth.NewJWTVerifier(ctx, auth.JWTConfig{JWKSURL: p.srv.URL, Issuer: issuer, Audience: audience, UserClaim: "uid", ScopesClaim: "roles"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	arr := sign(t, jose.RS256, rsaKey, "k1", claims(func(c map[string]any) { c["roles"] = []string{"admin", "write"}; c["uid"] = 7 }))
+	if pr, err := uid.Verify(ctx, arr); err != nil || pr.UserID != 7 || len(pr.Scopes) != 1 || pr.Scopes[0] != auth.ScopeAdmin {
 		t.Errorf("scopes as an array, the user id as a number: %+v, %v; want user 7 with admin only", pr, err)
 	}
 	within := sign(t, jose.RS256, rsaKey, "k1", claims(func(c map[string]any) { c["exp"] = time.Now().Add(-30 * time.Second).Unix() }))
