@@ -24,18 +24,19 @@ func TestAnOrderBeyondTheWriteQueueIsRefusedAtOnceWith503AndRetryAfter(t *testin
 	}
 	answers := make(chan response, 4)
 	post := func(user int64) { answers <- h.place(newKey(), limitBody(user, `"10"`, 1)) }
+	// One order at a time, so that each writer blocks with one of them.
 	for u := range int64(2) {
 		go post(u + 1)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for waiting := 0; waiting < 2; {
-		if err := pool.QueryRow(ctx, "SELECT count(*) FROM pg_locks WHERE relation = 'orders'::regclass AND NOT granted").Scan(&waiting); err != nil {
-			t.Fatal(err)
+		deadline := time.Now().Add(10 * time.Second)
+		for waiting := 0; waiting < int(u)+1; {
+			if err := pool.QueryRow(ctx, "SELECT count(*) FROM pg_locks WHERE relation = 'orders'::regclass AND NOT granted").Scan(&waiting); err != nil {
+				t.Fatal(err)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d writers did not block on the lock within 10s", u+1)
+			}
+			time.Sleep(5 * time.Millisecond) // poll interval
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the two writers did not block on the lock within 10s")
-		}
-		time.Sleep(5 * time.Millisecond) // poll interval
 	}
 	// Both writers are busy: one more order fits the queue, the next does not.
 	go post(3)

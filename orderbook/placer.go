@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,11 +34,10 @@ const (
 // that arrive while the writers wait for their commits share the next one, which is what
 // lets ingestion outgrow one transaction per order.
 //
-// At most placeWriters write at once. A request that finds a writer free becomes one and
-// writes the batch itself; orders left queued after that go to a goroutine that writes
-// until the queue is empty. Taking and giving up the role both happen under mu, so an
-// order is never queued with no writer to take it, and an idle API runs no goroutine. It
-// needs no Close.
+// At most placeWriters write at once. A request that finds a writer free starts one, a
+// goroutine that writes until the queue is empty. Taking and giving up the role both
+// happen under mu, so an order is never queued with no writer to take it, and an idle
+// API runs no goroutine. It needs no Close.
 type placer struct {
 	q       *queries.Queries
 	waker   Waker // nil: none
@@ -174,10 +174,10 @@ func (p *placer) place(ctx context.Context, req NewOrder) placeResult {
 	}
 	p.mu.Unlock()
 	if lead {
-		// A free writer: this request writes the batch itself (its own order and whatever
-		// queued with it), which spares the handoffs to and from another goroutine that
-		// would otherwise add to every order's latency on a busy machine.
-		p.writeBatch()
+		// A free writer: a goroutine writes the batch (this order and whatever queued with
+		// it), so that this request, like every other, waits no longer than its deadline;
+		// the statement runs to its own timeout whoever gives up.
+		go p.writeWhileQueued()
 	}
 	select {
 	case r := <-pl.done:
@@ -197,21 +197,6 @@ func (p *placer) place(ctx context.Context, req NewOrder) placeResult {
 	default:
 		return placeResult{err: fmt.Errorf("%w: %w", ErrUnconfirmed, ctx.Err())}
 	}
-}
-
-// writeBatch writes one batch as a writer, then, if orders queued meanwhile, leaves them
-// to a writer goroutine rather than make its own request wait for them.
-func (p *placer) writeBatch() {
-	if !p.writeNext() {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.queue) == 0 {
-		p.writers--
-		return
-	}
-	go p.writeWhileQueued()
 }
 
 // writeWhileQueued writes batches as a writer until the queue is empty.
@@ -267,8 +252,7 @@ func (p *placer) write(batch []*placement) {
 
 	rows, err := p.insert(unique)
 	if err != nil {
-		var pgErr *pgconn.PgError
-		if len(batch) > 1 && errors.As(err, &pgErr) {
+		if len(batch) > 1 && refusedStatement(err) {
 			// PostgreSQL refused the statement, perhaps for one order's sake. An error
 			// short of that (a timeout, a lost connection) would hit every order alike, and
 			// retrying them one by one would only multiply the wait.
@@ -300,6 +284,18 @@ func (p *placer) write(batch []*placement) {
 			pl.done <- placeResult{}
 		}
 	}
+}
+
+// refusedStatement reports whether err is PostgreSQL refusing the statement for what it
+// says, as opposed to the session failing under it: a connection exception (class 08),
+// or the server terminating the session (57P01 admin_shutdown, as pg_terminate_backend
+// or a failover does, 57P02 crash_shutdown, 57P03 cannot_connect_now).
+func refusedStatement(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	return !strings.HasPrefix(pgErr.Code, "08") && !slices.Contains([]string{"57P01", "57P02", "57P03"}, pgErr.Code)
 }
 
 // insert runs PlaceOrders for the placements, in their order.

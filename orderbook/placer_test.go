@@ -311,3 +311,64 @@ func TestAFullQueueRefusesAtOnceAndWritesNothing(t *testing.T) {
 		t.Errorf("%d of the 3 queued orders written, want 3", n)
 	}
 }
+
+// A request that finds a writer free, and so leads a batch, is answered by its own
+// deadline too, however long the batch's statement takes.
+func TestARequestLeadingABatchIsAnsweredByItsDeadline(t *testing.T) {
+	t.Parallel()
+	pool := newPool(t)
+	ctx := context.Background()
+	lock, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = lock.Rollback(ctx) }()
+	if _, err := lock.Exec(ctx, "LOCK TABLE orders IN SHARE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	p := orderbook.NewTestPlacer(pool, 30*time.Second, 1000)
+	reqCtx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, created, err := p.Place(reqCtx, 1, 1, "leader")
+	if waited := time.Since(start); !errors.Is(err, orderbook.ErrUnconfirmed) || created || waited > 5*time.Second {
+		t.Fatalf("the leading request, its statement held on a lock: answered after %s with created %v, %v; want ErrUnconfirmed by its deadline",
+			waited, created, err)
+	}
+}
+
+// A batch whose session is terminated under it (pg_terminate_backend, a failover) fails
+// as a whole, at once: a lost connection is no fault of one order, and writing the
+// orders again one by one would only multiply the wait.
+func TestABatchWhoseSessionIsTerminatedFailsAsAWhole(t *testing.T) {
+	t.Parallel()
+	rig := newPlacerRig(t)
+	for i := range 3 {
+		rig.place("queued", 2, 1, fmt.Sprintf("queued-%d", i))
+	}
+	rig.waitFor("the orders to queue", func() bool { return rig.placer.Queued() == 3 })
+	rig.terminateInserts() // the held writers' sessions: one takes the queue as one batch
+	rig.waitFor("the queued batch's statement to wait on the lock", func() bool { return rig.lockWaiters() == 1 && rig.placer.Queued() == 0 })
+	rig.terminateInserts()
+	rig.waitFor("every request to be answered", func() bool { return rig.answers() == 3+orderbook.Writers })
+	rig.release()
+	for _, p := range rig.got["queued"] {
+		if p.err == nil || p.created {
+			t.Errorf("a queued order of the terminated batch: created %v, %v; want the batch's error", p.created, p.err)
+		}
+	}
+	if n := rig.intQuery("SELECT count(*) FROM orders"); n != 0 {
+		t.Errorf("%d orders written after their sessions were terminated, want 0 (the clients retry)", n)
+	}
+}
+
+// terminateInserts terminates the sessions whose statements wait for the orders lock.
+func (r *placerRig) terminateInserts() {
+	r.t.Helper()
+	if _, err := r.pool.Exec(context.Background(), `
+		WITH waiting AS MATERIALIZED (
+			SELECT pid FROM pg_locks WHERE relation = 'orders'::regclass AND NOT granted)
+		SELECT pg_terminate_backend(pid) FROM waiting`); err != nil {
+		r.t.Fatal(err)
+	}
+}
