@@ -26,14 +26,15 @@ type profile struct {
 	between  int           // orders acknowledged after each recovery, before the next step
 	cycles   int           // faults per scenario that kills a worker (each costs a rebalance)
 	restarts int           // faults per scenario that restarts a service
+	outage   time.Duration // how long a long outage lasts (Kafka down)
 	drain    time.Duration // how long the system may take to settle once the load stops
 }
 
 func profileFor(long bool) profile {
 	if long {
-		return profile{shape: loadShape{placers: 3, every: 500 * time.Millisecond}, warm: 60, between: 90, cycles: 3, restarts: 3, drain: 5 * time.Minute}
+		return profile{shape: loadShape{placers: 3, every: 500 * time.Millisecond}, warm: 60, between: 90, cycles: 3, restarts: 3, outage: 2 * time.Minute, drain: 5 * time.Minute}
 	}
-	return profile{shape: loadShape{placers: 3, every: 500 * time.Millisecond}, warm: 10, between: 10, cycles: 1, restarts: 2, drain: 5 * time.Minute}
+	return profile{shape: loadShape{placers: 3, every: 500 * time.Millisecond}, warm: 10, between: 10, cycles: 1, restarts: 2, outage: 25 * time.Second, drain: 5 * time.Minute}
 }
 
 // scenario is one kind of fault. inject runs while the load runs, and returns once the
@@ -44,6 +45,7 @@ type scenario struct {
 	setup     func(ctx context.Context, r *run) error // before the load starts
 	inject    func(ctx context.Context, r *run) error
 	afterLoad func(ctx context.Context, r *run) error // after the load stops, before the drain
+	verify    func(ctx context.Context, r *run)       // after the drain: the scenario's own checks (r.violate, r.lose)
 	teardown  func(ctx context.Context, r *run) error // after the checks
 }
 
@@ -58,6 +60,7 @@ type run struct {
 	faults int
 	notes  []string
 	errs   []string // violations the injector itself observed
+	lost   []string // acknowledged orders the scenario's own checks found lost
 }
 
 func (r *run) fault() {
@@ -76,6 +79,13 @@ func (r *run) violate(format string, args ...any) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.errs = append(r.errs, fmt.Sprintf(format, args...))
+}
+
+// lose records an acknowledged order that the scenario's own checks found lost.
+func (r *run) lose(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lost = append(r.lost, fmt.Sprintf(format, args...))
 }
 
 // waitAcks waits until n orders more than mark have been acknowledged.
@@ -224,8 +234,12 @@ func (s *system) runScenario(ctx context.Context, t *testing.T, i int, sc scenar
 	} else {
 		rw.drain = took.Round(100 * time.Millisecond).String()
 	}
+	if sc.verify != nil {
+		sc.verify(ctx, r)
+	}
 
 	f := s.check(ctx, l)
+	f.lost = append(f.lost, r.lost...)
 	f.violations = append(f.violations, r.errs...)
 	f.violations = append(f.violations, s.newLogProblems()...)
 	audit := s.audit(ctx)
@@ -455,6 +469,12 @@ func scenarios() []scenario {
 			},
 		},
 		duplicateDelivery(),
+		// Faults of production operations (production_test.go).
+		operatorCancelsAndTerminatesRuns(),
+		apiConnectionsTerminated(),
+		kafkaDown(),
+		messageBeforeItsOrder(),
+		restoreOlderSnapshot(),
 	}
 }
 

@@ -5,7 +5,11 @@
 // a process of its own) — places a steady mixed load of orders and cancels, and injects
 // one fault at a time: a worker killed with SIGKILL in the middle of its activities, two
 // workers with one killed, a restart of the broker, of the API, of PostgreSQL and of the
-// Temporal server, and every order-execution message delivered twice and out of order.
+// Temporal server, and every order-execution message delivered twice and out of order;
+// then faults of production operations (production_test.go): runs cancelled and
+// terminated by operators, the API's database sessions terminated mid-statement, Kafka
+// down for minutes, a message for an order that does not exist yet, and a restore of an
+// older database snapshot against the kept Temporal namespace.
 // After each scenario the load stops, the system drains, and the suite checks that no
 // acknowledged order was lost or executed twice and that `orderflow audit` finds nothing.
 //

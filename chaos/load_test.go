@@ -27,6 +27,7 @@ type loadShape struct {
 // and settle, whatever fault is injected.
 type acked struct {
 	msg kafka.ExecutionMessage // what its order-execution message says
+	key string                 // its Idempotency-Key
 	at  time.Time
 }
 
@@ -51,16 +52,24 @@ type load struct {
 	acks       []acked
 	ackedIDs   map[int64]bool
 	cancelled  map[int64]bool // cancel answered 202: the run got the signal and must apply it
+	gone       map[int64]bool // ids of acknowledged orders a restore took back (forget), until reused
 	codes      map[string]int // "POST 201", "cancel 503", "POST transport error", …
 	failures   int            // transport errors and 503s, the marks of a fault
+	slowest    answer         // the answer that took longest
 	violations []string
+}
+
+// answer is one request the API answered, and how long the answer took.
+type answer struct {
+	what string
+	took time.Duration
 }
 
 func newLoad(s *system, instruments []int64, shape loadShape, seed uint64) *load {
 	return &load{
 		s: s, instruments: instruments, shape: shape, seed: seed,
 		stop: make(chan struct{}), cancels: make(chan int64, 10_000),
-		ackedIDs: map[int64]bool{}, cancelled: map[int64]bool{}, codes: map[string]int{},
+		ackedIDs: map[int64]bool{}, cancelled: map[int64]bool{}, gone: map[int64]bool{}, codes: map[string]int{},
 	}
 }
 
@@ -196,7 +205,8 @@ func (l *load) placeOnce(body map[string]any, key string, rng *rand.Rand) bool {
 	l.mu.Lock()
 	if !l.ackedIDs[v.OrderID] {
 		l.ackedIDs[v.OrderID] = true
-		l.acks = append(l.acks, acked{at: time.Now(), msg: kafka.ExecutionMessage{
+		delete(l.gone, v.OrderID) // the id is another order's now
+		l.acks = append(l.acks, acked{at: time.Now(), key: key, msg: kafka.ExecutionMessage{
 			OrderID: v.OrderID, UserID: v.UserID, InstrumentID: v.InstrumentID, Side: v.Side, Kind: v.Kind,
 		}})
 	}
@@ -235,6 +245,12 @@ func (l *load) cancel() {
 
 // cancelOnce posts a cancel and reports whether it is done with.
 func (l *load) cancelOnce(id int64) bool {
+	l.mu.Lock()
+	gone := l.gone[id]
+	l.mu.Unlock()
+	if gone {
+		return true // the restore took the order back: there is nothing to cancel
+	}
 	path := fmt.Sprintf("/api/v1/orders/%d/cancel", id)
 	code, hdr, resp, err := l.do(http.MethodPost, path, nil, "")
 	switch {
@@ -276,6 +292,7 @@ func (l *load) do(method, path string, body []byte, key string) (int, http.Heade
 	if key != "" {
 		req.Header.Set("Idempotency-Key", key)
 	}
+	started := time.Now()
 	resp, err := l.s.http.Do(req)
 	if err != nil {
 		return 0, nil, nil, err
@@ -285,7 +302,20 @@ func (l *load) do(method, path string, body []byte, key string) (int, http.Heade
 	if err != nil {
 		return 0, nil, nil, err // cut off mid-body: as good as no answer
 	}
+	took := time.Since(started)
+	l.mu.Lock()
+	if took > l.slowest.took {
+		l.slowest = answer{what: fmt.Sprintf("%s %s answered %d", method, path, resp.StatusCode), took: took}
+	}
+	l.mu.Unlock()
 	return resp.StatusCode, resp.Header, b, nil
+}
+
+// slowestAnswer returns the request the API took longest to answer so far.
+func (l *load) slowestAnswer() answer {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.slowest
 }
 
 // checkProblem records a violation unless a 5xx answer is a 503 with an RFC 9457

@@ -64,6 +64,9 @@ type system struct {
 // readyTimeout bounds how long a started process may take to become ready.
 const readyTimeout = 90 * time.Second
 
+// apiApplicationName is the application_name of the API's PostgreSQL sessions.
+const apiApplicationName = "orderflow-api"
+
 // startSystem builds the binary, starts every service and process, and migrates.
 func startSystem(t *testing.T) *system {
 	t.Helper()
@@ -145,7 +148,9 @@ func startSystem(t *testing.T) *system {
 		t.Fatalf("orderflow migrate: %v\n%s%s", err, out, errOut)
 	}
 	s.broker = s.newProcess("broker", "broker", nil)
-	s.api = s.newProcess("api", "api", nil)
+	// The API's sessions carry a name of their own in pg_stat_activity, so a scenario can
+	// terminate them and no other's (orderflow sets none).
+	s.api = s.newProcess("api", "api", map[string]string{"DATABASE_URL": s.pgURL() + "&application_name=" + apiApplicationName})
 	s.addWorker()
 	for _, p := range []*process{s.broker, s.api, s.workers[0]} {
 		t.Cleanup(func() {
@@ -268,6 +273,9 @@ func (s *system) addWorker() *process {
 		// correct workflow code, so the detector is off here (TEMPORAL_DEBUG); the
 		// workflow tests and the replay test keep it on.
 		"TEMPORAL_DEBUG": "1",
+		// The reconciler gives an open order whose run was terminated a new run within
+		// this (default 30s), so the operators' scenario settles in seconds.
+		"RECONCILE_INTERVAL": "2s",
 	})
 	s.workers = append(s.workers, w)
 	return w

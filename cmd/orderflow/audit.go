@@ -52,7 +52,7 @@ func runAudit(ctx context.Context, cfg Config, args []string, stdout io.Writer) 
 		}
 	}
 
-	pool, err := openPool(ctx, cfg)
+	pool, err := openPool(ctx, cfg, "orderflow-audit")
 	if err != nil {
 		return err
 	}

@@ -41,7 +41,7 @@ func runInstruments(ctx context.Context, cfg Config, args []string, stdout io.Wr
 		return fmt.Errorf("unknown instruments command %q; %s", args[0], instrumentsUsage)
 	}
 
-	pool, err := openPool(ctx, cfg)
+	pool, err := openPool(ctx, cfg, "orderflow-instruments")
 	if err != nil {
 		return err
 	}

@@ -56,7 +56,7 @@ func runOrders(ctx context.Context, cfg Config, args []string, stdout io.Writer)
 		return fmt.Errorf("unexpected argument %q; %s", fs.Arg(0), ordersUsage)
 	}
 
-	pool, err := openPool(ctx, cfg)
+	pool, err := openPool(ctx, cfg, "orderflow-orders")
 	if err != nil {
 		return err
 	}

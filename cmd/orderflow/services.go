@@ -36,6 +36,17 @@ import (
 // role selects what runServices runs; dev runs both.
 type role int
 
+// sessionName names the process's PostgreSQL sessions by its roles.
+func (r role) sessionName() string {
+	switch r {
+	case roleAPI:
+		return "orderflow-api"
+	case roleWorker:
+		return "orderflow-worker"
+	}
+	return "orderflow-dev"
+}
+
 const (
 	roleAPI role = 1 << iota
 	roleWorker
@@ -46,7 +57,10 @@ const (
 	defaultKafkaBroker     = "127.0.0.1:9092"
 )
 
-func openPool(ctx context.Context, cfg Config) (*pgxpool.Pool, error) {
+// openPool opens the pool of DATABASE_URL. Its sessions are named name in
+// pg_stat_activity (application_name), unless the URL names them, so that a DBA can
+// tell the API's from the workers' and the operators' tools'.
+func openPool(ctx context.Context, cfg Config, name string) (*pgxpool.Pool, error) {
 	if cfg.DatabaseURL == "" {
 		return nil, errors.New("DATABASE_URL is not set: give the PostgreSQL URL, or use `orderflow dev` to start a local cluster")
 	}
@@ -55,6 +69,9 @@ func openPool(ctx context.Context, cfg Config) (*pgxpool.Pool, error) {
 		return nil, fmt.Errorf("DATABASE_URL: %w", err)
 	}
 	pcfg.MaxConns = cfg.DBMaxConns
+	if _, named := pcfg.ConnConfig.RuntimeParams["application_name"]; !named {
+		pcfg.ConnConfig.RuntimeParams["application_name"] = name
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("database: %w", err)
@@ -63,7 +80,7 @@ func openPool(ctx context.Context, cfg Config) (*pgxpool.Pool, error) {
 }
 
 func runMigrate(ctx context.Context, cfg Config) error {
-	pool, err := openPool(ctx, cfg)
+	pool, err := openPool(ctx, cfg, "orderflow-migrate")
 	if err != nil {
 		return err
 	}
@@ -80,7 +97,7 @@ func runServices(ctx context.Context, cfg Config, logger *slog.Logger, roles rol
 	if len(cfg.KafkaBrokers) == 0 {
 		cfg.KafkaBrokers = []string{defaultKafkaBroker}
 	}
-	pool, err := openPool(ctx, cfg)
+	pool, err := openPool(ctx, cfg, roles.sessionName())
 	if err != nil {
 		return err
 	}
@@ -255,12 +272,6 @@ func runWorker(ctx context.Context, g *errgroup.Group, cfg Config, logger *slog.
 		consumerClient.Close()
 		return nil, fmt.Errorf("temporal worker: %w", err)
 	}
-	if err := reconcile.EnsureSchedule(ctx, tc, cfg.ReconcileInterval); err != nil {
-		w.Stop()
-		producer.Close()
-		consumerClient.Close()
-		return nil, fmt.Errorf("reconciler: %w", err)
-	}
 	if err := m.WatchConsumerLag(producer, kafka.ConsumerGroup); err != nil {
 		w.Stop()
 		producer.Close()
@@ -279,12 +290,31 @@ func runWorker(ctx context.Context, g *errgroup.Group, cfg Config, logger *slog.
 	})
 	g.Go(func() error { return book.FoldOrderCountsEvery(ctx, time.Minute) })
 	g.Go(func() error { return book.DeliverFillNotices(ctx, starter) })
+	g.Go(func() error { ensureReconcileSchedule(ctx, tc, cfg.ReconcileInterval, logger); return nil })
 	g.Go(func() error {
 		<-ctx.Done()
 		w.Stop()
 		return nil
 	})
 	return producer, nil
+}
+
+// ensureReconcileSchedule creates or updates the reconciler's schedule, trying again
+// every few seconds while Temporal refuses, until it succeeds or ctx ends: the worker
+// serves its orders meanwhile, and a schedule another worker made keeps running.
+func ensureReconcileSchedule(ctx context.Context, tc client.Client, every time.Duration, logger *slog.Logger) {
+	for {
+		err := reconcile.EnsureSchedule(ctx, tc, every)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		logger.Warn("reconciler schedule not set up yet; trying again", "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Second):
+		}
+	}
 }
 
 // ensureTopics creates the topics if the cluster lacks them, so a fresh broker works.

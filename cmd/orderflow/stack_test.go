@@ -302,3 +302,21 @@ func (s *stack) waitStatus(t *testing.T, id int64, status string) orderView {
 	t.Helper()
 	return s.waitFor(t, id, status, func(v orderView) bool { return v.OrderStatus == status })
 }
+
+// The API's and the worker's PostgreSQL sessions carry their role's name, so that a DBA
+// can tell them apart in pg_stat_activity (and terminate one's without the other's).
+func TestEveryProcessNamesItsDatabaseSessions(t *testing.T) {
+	t.Parallel()
+	s := needStack(t)
+	s.mustPlace(t, limit(1, s.newInstrument(t), "BUY", "1", 1)) // both have sessions open by now
+	for _, name := range []string{"orderflow-api", "orderflow-worker"} {
+		var n int
+		if err := s.pool.QueryRow(context.Background(),
+			`SELECT count(*) FROM pg_stat_activity WHERE application_name = $1`, name).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			t.Errorf("no PostgreSQL session named %s", name)
+		}
+	}
+}
