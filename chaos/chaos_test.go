@@ -475,6 +475,7 @@ func scenarios() []scenario {
 		kafkaDown(),
 		messageBeforeItsOrder(),
 		restoreOlderSnapshot(),
+		rollingDeploy(), // last: see its comment
 	}
 }
 
