@@ -789,11 +789,11 @@ func (s *system) startServices(ctx context.Context) error {
 // execute, every open order of the restored database must have a live run, and the runs
 // left over from the lost history must touch nothing.
 func restoreOlderSnapshot() scenario {
-	const probe = "chaos:stray-probe"
 	var (
 		snapAt   time.Time
 		lostKeys map[int64]string // the run keys of the orders the restore took back
 		resting  []int64          // orders resting in the snapshot, cancelled after it
+		told     []string         // the runs reconcile --all told to end (no order's)
 	)
 	return scenario{
 		name: "database restored from an older snapshot against the kept Temporal namespace, then orders reconcile --all",
@@ -896,6 +896,12 @@ func restoreOlderSnapshot() scenario {
 			}
 			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 			r.note("orderflow orders reconcile --all: %s", lines[len(lines)-1])
+			told = nil
+			for _, l := range lines {
+				if wid, ok := strings.CutPrefix(l, "run "); ok {
+					told = append(told, strings.SplitN(wid, ":", 2)[0])
+				}
+			}
 			restarted := 0
 			for _, id := range resting {
 				// Its run ended with the cancel the restore took back, so it rests again
@@ -932,25 +938,13 @@ func restoreOlderSnapshot() scenario {
 				r.t.Errorf("no order placed after the restore reused an id the restore took back: the scenario tested nothing")
 			}
 
-			// The runs left from the lost history, still waiting on the book, are strays.
-			// Each is sent a cancel, as a stale tool could: it must end without touching the
+			// The runs left from the lost history, still waiting on the book, are strays:
+			// reconcile --all told each to end, and each must end without touching the
 			// order that has its id now, or that has none.
-			_, strays, err := s.ownRuns(ctx, r.l.instruments)
-			if err != nil {
-				r.violate("list the runs left from the lost history: %v", err)
-				return
-			}
 			ended := map[string]int{}
-			for _, wid := range strays {
-				sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-				err := s.tc.SignalWorkflow(sctx, wid, "", workflows.SignalCancel, workflows.CancelSignal{RequestedBy: probe})
-				cancel()
-				if err != nil && !alreadyClosed(err) {
-					r.violate("signal the stray run %s: %v", wid, err)
-					continue
-				}
+			for _, wid := range told {
 				if _, err := s.waitClosed(ctx, wid, time.Minute); err != nil {
-					r.violate("the stray run %s, sent a cancel: %v", wid, err)
+					r.violate("the stray run %s, told to end by reconcile --all: %v", wid, err)
 					continue
 				}
 				res, err := s.orderResult(ctx, wid)
@@ -963,8 +957,14 @@ func restoreOlderSnapshot() scenario {
 					ended[res.Reason]++
 				}
 			}
-			r.note("%d runs left from the lost history were still running; sent a cancel, %d ended %s and %d %s",
-				len(strays), ended[workflows.ReasonForeignRun], workflows.ReasonForeignRun, ended[workflows.ReasonUnknownOrder], workflows.ReasonUnknownOrder)
+			r.note("reconcile --all told %d runs left from the lost history to end: %d ended %s and %d %s",
+				len(told), ended[workflows.ReasonForeignRun], workflows.ReasonForeignRun, ended[workflows.ReasonUnknownOrder], workflows.ReasonUnknownOrder)
+			if _, strays, err := s.ownRuns(ctx, r.l.instruments); err != nil {
+				r.violate("list the runs left from the lost history: %v", err)
+			} else if len(strays) > 0 {
+				r.violate("runs left from the lost history still running after reconcile --all: %v", strays)
+			}
+			const probe = "reconcile" // the requestedBy of the cancel reconcile --all sends
 			var touched []int64
 			rows, err := s.pool.Query(ctx, `SELECT DISTINCT order_id FROM order_events WHERE details->>'requestedBy' = $1`, probe)
 			if err == nil {

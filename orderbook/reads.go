@@ -254,3 +254,16 @@ func (s *Service) OpenOrdersAfter(ctx context.Context, afterID int64, max int32)
 	}
 	return rows, nil
 }
+
+// RunKeys returns the run key of each order among ids that exists.
+func (s *Service) RunKeys(ctx context.Context, ids []int64) (map[int64]string, error) {
+	rows, err := s.q.ListOrderRunKeys(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("list run keys: %w", err)
+	}
+	keys := make(map[int64]string, len(rows))
+	for _, r := range rows {
+		keys[r.ID] = r.RunKey
+	}
+	return keys, nil
+}

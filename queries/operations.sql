@@ -41,3 +41,8 @@ SELECT * FROM orders
 WHERE id > @after_id AND NOT (status = ANY(@terminal_statuses::text[]))
 ORDER BY id
 LIMIT @max_rows;
+
+-- name: ListOrderRunKeys :many
+-- The run keys of the orders among @ids that exist (the reconciler's check of running
+-- runs after a restore).
+SELECT id, run_key FROM orders WHERE id = ANY(@ids::bigint[]);

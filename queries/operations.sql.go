@@ -185,6 +185,37 @@ func (q *Queries) ListOpenOrdersByID(ctx context.Context, arg ListOpenOrdersByID
 	return items, nil
 }
 
+const listOrderRunKeys = `-- name: ListOrderRunKeys :many
+SELECT id, run_key FROM orders WHERE id = ANY($1::bigint[])
+`
+
+type ListOrderRunKeysRow struct {
+	ID     int64
+	RunKey string
+}
+
+// The run keys of the orders among @ids that exist (the reconciler's check of running
+// runs after a restore).
+func (q *Queries) ListOrderRunKeys(ctx context.Context, ids []int64) ([]ListOrderRunKeysRow, error) {
+	rows, err := q.db.Query(ctx, listOrderRunKeys, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ListOrderRunKeysRow{}
+	for rows.Next() {
+		var i ListOrderRunKeysRow
+		if err := rows.Scan(&i.ID, &i.RunKey); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const listStuckOrders = `-- name: ListStuckOrders :many
 SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key FROM orders
 WHERE needs_attention

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -29,16 +30,20 @@ import (
 )
 
 // Starter starts a run for an open order even if the order had runs before; with
-// RestartCancelled, the run cancels the order. (workflows.Starter is one.)
+// RestartCancelled, the run cancels the order. EndStray tells a running run that is no
+// order's to find out (it is sent a cancel, which its next step refuses as not its own,
+// and it ends). (workflows.Starter is one.)
 type Starter interface {
 	Restart(ctx context.Context, r workflows.StartRequest) (started bool, err error)
 	RestartCancelled(ctx context.Context, r workflows.StartRequest) error
+	EndStray(ctx context.Context, workflowID string) error
 }
 
-// Orders reads open orders. (orderbook.Service is one.)
+// Orders reads open orders and run keys. (orderbook.Service is one.)
 type Orders interface {
 	OpenOrders(ctx context.Context, ids []int64) ([]queries.Order, error)
 	OpenOrdersAfter(ctx context.Context, afterID int64, max int32) ([]queries.Order, error)
+	RunKeys(ctx context.Context, ids []int64) (map[int64]string, error)
 }
 
 // Reconciler finds open orders without a live run and starts one.
@@ -74,6 +79,9 @@ type Report struct {
 	Checked   int
 	Restarted []Repair
 	Failed    []int64
+	// Strays are the running runs All found to be no order's (left from another history
+	// of the database) and told to end.
+	Strays []string
 }
 
 // Concurrency and page sizes: the starts of one pass run a few at a time, so that a pass
@@ -142,7 +150,9 @@ func (r *Reconciler) Closed(ctx context.Context, since time.Time) (Report, error
 
 // All reconciles every open order: each is given a new run unless one is running. It is
 // the step to take after restoring the database (RUNBOOK.md), when orders the restore
-// brought back open may have runs that completed in the history it took back.
+// brought back open may have runs that completed in the history it took back. Then it
+// tells the running runs left from that history (no order has their id and key) to end,
+// which they would otherwise do only at their next recheck.
 func (r *Reconciler) All(ctx context.Context) (Report, error) {
 	var rep Report
 	var after int64
@@ -152,11 +162,52 @@ func (r *Reconciler) All(ctx context.Context) (Report, error) {
 			return rep, fmt.Errorf("reconcile: %w", err)
 		}
 		if len(page) == 0 {
-			return rep, nil
+			break
 		}
 		r.restart(ctx, page, nil, &rep)
 		heartbeat(ctx, rep)
 		after = page[len(page)-1].ID
+	}
+	return rep, r.endStrays(ctx, &rep)
+}
+
+// endStrays tells every running OrderWorkflow run whose id and key name no order to end.
+func (r *Reconciler) endStrays(ctx context.Context, rep *Report) error {
+	var token []byte
+	for {
+		resp, err := r.runs.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Query: "WorkflowType = 'OrderWorkflow' AND ExecutionStatus = 'Running'", PageSize: pageSize, NextPageToken: token,
+		})
+		if err != nil {
+			return fmt.Errorf("reconcile: list running runs: %w", err)
+		}
+		keys := map[string]int64{}
+		var ids []int64
+		for _, e := range resp.GetExecutions() {
+			wid := e.GetExecution().GetWorkflowId()
+			if id, _, ok := order.ParseWorkflowID(wid); ok {
+				keys[wid] = id
+				ids = append(ids, id)
+			}
+		}
+		have, err := r.orders.RunKeys(ctx, ids)
+		if err != nil {
+			return fmt.Errorf("reconcile: %w", err)
+		}
+		for wid, id := range keys {
+			if key, ok := have[id]; ok && workflows.OrderWorkflowID(id, key) == wid {
+				continue // its order's own run
+			}
+			if err := r.starter.EndStray(ctx, wid); err != nil {
+				r.log.Warn("could not tell a stray run to end; it ends at its next recheck", "workflow_id", wid, "error", err)
+				continue
+			}
+			rep.Strays = append(rep.Strays, wid)
+		}
+		if token = resp.GetNextPageToken(); len(token) == 0 {
+			slices.Sort(rep.Strays)
+			return nil
+		}
 	}
 }
 

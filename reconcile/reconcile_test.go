@@ -49,8 +49,26 @@ func (o openOrders) OpenOrders(_ context.Context, ids []int64) ([]queries.Order,
 	return out, nil
 }
 
-func (o openOrders) OpenOrdersAfter(context.Context, int64, int32) ([]queries.Order, error) {
-	return nil, errors.New("not used")
+// OpenOrdersAfter returns the orders after afterID, by id.
+func (o openOrders) OpenOrdersAfter(_ context.Context, afterID int64, _ int32) ([]queries.Order, error) {
+	var out []queries.Order
+	for _, x := range o {
+		if x.ID > afterID {
+			out = append(out, x)
+		}
+	}
+	slices.SortFunc(out, func(a, b queries.Order) int { return int(a.ID - b.ID) })
+	return out, nil
+}
+
+func (o openOrders) RunKeys(_ context.Context, ids []int64) (map[int64]string, error) {
+	keys := map[int64]string{}
+	for _, id := range ids {
+		if x, ok := o[id]; ok {
+			keys[id] = x.RunKey
+		}
+	}
+	return keys, nil
 }
 
 // starts records the starts, failing those of the orders in fail.
@@ -58,7 +76,15 @@ type starts struct {
 	mu        sync.Mutex
 	restarted []int64
 	cancelled []int64
+	ended     []string
 	fail      map[int64]bool
+}
+
+func (s *starts) EndStray(_ context.Context, wid string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ended = append(s.ended, wid)
+	return nil
 }
 
 func (s *starts) Restart(_ context.Context, r workflows.StartRequest) (bool, error) {
@@ -136,5 +162,34 @@ func TestTheNextPassStartsWhereTheLastCompleteOneBegan(t *testing.T) {
 		if !got.Equal(tc.want) {
 			t.Errorf("incomplete %v: the pass looked from %v, want %v", tc.incomplete, got, tc.want)
 		}
+	}
+}
+
+// After a restore, --all gives every open order without a running run a new one, and
+// tells the running runs that are no order's (another key, or no order with their id)
+// to end.
+func TestReconcilingAllAlsoEndsTheRunsOfNoOrder(t *testing.T) {
+	c := &closedRuns{runs: []*workflowpb.WorkflowExecutionInfo{
+		run("order-5-aaaaaaaaaaaa", enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING),  // its order's own
+		run("order-5-0ld0ld0ld0ld", enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING),  // the id's, before the restore
+		run("order-77-bbbbbbbbbbbb", enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING), // an order the restore took back
+		run("order-6", enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING),               // a legacy order's own
+	}}
+	orders := openOrders{
+		5: {ID: 5, RunKey: "aaaaaaaaaaaa", Status: "EXECUTING"},
+		6: {ID: 6, RunKey: "", Status: "EXECUTING"},
+	}
+	st := &starts{}
+	rep, err := reconcile.New(c, st, orders, nil).All(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(st.ended)
+	if want := []string{"order-5-0ld0ld0ld0ld", "order-77-bbbbbbbbbbbb"}; !slices.Equal(st.ended, want) || !slices.Equal(rep.Strays, want) {
+		t.Errorf("told to end %v (report %v), want %v", st.ended, rep.Strays, want)
+	}
+	slices.Sort(st.restarted)
+	if !slices.Equal(st.restarted, []int64{5, 6}) || rep.Checked != 2 {
+		t.Errorf("restarted %v of %d checked, want 5 and 6 (whose runs are running: no new run for them in production)", st.restarted, rep.Checked)
 	}
 }

@@ -131,6 +131,19 @@ func (s *Starter) RestartCancelled(ctx context.Context, r StartRequest) error {
 	return nil
 }
 
+// EndStray sends a cancel to a running run that belongs to no order (its id and key are
+// no order's, after a restore): its Cancel step finds the order is not its own, and the
+// run ends FOREIGN_RUN or UNKNOWN_ORDER, having changed nothing. A run that is gone is
+// not an error.
+func (s *Starter) EndStray(ctx context.Context, wid string) error {
+	err := s.signal(ctx, wid, SignalCancel, CancelSignal{RequestedBy: "reconcile"})
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return nil
+	}
+	return err
+}
+
 func (s *Starter) start(ctx context.Context, opts client.StartWorkflowOptions, orderID int64) (started bool, err error) {
 	// When this client's process also runs a worker on the task queue (the worker role),
 	// the server hands the first workflow task straight back in the start response,

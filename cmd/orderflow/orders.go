@@ -194,6 +194,9 @@ func reconcileOrders(ctx context.Context, cfg Config, book *orderbook.Service, s
 	if err != nil {
 		return err
 	}
+	for _, wid := range rep.Strays {
+		fmt.Fprintf(stdout, "run %s: no order's (left from before a restore); told to end\n", wid)
+	}
 	if _, err := fmt.Fprintf(stdout, "reconciled: %d open orders checked, %d given a new run\n", rep.Checked, len(rep.Restarted)); err != nil {
 		return err
 	}
