@@ -465,7 +465,7 @@ type batchSizes struct{ count, sum float64 }
 // batchStats reads the group commit's histogram from the API's /metrics.
 func (s *system) batchStats(ctx context.Context) (batchSizes, error) {
 	var b batchSizes
-	body, err := s.getBody(ctx, s.baseURL+"/metrics")
+	body, err := s.getBody(ctx, metricsURL(s.api)+"/metrics")
 	if err != nil {
 		return b, err
 	}

@@ -150,7 +150,10 @@ func startSystem(t *testing.T) *system {
 	s.broker = s.newProcess("broker", "broker", nil)
 	// The API's sessions carry a name of their own in pg_stat_activity, so a scenario can
 	// terminate them and no other's (orderflow sets none).
-	s.api = s.newProcess("api", "api", map[string]string{"DATABASE_URL": s.pgURL() + "&application_name=" + apiApplicationName})
+	s.api = s.newProcess("api", "api", map[string]string{
+		"DATABASE_URL": s.pgURL() + "&application_name=" + apiApplicationName,
+		"METRICS_ADDR": fmt.Sprintf("127.0.0.1:%d", freePort(t)), // its admin listener
+	})
 	s.addWorker()
 	for _, p := range []*process{s.broker, s.api, s.workers[0]} {
 		t.Cleanup(func() {

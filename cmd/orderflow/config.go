@@ -24,7 +24,9 @@ import (
 //	                    the messages are small, and gzip cost CPU on both ends for nothing)
 //	KAFKA_BROKERS       comma-separated brokers (dev: empty starts an in-process broker)
 //	HTTP_ADDR           API listen address (default 127.0.0.1:8080)
-//	METRICS_ADDR        worker's /metrics and /healthz listen address (default 127.0.0.1:9090)
+//	METRICS_ADDR        the admin listener of every process: /metrics, /healthz and (worker,
+//	                    dev) /readyz with what it checks (default 127.0.0.1:9090); an API and
+//	                    a worker on one host need two
 //	DEBUG_ADDR          if set, serve Go's pprof profiler there (e.g. 127.0.0.1:6060); off by default
 //	TEMPORAL_UI_URL     Temporal UI base URL for links (default http://127.0.0.1:8233)
 //	CORS_ORIGINS        comma-separated browser origins (default http://localhost:3000)

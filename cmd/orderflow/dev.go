@@ -94,7 +94,8 @@ func runDev(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Writ
 		return err
 	}
 	summary = append(summary,
-		fmt.Sprintf("  API         http://%s/api/v1/orders (OpenAPI: http://%s/openapi.yaml, metrics: /metrics)", cfg.HTTPAddr, cfg.HTTPAddr),
+		fmt.Sprintf("  API         http://%s/api/v1/orders (OpenAPI: http://%s/openapi.yaml)", cfg.HTTPAddr, cfg.HTTPAddr),
+		fmt.Sprintf("  Admin       http://%s/metrics, /readyz (METRICS_ADDR; not the public listener)", cfg.MetricsAddr),
 		"  Worker      outbox relay, Kafka consumer, Temporal worker on task queue "+workflows.TaskQueue,
 		"Press Ctrl-C to stop.")
 	fmt.Fprintln(stdout, strings.Join(summary, "\n"))

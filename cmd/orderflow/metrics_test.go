@@ -29,7 +29,7 @@ func TestMetricsAndReadinessOfTheRunningServices(t *testing.T) {
 	workerURL := "http://" + s.env["METRICS_ADDR"]
 
 	t.Run("the API's metrics label requests by route and count placed orders", func(t *testing.T) {
-		api := scrape(t, s.baseURL+"/metrics")
+		api := scrape(t, "http://"+s.env["API_METRICS_ADDR"]+"/metrics")
 		if got := api.sum("orderflow_http_requests_total", `method="POST"`, `route="/api/v1/orders"`, `status="201"`); got < 2 {
 			t.Errorf("POST /api/v1/orders answered 201: %v requests counted, want ≥ 2", got)
 		}
@@ -180,4 +180,19 @@ func (e exposition) hasPrefix(prefix string) bool {
 		}
 	}
 	return false
+}
+
+// /metrics is served on the admin listener only: the public listener, which serves the
+// API to its clients, answers 404 there.
+func TestMetricsAreNotOnThePublicListener(t *testing.T) {
+	t.Parallel()
+	s := needStack(t)
+	resp, err := http.Get(s.baseURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /metrics on the API's public listener = %d, want 404", resp.StatusCode)
+	}
 }

@@ -150,28 +150,25 @@ func runServices(ctx context.Context, cfg Config, logger *slog.Logger, roles rol
 			}},
 			metrics.Check{Name: "kafka", Ping: producer.Ping},
 		)
-		if roles&roleAPI == 0 {
-			// /healthz (and any other path) answers 200 while the process serves.
-			mux := withMetrics(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-				w.Header().Set("Content-Type", "application/json")
-				_, _ = w.Write([]byte(`{"status":"ok"}`))
-			}), m.Handler(logger))
-			mux.Handle("GET /readyz", workerReady)
-			serveHTTP(gctx, g, logger, cfg.MetricsAddr, mux)
-		}
 	}
+	// The admin listener (METRICS_ADDR): /metrics, and the process's health with what it
+	// checks; never on the public listener, which serves the API alone.
+	admin := withMetrics(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		// /healthz (and any other path) answers 200 while the process serves.
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}`))
+	}), m.Handler(logger))
+	if workerReady != nil {
+		admin.Handle("GET /readyz", workerReady)
+	}
+	serveHTTP(gctx, g, logger, cfg.MetricsAddr, admin)
 	if roles&roleAPI != 0 {
 		handler := api.NewServer(pool, starter, logger, api.Config{
 			AllowedOrigins: cfg.CORSOrigins, CancelWait: cfg.CancelWait,
 			TemporalUIURL: cfg.TemporalUIURL, Namespace: cfg.TemporalNamespace,
 			Batches: m,
 		})
-		mux := withMetrics(m.HTTP(handler), m.Handler(logger))
-		if workerReady != nil {
-			// dev: the API's own /readyz checks PostgreSQL only; this adds Temporal and Kafka.
-			mux.Handle("GET /readyz/all", workerReady)
-		}
-		serveHTTP(gctx, g, logger, cfg.HTTPAddr, mux)
+		serveHTTP(gctx, g, logger, cfg.HTTPAddr, m.HTTP(handler))
 	}
 	if cfg.DebugAddr != "" {
 		srv := newHTTPServer(cfg.DebugAddr, debugMux())

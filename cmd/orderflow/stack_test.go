@@ -115,12 +115,18 @@ func startStack(ctx context.Context) (*stack, func() error, error) {
 	if err != nil {
 		return fail(err)
 	}
+	apiAdminPort, err := devstack.FreePort()
+	if err != nil {
+		return fail(err)
+	}
 	env := map[string]string{
 		"DATABASE_URL":     pg.URL("orderflow"),
 		"TEMPORAL_ADDRESS": tmp.HostPort,
 		"KAFKA_BROKERS":    strings.Join(k.Addrs(), ","),
 		"HTTP_ADDR":        "127.0.0.1:" + strconv.Itoa(httpPort),
 		"METRICS_ADDR":     "127.0.0.1:" + strconv.Itoa(metricsPort),
+		// The API's admin listener (its METRICS_ADDR); not an orderflow setting.
+		"API_METRICS_ADDR": "127.0.0.1:" + strconv.Itoa(apiAdminPort),
 		"LOG_LEVEL":        "warn",
 		"CANCEL_WAIT":      "3s",
 		// The reconciler's schedule, often enough for a test to see it repair a run.
@@ -142,6 +148,15 @@ func startStack(ctx context.Context) (*stack, func() error, error) {
 	var svcErr atomic.Value
 	for _, cmd := range []string{"api", "worker"} {
 		wg.Add(1)
+		getenv := getenv
+		if cmd == "api" { // each process has an admin listener of its own
+			getenv = func(k string) string {
+				if k == "METRICS_ADDR" {
+					return env["API_METRICS_ADDR"]
+				}
+				return env[k]
+			}
+		}
 		go func() {
 			defer wg.Done()
 			if err := run(svcCtx, []string{cmd}, getenv, os.Stderr); err != nil {
