@@ -32,12 +32,23 @@ func TestTheAPIStartsAndPlacesOrdersWhileTemporalIsDown(t *testing.T) {
 	for k, v := range s.env {
 		env[k] = v
 	}
+	adminPort, err := devstack.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
 	env["TEMPORAL_ADDRESS"] = dead
 	env["HTTP_ADDR"] = "127.0.0.1:" + strconv.Itoa(port)
+	env["METRICS_ADDR"] = "127.0.0.1:" + strconv.Itoa(adminPort) // its own admin listener
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"api"}, func(k string) string { return env[k] }, io.Discard) }()
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		select { // waitReady takes the run's error when the run ends early
+		case <-done:
+		case <-time.After(30 * time.Second):
+		}
+	}()
 
 	base := "http://" + env["HTTP_ADDR"]
 	waitReady(t, base, done, 30*time.Second)
