@@ -120,15 +120,21 @@ func (s *Starter) Restart(ctx context.Context, r StartRequest) (started bool, er
 // Temporal UI or CLI) without managing to cancel it: the new run applies the cancel the
 // operator meant, with reason RUN_CANCELLED. A run that is running gets the cancel.
 func (s *Starter) RestartCancelled(ctx context.Context, r StartRequest) error {
+	_, err := s.cancelWithStart(ctx, r, CancelSignal{RequestedBy: "temporal", Reason: order.ReasonRunCancelled})
+	return err
+}
+
+// cancelWithStart sends sig to the order's running run, or starts a run with it: the
+// order is open, and its last run, if any, has closed however it did (restartOptions).
+func (s *Starter) cancelWithStart(ctx context.Context, r StartRequest, sig CancelSignal) (client.WorkflowRun, error) {
 	opts := restartOptions(r)
 	opts.WorkflowIDConflictPolicy = enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING
 	opts.WorkflowExecutionErrorWhenAlreadyStarted = false
-	_, err := s.client.SignalWithStartWorkflow(ctx, opts.ID, SignalCancel,
-		CancelSignal{RequestedBy: "temporal", Reason: order.ReasonRunCancelled}, opts, OrderWorkflow, s.input(r.OrderID))
+	run, err := s.client.SignalWithStartWorkflow(ctx, opts.ID, SignalCancel, sig, opts, OrderWorkflow, s.input(r.OrderID))
 	if err != nil {
-		return fmt.Errorf("signal cancel to %s: %w", opts.ID, err)
+		return nil, fmt.Errorf("signal cancel to %s: %w", opts.ID, err)
 	}
-	return nil
+	return run, nil
 }
 
 // EndStray sends a cancel to a running run that belongs to no order (its id and key are
@@ -184,13 +190,9 @@ func refused(err error) bool {
 // when it ended in that time; the order's row says how (a fill may have won the race).
 // Call it only for an order that is open: a run it starts for an ended order ends at once.
 func (s *Starter) RequestCancel(ctx context.Context, orderID int64, runKey string, wait time.Duration) (applied bool, err error) {
-	opts := restartOptions(StartRequest{OrderID: orderID, RunKey: runKey})
-	opts.WorkflowIDConflictPolicy = enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING
-	opts.WorkflowExecutionErrorWhenAlreadyStarted = false
-	run, err := s.client.SignalWithStartWorkflow(ctx, opts.ID, SignalCancel,
-		CancelSignal{RequestedBy: "client"}, opts, OrderWorkflow, s.input(orderID))
+	run, err := s.cancelWithStart(ctx, StartRequest{OrderID: orderID, RunKey: runKey}, CancelSignal{RequestedBy: "client"})
 	if err != nil {
-		return false, fmt.Errorf("signal cancel to %s: %w", opts.ID, err)
+		return false, err
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
@@ -201,7 +203,7 @@ func (s *Starter) RequestCancel(ctx context.Context, orderID int64, runKey strin
 		if ctx.Err() == nil && (waitCtx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &deadline)) {
 			return false, nil // still running: accepted, not yet applied
 		}
-		return false, fmt.Errorf("wait for %s: %w", opts.ID, err)
+		return false, fmt.Errorf("wait for %s: %w", run.GetID(), err)
 	}
 	return true, nil
 }
