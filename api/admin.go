@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -68,7 +67,7 @@ func (s *server) retryOrder(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	applied, err := ops.Retry(r.Context(), o.ID, o.RunKey, "operator:api", s.cfg.CancelWait)
+	applied, err := ops.Retry(r.Context(), o.ID, o.RunKey, callerOf(r).name(), s.cfg.CancelWait)
 	if err != nil {
 		return decisionError(o, "retry", err)
 	}
@@ -117,7 +116,7 @@ func (s *server) failOrder(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	applied, err := ops.Fail(r.Context(), o.ID, o.RunKey, reason, "operator:api", s.cfg.CancelWait)
+	applied, err := ops.Fail(r.Context(), o.ID, o.RunKey, reason, callerOf(r).name(), s.cfg.CancelWait)
 	if err != nil {
 		return decisionError(o, "fail", err)
 	}
@@ -127,15 +126,7 @@ func (s *server) failOrder(w http.ResponseWriter, r *http.Request) error {
 // decodeFailReason reads {"reason": "..."}: a non-empty string of at most maxReasonLen
 // characters, and no other field.
 func decodeFailReason(r *http.Request) (string, error) {
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return "", tooLarge()
-		}
-		return "", fmt.Errorf("api: read request body: %w", err)
-	}
-	fields, err := decodeObject(body)
+	fields, err := readObject(r)
 	if err != nil {
 		return "", err
 	}

@@ -89,9 +89,9 @@ func TestOperatorsRetryAndFailOnlyParkedOrders(t *testing.T) {
 		}
 	})
 	want := []string{
-		fmt.Sprintf("retry %d operator:api", o.OrderID),
-		fmt.Sprintf("retry %d operator:api", o.OrderID),
-		fmt.Sprintf("fail %d venue closed operator:api", o.OrderID),
+		fmt.Sprintf("retry %d %s", o.OrderID, h.operator()),
+		fmt.Sprintf("retry %d %s", o.OrderID, h.operator()),
+		fmt.Sprintf("fail %d venue closed %s", o.OrderID, h.operator()),
 	}
 	if got := h.cancels.decided(); !slices.Equal(got, want) {
 		t.Errorf("decisions = %v, want %v", got, want)

@@ -21,6 +21,7 @@ import (
 	"github.com/go-chi/cors"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/orderflow/orderflow/auth"
 	"github.com/orderflow/orderflow/kafka"
 	"github.com/orderflow/orderflow/orderbook"
 )
@@ -40,7 +41,7 @@ const maxBodyBytes = 64 << 10
 // to apply it. applied reports whether it did within that time; an error means the
 // request could not be delivered.
 type Canceller interface {
-	RequestCancel(ctx context.Context, orderID int64, runKey string, wait time.Duration) (applied bool, err error)
+	RequestCancel(ctx context.Context, orderID int64, runKey, requestedBy string, wait time.Duration) (applied bool, err error)
 }
 
 // Config tunes the API. The zero value of every field means its default:
@@ -57,6 +58,12 @@ type Canceller interface {
 //   - Batches: told how many orders each statement of the group commit wrote; nil, no one.
 //   - PlaceQueue: how many new orders may wait to be written; more are refused with 503
 //     and Retry-After; default 1024.
+//   - Auth: checks the bearer credential of every /api/v1 request. Nil (without
+//     TrustBody) refuses them all with 401: the API never runs open by omission.
+//   - TrustBody: no authentication at all; the body's userId is believed, every order
+//     is visible and every route open. For local experiments and the seed's web client
+//     only.
+//   - Limits: the rate limits (see Limits).
 type Config struct {
 	AllowedOrigins []string
 	CancelWait     time.Duration
@@ -65,6 +72,9 @@ type Config struct {
 	RequestTimeout time.Duration
 	Batches        orderbook.BatchObserver
 	PlaceQueue     int
+	Auth           *auth.Authenticator
+	TrustBody      bool
+	Limits         Limits
 }
 
 // withDefaults returns cfg with every unset field given its documented default.
@@ -83,6 +93,7 @@ func (cfg Config) withDefaults() Config {
 		cfg.RequestTimeout = 10 * time.Second
 	}
 	cfg.RequestTimeout = max(cfg.RequestTimeout, cfg.CancelWait+5*time.Second)
+	cfg.Limits = cfg.Limits.withDefaults()
 	return cfg
 }
 
@@ -93,6 +104,8 @@ type server struct {
 	cancels Canceller
 	logger  *slog.Logger
 	cfg     Config
+
+	trades, reads, failures *limiter
 }
 
 // NewServer returns the API's HTTP handler over the order-book service on pool. pool
@@ -106,14 +119,19 @@ func NewServer(pool *pgxpool.Pool, cancels Canceller, logger *slog.Logger, cfg C
 		Waker: kafka.NewOutboxWaker(pool, logger), Batches: cfg.Batches, PlaceTimeout: cfg.RequestTimeout,
 		PlaceQueue: cfg.PlaceQueue,
 	})
-	s := &server{pool: pool, book: book, cancels: cancels, logger: logger, cfg: cfg}
+	s := &server{pool: pool, book: book, cancels: cancels, logger: logger, cfg: cfg,
+		trades:   newLimiter("trade", cfg.Limits.Trade),
+		reads:    newLimiter("read", cfg.Limits.Read),
+		failures: newLimiter("failed-auth", cfg.Limits.FailedAuth),
+	}
 	return s.routes()
 }
 
 // routes builds the router. Middleware order matters: the request id comes first so
 // every log line and problem body carries it; the access log wraps the recoverer so a
 // recovered panic is logged with the 500 it became; CORS precedes routing so preflight
-// requests never reach a handler.
+// requests never reach a handler. Every /api/v1 route authenticates its caller, then
+// checks the scope it needs and the caller's rate limit.
 func (s *server) routes() http.Handler {
 	mux := chi.NewRouter()
 	mux.Use(
@@ -121,11 +139,12 @@ func (s *server) routes() http.Handler {
 		echoRequestID,
 		s.accessLog,
 		s.recoverer,
+		securityHeaders,
 		cors.Handler(cors.Options{
 			AllowedOrigins: s.cfg.AllowedOrigins,
 			AllowedMethods: []string{http.MethodGet, http.MethodPost, http.MethodOptions},
-			AllowedHeaders: []string{"Accept", "Content-Type", "Idempotency-Key", middleware.RequestIDHeader},
-			ExposedHeaders: []string{"Location", "Retry-After", middleware.RequestIDHeader},
+			AllowedHeaders: []string{"Accept", "Authorization", "Content-Type", "Idempotency-Key", middleware.RequestIDHeader},
+			ExposedHeaders: []string{"Location", "Retry-After", "RateLimit", "RateLimit-Policy", "WWW-Authenticate", middleware.RequestIDHeader},
 			MaxAge:         300,
 		}),
 		s.timeout,
@@ -151,19 +170,30 @@ func (s *server) routes() http.Handler {
 		_, _ = w.Write(openapiSpec)
 	})
 	mux.Route("/api/v1", func(r chi.Router) {
-		r.Post("/orders", s.handle(s.placeOrder))
-		r.Get("/orders", s.handle(s.listOrders))
-		r.Get("/orders/{id}", s.handle(s.getOrder))
-		r.Post("/orders/{id}/cancel", s.handle(s.cancelOrder))
-		r.Get("/orders/{id}/events", s.handle(s.listOrderEvents))
-		r.Get("/orders/{id}/trades", s.handle(s.listOrderTrades))
-		r.Get("/instruments", s.handle(s.listInstruments))
-		r.Get("/admin/orders/stuck", s.handle(s.listStuck))
-		r.Post("/admin/orders/{id}/retry", s.handle(s.retryOrder))
-		r.Post("/admin/orders/{id}/fail", s.handle(s.failOrder))
-		r.Get("/admin/instruments", s.handle(s.listInstruments))
-		r.Post("/admin/instruments/{id}/halt", s.handle(s.haltInstrument))
-		r.Post("/admin/instruments/{id}/resume", s.handle(s.resumeInstrument))
+		r.Use(s.authenticate)
+		read := s.guard(s.reads, auth.ScopeRead)
+		trade := s.guard(s.trades, auth.ScopeTrade)
+		admin := s.guard(s.reads, auth.ScopeAdmin)
+		r.With(trade).Post("/orders", s.handle(s.placeOrder))
+		r.With(read).Get("/orders", s.handle(s.listOrders))
+		r.With(read).Get("/orders/{id}", s.handle(s.getOrder))
+		// An operator (admin) cancels any user's order; a trader, their own.
+		r.With(s.guard(s.trades, auth.ScopeTrade, auth.ScopeAdmin)).Post("/orders/{id}/cancel", s.handle(s.cancelOrder))
+		r.With(read).Get("/orders/{id}/events", s.handle(s.listOrderEvents))
+		r.With(read).Get("/orders/{id}/trades", s.handle(s.listOrderTrades))
+		r.With(read).Get("/instruments", s.handle(s.listInstruments))
+		r.Group(func(r chi.Router) {
+			r.Use(admin)
+			r.Get("/admin/orders/stuck", s.handle(s.listStuck))
+			r.Post("/admin/orders/{id}/retry", s.handle(s.retryOrder))
+			r.Post("/admin/orders/{id}/fail", s.handle(s.failOrder))
+			r.Get("/admin/instruments", s.handle(s.listInstruments))
+			r.Post("/admin/instruments/{id}/halt", s.handle(s.haltInstrument))
+			r.Post("/admin/instruments/{id}/resume", s.handle(s.resumeInstrument))
+			r.Post("/admin/keys", s.handle(s.createKey))
+			r.Get("/admin/keys", s.handle(s.listKeys))
+			r.Post("/admin/keys/{keyId}/revoke", s.handle(s.revokeKey))
+		})
 	})
 	return mux
 }

@@ -95,7 +95,7 @@ func TestCancellingAnOrder(t *testing.T) {
 		}
 		e := events[1]
 		if e.Seq != 2 || e.EventType != "CANCEL_REQUESTED" || e.FromStatus == nil || *e.FromStatus != "CREATED" ||
-			e.ToStatus != "CREATED" || e.Details["requestedBy"] != "user:1" {
+			e.ToStatus != "CREATED" || e.Details["requestedBy"] != h.trader(1) {
 			t.Errorf("cancel event = %+v", e)
 		}
 	})

@@ -12,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orderflow/orderflow/api"
+	"github.com/orderflow/orderflow/auth"
+	"github.com/orderflow/orderflow/devstack"
 	"github.com/orderflow/orderflow/schema"
 )
 
@@ -87,13 +89,16 @@ func FuzzPlaceOrder(f *testing.F) {
 
 	pool := newFuzzPool(f)
 	cancels := &fakeCanceller{}
-	handler := api.NewServer(pool, cancels, nil, testConfig())
+	creds := devstack.NewCredentials(pool)
+	cfg := testConfig()
+	cfg.Auth = &auth.Authenticator{Keys: creds.Keys()}
+	handler := api.NewServer(pool, cancels, nil, cfg)
 	var spec *specValidator // loaded by the first input: newSpecValidator needs a *testing.T
 	f.Fuzz(func(t *testing.T, body, key string) {
 		if spec == nil {
 			spec = newSpecValidator(t)
 		}
-		h := &harness{t: t, pool: pool, cancels: cancels, handler: handler, spec: spec}
+		h := &harness{t: t, pool: pool, cancels: cancels, handler: handler, spec: spec, creds: creds}
 		orders := h.count("orders")
 
 		req := httptest.NewRequest(http.MethodPost, "/api/v1/orders", strings.NewReader(body))

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orderflow/orderflow/api"
+	"github.com/orderflow/orderflow/auth"
 	"github.com/orderflow/orderflow/devstack"
 	"github.com/orderflow/orderflow/schema"
 )
@@ -114,13 +115,14 @@ func (f *fakeCanceller) decided() []string {
 type cancelCall struct {
 	orderID int64
 	runKey  string
+	by      string
 	wait    time.Duration
 }
 
 // RequestCancel implements api.Canceller.
-func (f *fakeCanceller) RequestCancel(ctx context.Context, orderID int64, runKey string, wait time.Duration) (bool, error) {
+func (f *fakeCanceller) RequestCancel(ctx context.Context, orderID int64, runKey, by string, wait time.Duration) (bool, error) {
 	f.mu.Lock()
-	f.calls = append(f.calls, cancelCall{orderID, runKey, wait})
+	f.calls = append(f.calls, cancelCall{orderID, runKey, by, wait})
 	do := f.do
 	f.mu.Unlock()
 	if do == nil {
@@ -150,14 +152,18 @@ type harness struct {
 	cancels *fakeCanceller
 	handler http.Handler
 	spec    *specValidator
+	creds   *devstack.Credentials // nil in trust-body mode
 }
 
-// testConfig is the configuration the tests run with.
+// testConfig is the configuration the tests run with: no rate limits but the ones a
+// test sets, since many tests place orders as fast as they can.
 func testConfig() api.Config {
+	off := api.RateLimit{PerSecond: -1}
 	return api.Config{
 		CancelWait:    50 * time.Millisecond,
 		TemporalUIURL: "http://127.0.0.1:8233/",
 		Namespace:     "default",
+		Limits:        api.Limits{Trade: off, Read: off, FailedAuth: off},
 	}
 }
 
@@ -170,14 +176,46 @@ func newHarness(t *testing.T) *harness {
 func newHarnessWith(t *testing.T, pool *pgxpool.Pool, cfg api.Config, logger *slog.Logger) *harness {
 	t.Helper()
 	cancels := &fakeCanceller{}
-	return &harness{
-		t:       t,
-		pool:    pool,
-		cancels: cancels,
-		handler: api.NewServer(pool, cancels, logger, cfg),
-		spec:    newSpecValidator(t),
+	h := &harness{t: t, pool: pool, cancels: cancels, spec: newSpecValidator(t)}
+	if !cfg.TrustBody {
+		h.creds = devstack.NewCredentials(pool)
+		if cfg.Auth == nil {
+			cfg.Auth = &auth.Authenticator{}
+		}
+		cfg.Auth.Keys = h.creds.Keys()
 	}
+	h.handler = api.NewServer(pool, cancels, logger, cfg)
+	return h
 }
+
+// key returns an API key of user with scopes, made on first use.
+func (h *harness) key(user int64, scopes ...auth.Scope) string {
+	h.t.Helper()
+	k, err := h.creds.Key(context.Background(), user, scopes...)
+	if err != nil {
+		h.t.Errorf("create key: %v", err)
+	}
+	return k
+}
+
+// trader is the audit name of the trading key the harness uses for user.
+func (h *harness) trader(user int64) string {
+	return principalName(user, h.key(user, auth.ScopeRead, auth.ScopeTrade))
+}
+
+// operator is the audit name of the harness's default operator key.
+func (h *harness) operator() string {
+	return principalName(devstack.OperatorUser, h.key(devstack.OperatorUser, auth.ScopeAdmin))
+}
+
+// principalName is what the audit trail records for key of user.
+func principalName(user int64, key string) string {
+	id, _, _ := auth.ParseKey(key)
+	return fmt.Sprintf("user:%d/key:%s", user, id)
+}
+
+// bearer is the Authorization header value of key.
+func bearer(key string) string { return "Bearer " + key }
 
 // response is what the server answered.
 type response struct {
@@ -188,7 +226,15 @@ type response struct {
 
 // serve runs req through the server and checks the response against the spec. It only
 // reports with t.Errorf, so it may be called from several goroutines.
+//
+// A request without an Authorization header gets the one devstack.Credentials picks
+// for it, unless it sets "Authorization: none".
 func (h *harness) serve(req *http.Request) response {
+	if h.creds != nil {
+		if err := h.creds.Authorize(req); err != nil {
+			h.t.Errorf("%v", err)
+		}
+	}
 	rec := httptest.NewRecorder()
 	h.handler.ServeHTTP(rec, req)
 	res := response{status: rec.Code, header: rec.Result().Header, body: rec.Body.Bytes()}

@@ -17,6 +17,8 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
+
+	"github.com/orderflow/orderflow/auth"
 )
 
 // specValidator checks real requests and responses against api/openapi.yaml.
@@ -88,8 +90,15 @@ func (v *specValidator) checkProblem(res response) error {
 
 // checkRequest validates a request against the spec; the tests use it to show that the
 // requests the API accepts are the ones the spec describes.
+//
+// A request without a credential is checked with one, as the harness serves it with one.
 func (v *specValidator) checkRequest(t *testing.T, req *http.Request) {
 	t.Helper()
+	if req.Header.Get("Authorization") == "" {
+		key, _, _ := auth.NewKey()
+		req = req.Clone(req.Context())
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
 	route, params, err := v.router.FindRoute(req)
 	if err != nil {
 		t.Fatalf("%s %s: find route in spec: %v", req.Method, req.URL, err)
@@ -99,11 +108,24 @@ func (v *specValidator) checkRequest(t *testing.T, req *http.Request) {
 		t.Fatalf("read request body: %v", err)
 	}
 	req.Body = io.NopCloser(bytes.NewReader(body))
-	input := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route}
+	input := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route,
+		Options: &openapi3filter.Options{AuthenticationFunc: bearerPresent}}
 	if err := openapi3filter.ValidateRequest(context.Background(), input); err != nil {
 		t.Errorf("%s %s: request does not match the spec: %v\nbody: %s", req.Method, req.URL, err, body)
 	}
 	req.Body = io.NopCloser(bytes.NewReader(body))
+}
+
+// bearerPresent checks a request's credential as the spec's bearer scheme describes it:
+// an Authorization Bearer header (whether it is valid is the server's business).
+func bearerPresent(_ context.Context, in *openapi3filter.AuthenticationInput) error {
+	if in.SecuritySchemeName != "bearer" {
+		return fmt.Errorf("unknown security scheme %q", in.SecuritySchemeName)
+	}
+	if !strings.HasPrefix(in.RequestValidationInput.Request.Header.Get("Authorization"), "Bearer ") {
+		return errors.New("no Authorization Bearer header")
+	}
+	return nil
 }
 
 func TestServedSpecIsTheSpecFile(t *testing.T) {

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/orderflow/orderflow/auth"
 	"github.com/orderflow/orderflow/order"
 	"github.com/orderflow/orderflow/orderbook"
 	"github.com/orderflow/orderflow/queries"
@@ -32,13 +32,6 @@ const (
 	maxPageSize     = 500
 )
 
-// userActor returns the details of an event a client asked for on behalf of userID.
-// There is no authentication yet, so a request is attributed to the user it acts for.
-func userActor(userID int64) []byte {
-	b, _ := json.Marshal(map[string]string{"requestedBy": "user:" + strconv.FormatInt(userID, 10)}) // strings cannot fail to encode
-	return b
-}
-
 // placeOrder handles POST /api/v1/orders: the order-book service writes the order, its
 // ORDER_PLACED event and the outbox message that starts its execution in one statement
 // (shared with concurrent requests: group commit), and the 201 comes only after its
@@ -52,14 +45,23 @@ func (s *server) placeOrder(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	req, err := decodeOrderRequest(r)
+	c := callerOf(r)
+	req, err := decodeOrderRequest(r, c.trusted)
 	if err != nil {
 		return err
+	}
+	// The order is the caller's: a body naming another user is refused, never believed.
+	if !c.trusted {
+		if req.userID != 0 && req.userID != c.UserID {
+			return &apiError{code: codeForbidden, fields: []fieldError{{"userId", "is not the user of this credential"}},
+				message: fmt.Sprintf("userId %d is not the user of this credential; omit it, or send your own", req.userID)}
+		}
+		req.userID = c.UserID
 	}
 	res, err := s.book.Place(r.Context(), orderbook.NewOrder{
 		UserID: req.userID, InstrumentID: req.instrumentID, Side: req.side, Kind: req.kind, Price: req.price,
 		Quantity: req.quantity, TimeInForce: req.timeInForce, IdempotencyKey: key, RequestHash: req.hash(),
-		Details: userActor(req.userID),
+		Details: c.details(),
 	})
 	switch {
 	case errors.Is(err, orderbook.ErrKeyReused):
@@ -95,14 +97,15 @@ func orderID(r *http.Request) (int64, error) {
 }
 
 // loadOrder returns the order named by the {id} path parameter, or an ORDER_NOT_FOUND
-// error.
+// error, which is also the answer for another user's order (unless the caller sees
+// every user's): whether an id exists is nobody else's business.
 func (s *server) loadOrder(r *http.Request) (queries.Order, error) {
 	id, err := orderID(r)
 	if err != nil {
 		return queries.Order{}, err
 	}
 	o, err := s.book.Order(r.Context(), id)
-	if errors.Is(err, orderbook.ErrNotFound) {
+	if errors.Is(err, orderbook.ErrNotFound) || err == nil && !callerOf(r).sees(o) {
 		return queries.Order{}, orderNotFound(id)
 	}
 	if err != nil {
@@ -231,6 +234,14 @@ func (s *server) listOrders(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// A caller lists their own orders; only one who sees every user's may filter by user.
+	if c := callerOf(r); !c.seesAll() {
+		if lq.q.UserID != nil && *lq.q.UserID != c.UserID {
+			return &apiError{code: codeForbidden, fields: []fieldError{{"userId", "is not the user of this credential"}},
+				message: fmt.Sprintf("userId %d is not the user of this credential: a list holds your own orders only", *lq.q.UserID)}
+		}
+		lq.q.UserID = &c.UserID
+	}
 	res, err := s.book.ListOrders(r.Context(), lq.q)
 	if err != nil {
 		return fmt.Errorf("api: %w", err)
@@ -260,12 +271,22 @@ func (s *server) listOrders(w http.ResponseWriter, r *http.Request) error {
 // the order afterwards: 200 when it is terminal (cancelled, or filled first), 202 when
 // the workflow has yet to apply the cancel.
 func (s *server) cancelOrder(w http.ResponseWriter, r *http.Request) error {
-	id, err := orderID(r)
+	c := callerOf(r)
+	o, err := s.loadOrder(r)
 	if err != nil {
 		return err
 	}
-	ctx := r.Context()
-	rec, err := s.book.RecordCancel(ctx, id, "")
+	// A trader cancels their own orders; an operator (admin) anyone's. An order's user
+	// never changes, so this check cannot go stale before the cancel is recorded.
+	if o.UserID != c.UserID && !c.Admin() && !c.trusted {
+		return orderNotFound(o.ID)
+	}
+	if o.UserID == c.UserID && !c.Has(auth.ScopeTrade) && !c.trusted {
+		return &apiError{code: codeForbidden, message: "cancelling your own order needs the trade scope",
+			challenge: challenge + `, error="insufficient_scope", scope="trade"`}
+	}
+	id, ctx := o.ID, r.Context()
+	rec, err := s.book.RecordCancel(ctx, id, c.name())
 	var st *orderbook.StatusError
 	switch {
 	case errors.Is(err, orderbook.ErrNotFound):
@@ -276,14 +297,14 @@ func (s *server) cancelOrder(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("api: cancel order %d: %w", id, err)
 	}
 
-	if _, err := s.cancels.RequestCancel(ctx, id, rec.RunKey, s.cfg.CancelWait); err != nil {
+	if _, err := s.cancels.RequestCancel(ctx, id, rec.RunKey, c.name(), s.cfg.CancelWait); err != nil {
 		return &apiError{
 			code:    codeUnavailable,
 			message: "the cancel request was recorded, but the order's workflow could not be reached; retry the request",
 			cause:   fmt.Errorf("api: cancel order %d: %w", id, err),
 		}
 	}
-	o, err := s.book.Order(ctx, id)
+	o, err = s.book.Order(ctx, id)
 	if err != nil {
 		return fmt.Errorf("api: cancel order %d: re-read: %w", id, err)
 	}
@@ -302,14 +323,11 @@ func (s *server) cancelOrder(w http.ResponseWriter, r *http.Request) error {
 
 // listOrderEvents handles GET /api/v1/orders/{id}/events: the timeline, oldest first.
 func (s *server) listOrderEvents(w http.ResponseWriter, r *http.Request) error {
-	id, err := orderID(r)
+	o, err := s.loadOrder(r)
 	if err != nil {
 		return err
 	}
-	events, err := s.book.Events(r.Context(), id)
-	if errors.Is(err, orderbook.ErrNotFound) {
-		return orderNotFound(id)
-	}
+	events, err := s.book.Events(r.Context(), o.ID)
 	if err != nil {
 		return fmt.Errorf("api: %w", err)
 	}
@@ -323,14 +341,11 @@ func (s *server) listOrderEvents(w http.ResponseWriter, r *http.Request) error {
 
 // listOrderTrades handles GET /api/v1/orders/{id}/trades.
 func (s *server) listOrderTrades(w http.ResponseWriter, r *http.Request) error {
-	id, err := orderID(r)
+	o, err := s.loadOrder(r)
 	if err != nil {
 		return err
 	}
-	trades, err := s.book.Trades(r.Context(), id)
-	if errors.Is(err, orderbook.ErrNotFound) {
-		return orderNotFound(id)
-	}
+	trades, err := s.book.Trades(r.Context(), o.ID)
 	if err != nil {
 		return fmt.Errorf("api: %w", err)
 	}

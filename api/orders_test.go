@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orderflow/orderflow/api"
+	"github.com/orderflow/orderflow/auth"
 	"github.com/orderflow/orderflow/devstack"
 	"github.com/orderflow/orderflow/order"
 )
@@ -201,7 +202,7 @@ func TestListingAnOrdersEvents(t *testing.T) {
 		}
 		e := events[0]
 		if e.OrderID != o.OrderID || e.Seq != 1 || e.EventType != "ORDER_PLACED" || e.FromStatus != nil ||
-			e.ToStatus != "CREATED" || e.Details["requestedBy"] != "user:3" || e.CreatedAt == "" {
+			e.ToStatus != "CREATED" || e.Details["requestedBy"] != h.trader(3) || e.CreatedAt == "" {
 			t.Errorf("event = %+v", e)
 		}
 		if !strings.Contains(string(res.body), `"fromStatus":null`) {
@@ -330,8 +331,11 @@ func TestHealthAndReadiness(t *testing.T) {
 		wantProblem(t, down.get("/readyz"), http.StatusServiceUnavailable, "SERVICE_UNAVAILABLE", "")
 	})
 	t.Run("a request that needs the database answers 503, not 500, when it is down", func(t *testing.T) {
-		wantProblem(t, down.get("/api/v1/orders/1"), http.StatusServiceUnavailable, "SERVICE_UNAVAILABLE", "")
-		wantProblem(t, down.place(newKey(), limitBody(1, `"1"`, 1)), http.StatusServiceUnavailable, "SERVICE_UNAVAILABLE", "")
+		// Checking the credential is the first thing that needs the database.
+		key, _, _ := auth.NewKey()
+		wantProblem(t, down.do(http.MethodGet, "/api/v1/orders/1", "", "Authorization", bearer(key)), http.StatusServiceUnavailable, "SERVICE_UNAVAILABLE", "")
+		wantProblem(t, down.do(http.MethodPost, "/api/v1/orders", limitBody(1, `"1"`, 1), "Content-Type", "application/json",
+			"Idempotency-Key", newKey(), "Authorization", bearer(key)), http.StatusServiceUnavailable, "SERVICE_UNAVAILABLE", "")
 	})
 }
 

@@ -129,7 +129,6 @@ func TestPlacingRejectsInvalidRequestsAndWritesNothing(t *testing.T) {
 		{"JSON null is malformed", nil, `null`, 400, "MALFORMED_JSON", ""},
 		{"two JSON objects are malformed", nil, body(`"quantity":1`) + `{}`, 400, "MALFORMED_JSON", ""},
 		{"an unknown field is named", nil, body(`"quantity":1,"stopPrice":5`), 400, "VALIDATION_FAILED", "stopPrice"},
-		{"a missing userId is named", nil, `{"instrumentId":101,"orderType":"BUY","orderKind":"MARKET","quantity":1}`, 400, "VALIDATION_FAILED", "userId"},
 		{"a zero userId is refused", nil, `{"userId":0,"instrumentId":101,"orderType":"BUY","orderKind":"MARKET","quantity":1}`, 400, "VALIDATION_FAILED", "userId"},
 		{"a fractional userId string is refused", nil, `{"userId":"1.5","instrumentId":101,"orderType":"BUY","orderKind":"MARKET","quantity":1}`, 400, "VALIDATION_FAILED", "userId"},
 		{"a boolean userId is refused", nil, `{"userId":true,"instrumentId":101,"orderType":"BUY","orderKind":"MARKET","quantity":1}`, 400, "VALIDATION_FAILED", "userId"},
@@ -236,7 +235,7 @@ func TestPlacingWritesTheOrderItsEventAndItsOutboxMessage(t *testing.T) {
 		Scan(&seq, &eventType, &fromStatus, &toStatus, &details); err != nil {
 		t.Fatal(err)
 	}
-	if seq != 1 || eventType != "ORDER_PLACED" || fromStatus != nil || toStatus != "CREATED" || len(details) != 1 || details["requestedBy"] != "user:7" {
+	if seq != 1 || eventType != "ORDER_PLACED" || fromStatus != nil || toStatus != "CREATED" || len(details) != 1 || details["requestedBy"] != h.trader(7) {
 		t.Errorf("event = seq %d %s %v→%s %v", seq, eventType, fromStatus, toStatus, details)
 	}
 	if n := h.count("order_events"); n != 1 {

@@ -35,6 +35,10 @@ const (
 	codeOrderNotParked     errorCode = "ORDER_NOT_PARKED"
 	codeInstrumentNotFound errorCode = "INSTRUMENT_NOT_FOUND"
 	codeNotFound           errorCode = "NOT_FOUND"
+	codeKeyNotFound        errorCode = "API_KEY_NOT_FOUND"
+	codeUnauthenticated    errorCode = "UNAUTHENTICATED"
+	codeForbidden          errorCode = "FORBIDDEN"
+	codeTooManyRequests    errorCode = "TOO_MANY_REQUESTS"
 	codeMethodNotAllowed   errorCode = "METHOD_NOT_ALLOWED"
 	codeUnavailable        errorCode = "SERVICE_UNAVAILABLE"
 	codeInternal           errorCode = "INTERNAL_ERROR"
@@ -62,6 +66,14 @@ func (c errorCode) describe() (status int, title string) {
 		return http.StatusNotFound, "Instrument not found"
 	case codeNotFound:
 		return http.StatusNotFound, "Not found"
+	case codeKeyNotFound:
+		return http.StatusNotFound, "API key not found"
+	case codeUnauthenticated:
+		return http.StatusUnauthorized, "Authentication required"
+	case codeForbidden:
+		return http.StatusForbidden, "Forbidden"
+	case codeTooManyRequests:
+		return http.StatusTooManyRequests, "Too many requests"
 	case codeOrderTerminal:
 		return http.StatusConflict, "Order is terminal"
 	case codeOrderNotParked:
@@ -96,6 +108,7 @@ type apiError struct {
 	fields     []fieldError
 	cause      error
 	retryAfter time.Duration // > 0: sent as Retry-After (seconds)
+	challenge  string        // sent as WWW-Authenticate
 }
 
 func (e *apiError) Error() string {
@@ -194,6 +207,9 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	h.Set("Content-Type", "application/problem+json")
 	h.Set("Cache-Control", "no-store")
 	h.Del("Location")
+	if ae.challenge != "" {
+		h.Set("WWW-Authenticate", ae.challenge)
+	}
 	if ae.retryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(int(max(time.Second, ae.retryAfter).Round(time.Second)/time.Second)))
 	}

@@ -107,16 +107,11 @@ func idempotencyKey(r *http.Request) (string, error) {
 // Numbers are accepted as JSON numbers or numeric strings (the seed's web client sends
 // strings), and never pass through float64: integers are parsed from their text, and
 // the price is parsed into a decimal.
-func decodeOrderRequest(r *http.Request) (orderRequest, error) {
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return orderRequest{}, tooLarge()
-		}
-		return orderRequest{}, fmt.Errorf("api: read request body: %w", err)
-	}
-	fields, err := decodeObject(body)
+//
+// userId is required when requireUser is set (the body names the user only in trust-body
+// mode); otherwise it may be omitted, and is 0 then.
+func decodeOrderRequest(r *http.Request, requireUser bool) (orderRequest, error) {
+	fields, err := readObject(r)
 	if err != nil {
 		return orderRequest{}, err
 	}
@@ -136,8 +131,10 @@ func decodeOrderRequest(r *http.Request) (orderRequest, error) {
 	bad := func(field, msg string) { errs = append(errs, fieldError{field, msg}) }
 	var o orderRequest
 	var kindOK bool
-	if o.userID, err = positiveInt(fields["userId"]); err != nil {
-		bad("userId", err.Error())
+	if _, given := fields["userId"]; given || requireUser {
+		if o.userID, err = positiveInt(fields["userId"]); err != nil {
+			bad("userId", err.Error())
+		}
 	}
 	if o.instrumentID, err = positiveInt(fields["instrumentId"]); err != nil {
 		bad("instrumentId", err.Error())
@@ -183,6 +180,20 @@ func decodeOrderRequest(r *http.Request) (orderRequest, error) {
 		return orderRequest{}, invalid(errs...)
 	}
 	return o, nil
+}
+
+// readObject reads the request's body (PAYLOAD_TOO_LARGE past maxBodyBytes) and parses it
+// with decodeObject.
+func readObject(r *http.Request) (map[string]json.RawMessage, error) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, tooLarge()
+		}
+		return nil, fmt.Errorf("api: read request body: %w", err)
+	}
+	return decodeObject(body)
 }
 
 // decodeObject parses body as exactly one JSON object, keeping each member's raw text so

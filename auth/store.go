@@ -36,13 +36,18 @@ func (p Principal) Has(s Scope) bool {
 	return slices.Contains(p.Scopes, s) || (s == ScopeRead && slices.Contains(p.Scopes, ScopeAdmin))
 }
 
-// String names p in audit records: "key:<id>" or "user:<id>".
+// String names p in audit records: "user:<id>/key:<key id>" for an API key,
+// "user:<id>/token" for a provider's token.
 func (p Principal) String() string {
 	if p.KeyID != "" {
-		return "key:" + p.KeyID
+		return fmt.Sprintf("user:%d/key:%s", p.UserID, p.KeyID)
 	}
-	return fmt.Sprintf("user:%d", p.UserID)
+	return fmt.Sprintf("user:%d/token", p.UserID)
 }
+
+// Admin reports whether p holds the admin scope: every user's orders, and the operators'
+// routes.
+func (p Principal) Admin() bool { return slices.Contains(p.Scopes, ScopeAdmin) }
 
 // Key is an API key as stored: everything but its secret.
 type Key struct {
@@ -71,6 +76,12 @@ type Keys struct {
 // NewKeys returns the key store over pool.
 func NewKeys(pool *pgxpool.Pool) *Keys { return &Keys{q: queries.New(pool)} }
 
+// KeyError is a key that cannot be created as asked: Field (userId, scopes or name) is
+// wrong as Message says.
+type KeyError struct{ Field, Message string }
+
+func (e *KeyError) Error() string { return fmt.Sprintf("API key: %s %s", e.Field, e.Message) }
+
 // maxNameLen bounds a key's name.
 const maxNameLen = 100
 
@@ -79,11 +90,11 @@ const maxNameLen = 100
 func (k *Keys) Create(ctx context.Context, user int64, name string, scopes []Scope) (string, Key, error) {
 	switch {
 	case user <= 0:
-		return "", Key{}, errors.New("a key's user id must be a positive integer")
+		return "", Key{}, &KeyError{"userId", "must be a positive integer"}
 	case len(scopes) == 0:
-		return "", Key{}, errors.New("a key needs at least one scope")
-	case len(name) > maxNameLen || strings.ContainsFunc(name, func(r rune) bool { return r < ' ' }):
-		return "", Key{}, fmt.Errorf("a key's name is at most %d printable characters", maxNameLen)
+		return "", Key{}, &KeyError{"scopes", "must name at least one scope"}
+	case len(name) > maxNameLen || strings.ContainsFunc(name, func(r rune) bool { return r < ' ' || r == 0x7f }):
+		return "", Key{}, &KeyError{"name", fmt.Sprintf("must be at most %d printable characters", maxNameLen)}
 	}
 	names := make([]string, len(scopes))
 	for i, s := range scopes {

@@ -199,6 +199,7 @@ type runner struct {
 	runID   string
 	http    *http.Client
 	tracker *Tracker
+	creds   *credentials
 	procs   []Proc
 	fs      procFS
 	out     *lineWriter
@@ -263,6 +264,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, fmt.Errorf("bench: database: %w", err)
 	}
 	defer pool.Close()
+	r.creds = newCredentials(pool)
+	defer func() {
+		if err := r.creds.revoke(); err != nil {
+			r.out.printf("%v", err)
+		}
+	}()
 	r.tracker = NewTracker(pool)
 	rep := &Report{
 		Mode: opts.Mode, Concurrency: opts.Concurrency, MaxPending: opts.MaxPending,
@@ -645,6 +652,10 @@ func (r *runner) place(ctx context.Context, o OrderRequest, due time.Time) {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", key)
+	if err := r.creds.authorize(ctx, req, o.UserID); err != nil {
+		r.countError("credential")
+		return
+	}
 	resp, err := r.http.Do(req)
 	now := time.Now()
 	r.lastPosts.Add(1)
@@ -746,7 +757,8 @@ func (r *runner) cancelLoop(ctx context.Context, done <-chan struct{}) {
 // filled first), 202 (not yet applied), 409 (it ended before the request).
 func (r *runner) cancel(ctx context.Context, id int64) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, fmt.Sprintf("%s/api/v1/orders/%d/cancel", r.opts.APIURL, id), nil)
-	if err != nil {
+	if err != nil || r.creds.authorize(ctx, req, benchOperator) != nil {
+		r.cancels.Add("request")
 		return
 	}
 	resp, err := r.http.Do(req)

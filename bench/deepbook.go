@@ -149,6 +149,12 @@ func DeepBook(ctx context.Context, opts DeepBookOptions) (*DeepBookReport, error
 		return nil, fmt.Errorf("bench: database: %w", err)
 	}
 	defer d.pool.Close()
+	d.creds = newCredentials(d.pool)
+	defer func() {
+		if err := d.creds.revoke(); err != nil {
+			d.out.printf("%v", err)
+		}
+	}()
 	if d.temporal, err = client.DialContext(ctx, client.Options{
 		HostPort: opts.TemporalAddress, Namespace: opts.TemporalNamespace,
 		Logger: tlog.NewStructuredLogger(opts.Logger), ConnectionOptions: opts.TemporalConnection,
@@ -172,6 +178,7 @@ type deepBook struct {
 	base     string
 	http     *http.Client
 	pool     *pgxpool.Pool
+	creds    *credentials
 	temporal client.Client
 	runID    string
 	rep      *DeepBookReport
@@ -345,6 +352,9 @@ func (d *deepBook) place(ctx context.Context, o OrderRequest, key string) (int64
 		}
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Idempotency-Key", key)
+		if err := d.creds.authorize(ctx, req, o.UserID); err != nil {
+			return 0, time.Time{}, err
+		}
 		resp, err := d.http.Do(req)
 		if err != nil {
 			return 0, time.Time{}, fmt.Errorf("bench: place an order: %w", err)

@@ -135,7 +135,13 @@ func Scale(ctx context.Context, opts ScaleOptions) (*ScaleReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &reads{http: hc, base: base, out: out, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 10))}
+	creds := newCredentials(pool)
+	defer func() {
+		if err := creds.revoke(); err != nil {
+			out.printf("%v", err)
+		}
+	}()
+	m := &reads{http: hc, base: base, out: out, creds: creds, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 10))}
 	rep.DefaultPage, rep.TotalElements, err = m.defaultPage(ctx, opts.Requests)
 	if err != nil {
 		return nil, err
@@ -180,10 +186,11 @@ func sampleSeeded(ctx context.Context, pool *pgxpool.Pool, n int) ([]int64, erro
 
 // reads times GET requests against the API, one at a time.
 type reads struct {
-	http *http.Client
-	base string
-	out  *lineWriter
-	rng  *rand.Rand
+	http  *http.Client
+	base  string
+	out   *lineWriter
+	creds *credentials
+	rng   *rand.Rand
 }
 
 // get sends one GET and returns its status ("transport" when there was no answer), its
@@ -191,7 +198,7 @@ type reads struct {
 func (m *reads) get(ctx context.Context, path string) (string, []byte, time.Duration) {
 	start := time.Now()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.base+path, nil)
-	if err != nil {
+	if err != nil || m.creds.authorize(ctx, req, benchOperator) != nil {
 		return "request", nil, 0
 	}
 	resp, err := m.http.Do(req)

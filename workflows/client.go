@@ -189,8 +189,9 @@ func refused(err error) bool {
 // order a run that applies it), and waits up to wait for the run to end. applied is true
 // when it ended in that time; the order's row says how (a fill may have won the race).
 // Call it only for an order that is open: a run it starts for an ended order ends at once.
-func (s *Starter) RequestCancel(ctx context.Context, orderID int64, runKey string, wait time.Duration) (applied bool, err error) {
-	run, err := s.cancelWithStart(ctx, StartRequest{OrderID: orderID, RunKey: runKey}, CancelSignal{RequestedBy: "client"})
+// requestedBy names who asked, for the order's timeline.
+func (s *Starter) RequestCancel(ctx context.Context, orderID int64, runKey, requestedBy string, wait time.Duration) (applied bool, err error) {
+	run, err := s.cancelWithStart(ctx, StartRequest{OrderID: orderID, RunKey: runKey}, CancelSignal{RequestedBy: requestedBy})
 	if err != nil {
 		return false, err
 	}

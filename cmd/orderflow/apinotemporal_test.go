@@ -57,7 +57,7 @@ func TestTheAPIStartsAndPlacesOrdersWhileTemporalIsDown(t *testing.T) {
 		bytes.NewReader(fmt.Appendf(nil, `{"userId":1,"instrumentId":%d,"orderType":"BUY","orderKind":"LIMIT","price":"1","quantity":1}`, inst)))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", "no-temporal")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func TestTheAPIStartsAndPlacesOrdersWhileTemporalIsDown(t *testing.T) {
 		t.Fatalf("placing an order with Temporal down: %d, %v; want 201 (it needs only PostgreSQL)", resp.StatusCode, err)
 	}
 	// A cancel needs the order's run: recorded, and answered 503 so the client retries.
-	resp, err = http.Post(fmt.Sprintf("%s/api/v1/orders/%d/cancel", base, placed.OrderID), "", nil)
+	resp, err = s.client.Post(fmt.Sprintf("%s/api/v1/orders/%d/cancel", base, placed.OrderID), "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/orderflow/orderflow/api"
+	"github.com/orderflow/orderflow/auth"
 	"github.com/orderflow/orderflow/orderbook"
 	"github.com/orderflow/orderflow/workflows"
 )
@@ -42,6 +44,18 @@ import (
 //	MATCH_FILLS_PER_STEP
 //	                    most fills one step of matching writes in one transaction under the
 //	                    instrument's lock; a deeper sweep continues in the next step (default 1000)
+//	AUTH_MODE           keys (default): every API request carries a bearer credential, an API
+//	                    key or (when OIDC_JWKS_URL is set) a JWT; trust-body: none, the body's
+//	                    userId is believed and every route is open (local experiments and the
+//	                    seed's web client only; logged as a warning at every start)
+//	OIDC_JWKS_URL, OIDC_ISSUER, OIDC_AUDIENCE
+//	                    accept the JWTs of an OIDC provider: its key set, issuer and audience
+//	OIDC_USER_CLAIM, OIDC_SCOPES_CLAIM, OIDC_CLOCK_SKEW
+//	                    the claims with the user id (sub) and the scopes (scope); skew (1m)
+//	RATE_LIMIT_TRADE, RATE_LIMIT_READ, RATE_LIMIT_FAILED_AUTH
+//	                    per replica: placing and cancelling per user (100:200, i.e. 100/s with
+//	                    bursts of 200), other requests per user (200:400), refused
+//	                    credentials per source address (1:20); "off" for none
 //	LOG_FORMAT          text or json (default text; json in containers)
 //	LOG_LEVEL           debug, info, warn or error (default info)
 //	DATA_DIR            dev only: where the local cluster, Temporal and Kafka keep data (default .orderflow)
@@ -66,6 +80,9 @@ type Config struct {
 	ReconcileInterval    time.Duration
 	MatchFillsPerStep    int
 	DBMaxConns           int32
+	AuthMode             string // "keys" or "trust-body"
+	JWT                  auth.JWTConfig
+	Limits               api.Limits
 	LogFormat            string
 	LogLevel             slog.Level
 	DataDir              string
@@ -75,6 +92,12 @@ type Config struct {
 	DevTemporalUIPort    int
 	DevKafkaPort         int
 }
+
+// The authentication modes (AUTH_MODE).
+const (
+	authKeys      = "keys"
+	authTrustBody = "trust-body"
+)
 
 func loadConfig(getenv func(string) string) (Config, error) {
 	str := func(name, def string) string {
@@ -141,6 +164,44 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	default:
 		errs = append(errs, "TEMPORAL_GRPC_COMPRESSION must be none or gzip")
 	}
+	switch cfg.AuthMode = str("AUTH_MODE", authKeys); cfg.AuthMode {
+	case authKeys, authTrustBody:
+	default:
+		errs = append(errs, "AUTH_MODE must be keys or trust-body")
+	}
+	cfg.JWT = auth.JWTConfig{
+		JWKSURL: str("OIDC_JWKS_URL", ""), Issuer: str("OIDC_ISSUER", ""), Audience: str("OIDC_AUDIENCE", ""),
+		UserClaim: str("OIDC_USER_CLAIM", ""), ScopesClaim: str("OIDC_SCOPES_CLAIM", ""),
+	}
+	if cfg.JWT.JWKSURL != "" {
+		cfg.JWT.ClockSkew = duration("OIDC_CLOCK_SKEW", time.Minute)
+		if cfg.JWT.Issuer == "" || cfg.JWT.Audience == "" {
+			errs = append(errs, "OIDC_ISSUER and OIDC_AUDIENCE are required with OIDC_JWKS_URL")
+		}
+	}
+	rateLimit := func(name string) api.RateLimit {
+		v := str(name, "")
+		if v == "" {
+			return api.RateLimit{}
+		}
+		if v == "off" {
+			return api.RateLimit{PerSecond: -1}
+		}
+		perSecond, burst, hasBurst := strings.Cut(v, ":")
+		l := api.RateLimit{}
+		var err error
+		if l.PerSecond, err = strconv.ParseFloat(perSecond, 64); err != nil || l.PerSecond <= 0 || l.PerSecond > 1e6 {
+			errs = append(errs, fmt.Sprintf("%s must be off or RATE[:BURST], requests per second and the burst, such as 100:200", name))
+			return l
+		}
+		if hasBurst {
+			if l.Burst, err = strconv.Atoi(burst); err != nil || l.Burst <= 0 {
+				errs = append(errs, fmt.Sprintf("%s: the burst after the colon must be a positive integer", name))
+			}
+		}
+		return l
+	}
+	cfg.Limits = api.Limits{Trade: rateLimit("RATE_LIMIT_TRADE"), Read: rateLimit("RATE_LIMIT_READ"), FailedAuth: rateLimit("RATE_LIMIT_FAILED_AUTH")}
 	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
 		errs = append(errs, "LOG_FORMAT must be text or json")
 	}

@@ -94,7 +94,20 @@ func runDev(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Writ
 		return err
 	}
 	summary = append(summary,
-		fmt.Sprintf("  API         http://%s/api/v1/orders (OpenAPI: http://%s/openapi.yaml)", cfg.HTTPAddr, cfg.HTTPAddr),
+		fmt.Sprintf("  API         http://%s/api/v1/orders (OpenAPI: http://%s/openapi.yaml)", cfg.HTTPAddr, cfg.HTTPAddr))
+	if cfg.AuthMode == authTrustBody {
+		summary = append(summary, "  Auth        NONE (AUTH_MODE=trust-body): the body's userId is believed, every route is open")
+	} else {
+		keys, err := ensureDevKeys(ctx, cfg, dataDir)
+		if err != nil {
+			return err
+		}
+		summary = append(summary,
+			fmt.Sprintf("  Keys        demo user %d (read,trade): %s", devDemoUser, keys[devDemoKeyVar]),
+			fmt.Sprintf("              operator user %d (admin,read): %s", devOperatorUser, keys[devOperatorKeyVar]),
+			fmt.Sprintf("              kept in %s; in a shell: . %[1]s", filepath.Join(dataDir, devKeysFile)))
+	}
+	summary = append(summary,
 		fmt.Sprintf("  Admin       http://%s/metrics, /readyz (METRICS_ADDR; not the public listener)", cfg.MetricsAddr),
 		"  Worker      outbox relay, Kafka consumer, Temporal worker on task queue "+workflows.TaskQueue,
 		"Press Ctrl-C to stop.")

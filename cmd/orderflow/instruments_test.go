@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,7 +13,7 @@ import (
 // instrumentStatus is the instrument's status as GET /api/v1/instruments shows it.
 func (s *stack) instrumentStatus(t *testing.T, id int64) string {
 	t.Helper()
-	resp, err := http.Get(s.baseURL + "/api/v1/instruments")
+	resp, err := s.client.Get(s.baseURL + "/api/v1/instruments")
 	if err != nil {
 		t.Fatalf("GET /api/v1/instruments: %v", err)
 	}

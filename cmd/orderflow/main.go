@@ -6,6 +6,7 @@
 //	orderflow migrate   apply database migrations and exit
 //	orderflow orders stuck|retry ID|fail ID --reason R   operators' tools for parked orders
 //	orderflow instruments list|halt ID|resume ID   list instruments; stop or restart one's matching
+//	orderflow keys create|list|revoke   API keys (create prints the key alone)
 //	orderflow dlq list|replay   inspect and replay the dead-letter topic
 //	orderflow audit     check every invariant over the database and Temporal; exit 1 on a violation
 //	orderflow bench     measure a running system against its database and engine ceilings
@@ -36,7 +37,7 @@ func main() {
 	}
 }
 
-const usage = "usage: orderflow dev|api|worker|migrate|orders|instruments|dlq|audit|bench|broker|healthcheck URL"
+const usage = "usage: orderflow dev|api|worker|migrate|orders|instruments|keys|dlq|audit|bench|broker|healthcheck URL"
 
 // serviceUsage is the help of the commands that take no arguments.
 var serviceUsage = map[string]string{
@@ -92,6 +93,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return runOrders(ctx, cfg, args[1:], stdout)
 	case "instruments":
 		return runInstruments(ctx, cfg, args[1:], stdout)
+	case "keys":
+		return runKeys(ctx, cfg, args[1:], stdout)
 	case "dlq":
 		return runDLQ(ctx, cfg, args[1:], stdout)
 	case "audit":

@@ -25,6 +25,7 @@ import (
 
 	"github.com/orderflow/orderflow/activities"
 	"github.com/orderflow/orderflow/api"
+	"github.com/orderflow/orderflow/auth"
 	"github.com/orderflow/orderflow/kafka"
 	"github.com/orderflow/orderflow/metrics"
 	"github.com/orderflow/orderflow/orderbook"
@@ -163,11 +164,15 @@ func runServices(ctx context.Context, cfg Config, logger *slog.Logger, roles rol
 	}
 	serveHTTP(gctx, g, logger, cfg.MetricsAddr, admin)
 	if roles&roleAPI != 0 {
-		handler := api.NewServer(pool, starter, logger, api.Config{
+		acfg := api.Config{
 			AllowedOrigins: cfg.CORSOrigins, CancelWait: cfg.CancelWait,
 			TemporalUIURL: cfg.TemporalUIURL, Namespace: cfg.TemporalNamespace,
-			Batches: m,
-		})
+			Batches: m, Limits: cfg.Limits,
+		}
+		if acfg.Auth, acfg.TrustBody, err = authenticator(ctx, cfg, pool, logger); err != nil {
+			return err
+		}
+		handler := api.NewServer(pool, starter, logger, acfg)
 		serveHTTP(gctx, g, logger, cfg.HTTPAddr, m.HTTP(handler))
 	}
 	if cfg.DebugAddr != "" {
@@ -176,6 +181,22 @@ func runServices(ctx context.Context, cfg Config, logger *slog.Logger, roles rol
 		serve(gctx, g, logger, srv)
 	}
 	return g.Wait()
+}
+
+// authenticator is how the API checks credentials in cfg's AUTH_MODE: API keys, and JWTs
+// when a provider is configured; or, in trust-body mode, not at all (trust true).
+func authenticator(ctx context.Context, cfg Config, pool *pgxpool.Pool, logger *slog.Logger) (a *auth.Authenticator, trust bool, err error) {
+	if cfg.AuthMode == authTrustBody {
+		logger.Warn("AUTH_MODE=trust-body: the API authenticates nobody; anyone who reaches it acts as any user and as an operator. For local experiments only")
+		return nil, true, nil
+	}
+	a = &auth.Authenticator{Keys: auth.NewKeys(pool)}
+	if cfg.JWT.JWKSURL != "" {
+		if a.JWT, err = auth.NewJWTVerifier(ctx, cfg.JWT); err != nil {
+			return nil, false, fmt.Errorf("OIDC: %w", err)
+		}
+	}
+	return a, false, nil
 }
 
 // debugMux serves Go's profiler (go tool pprof http://DEBUG_ADDR/debug/pprof/profile) on

@@ -36,6 +36,9 @@ type stack struct {
 	pool     *pgxpool.Pool
 	temporal client.Client
 
+	creds  *devstack.Credentials // the API keys of the tests' users
+	client *http.Client          // talks to the API with the credential each request needs
+
 	instruments atomic.Int64 // hands each test instruments of its own
 	keys        atomic.Int64 // makes idempotency keys unique
 }
@@ -138,6 +141,10 @@ func startStack(ctx context.Context) (*stack, func() error, error) {
 		// Small steps of matching, so that a deep sweep of a few dozen orders already
 		// runs in several of them.
 		"MATCH_FILLS_PER_STEP": strconv.Itoa(deepBookStep),
+		// The bursts and the deep book place as fast as they can; the api package tests
+		// the rate limits.
+		"RATE_LIMIT_TRADE": "off",
+		"RATE_LIMIT_READ":  "off",
 	}
 	getenv := func(k string) string { return env[k] }
 	if err := run(ctx, []string{"migrate"}, getenv, io.Discard); err != nil {
@@ -178,6 +185,8 @@ func startStack(ctx context.Context) (*stack, func() error, error) {
 		return fail(err)
 	}
 	stops = append(stops, func() error { s.pool.Close(); return nil })
+	s.creds = devstack.NewCredentials(s.pool)
+	s.client = &http.Client{Transport: s.creds.Transport(nil)}
 	if s.temporal, err = client.Dial(client.Options{HostPort: tmp.HostPort}); err != nil {
 		return fail(err)
 	}
@@ -281,7 +290,7 @@ func (s *stack) cancel(t *testing.T, id int64) (int, orderView) {
 
 func (s *stack) do(t *testing.T, req *http.Request) (int, orderView) {
 	t.Helper()
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.client.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
 	}
