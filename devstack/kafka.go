@@ -1,6 +1,7 @@
 package devstack
 
 import (
+	"crypto/tls"
 	"fmt"
 
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -12,6 +13,9 @@ type KafkaOptions struct {
 	Dir        string   // keeps topics across restarts; empty means in memory
 	Topics     []string // created at start
 	Partitions int32
+	TLS        *tls.Config // nil: plaintext
+	// SCRAMUser and SCRAMPassword, when set, require SASL SCRAM-SHA-256 as this user.
+	SCRAMUser, SCRAMPassword string
 }
 
 // Kafka is an in-process Kafka-protocol broker (franz-go's kfake) on real TCP, so real
@@ -35,6 +39,12 @@ func StartKafka(opts KafkaOptions) (*Kafka, error) {
 	}
 	if opts.Dir != "" {
 		kopts = append(kopts, kfake.DataDir(opts.Dir))
+	}
+	if opts.TLS != nil {
+		kopts = append(kopts, kfake.TLS(opts.TLS))
+	}
+	if opts.SCRAMUser != "" {
+		kopts = append(kopts, kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-256", opts.SCRAMUser, opts.SCRAMPassword))
 	}
 	c, err := kfake.NewCluster(kopts...)
 	if err != nil {

@@ -37,6 +37,9 @@ type Postgres struct {
 type PostgresOptions struct {
 	Dir  string
 	Port int
+	// TLSCertFile and TLSKeyFile, when set, turn on TLS with this certificate (copied
+	// into the cluster's folder, where the server may read it).
+	TLSCertFile, TLSKeyFile string
 }
 
 // StartPostgres starts the cluster in opts.Dir, creating it first if the folder holds
@@ -78,6 +81,13 @@ func StartPostgres(ctx context.Context, opts PostgresOptions) (*Postgres, error)
 	// A cluster left running by a killed process would make pg_ctl start fail; stop it.
 	_ = p.command(ctx, "pg_ctl", "-D", dir, "-m", "fast", "stop").Run()
 	serverOpts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200", port, dir)
+	if opts.TLSCertFile != "" {
+		tlsOpts, err := p.installTLS(opts.TLSCertFile, opts.TLSKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		serverOpts += tlsOpts
+	}
 	logFile := filepath.Join(dir, "server.log")
 	out, err := p.command(ctx, "pg_ctl", "-D", dir, "-l", logFile, "-o", serverOpts, "-w", "-t", "60", "start").CombinedOutput()
 	if err != nil {
@@ -88,6 +98,32 @@ func StartPostgres(ctx context.Context, opts PostgresOptions) (*Postgres, error)
 		return nil, err
 	}
 	return p, nil
+}
+
+// installTLS copies the certificate and key into the cluster's folder, owned by the
+// server's user (PostgreSQL refuses a key others can read), and returns the server
+// options that turn TLS on with them.
+func (p *Postgres) installTLS(certFile, keyFile string) (string, error) {
+	var opts string
+	for _, f := range []struct{ src, name, setting string }{{certFile, "server.crt", "ssl_cert_file"}, {keyFile, "server.key", "ssl_key_file"}} {
+		data, err := os.ReadFile(f.src)
+		if err != nil {
+			return "", fmt.Errorf("devstack: TLS: %w", err)
+		}
+		dst := filepath.Join(p.dir, f.name)
+		if err := os.WriteFile(dst, data, 0o600); err != nil {
+			return "", fmt.Errorf("devstack: TLS: %w", err)
+		}
+		if p.owner != nil { // not p.chown, which opens the parents: the data folder must stay 0700
+			uid, _ := strconv.Atoi(p.owner.Uid)
+			gid, _ := strconv.Atoi(p.owner.Gid)
+			if err := os.Chown(dst, uid, gid); err != nil {
+				return "", fmt.Errorf("devstack: TLS: %w", err)
+			}
+		}
+		opts += fmt.Sprintf(" -c %s=%s", f.setting, dst)
+	}
+	return " -c ssl=on" + opts, nil
 }
 
 // URL returns the connection URL of database name on this cluster.

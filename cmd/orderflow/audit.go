@@ -57,16 +57,11 @@ func runAudit(ctx context.Context, cfg Config, args []string, stdout io.Writer) 
 		return err
 	}
 	defer pool.Close()
-	addr := cfg.TemporalAddress
-	if addr == "" {
-		addr = defaultTemporalAddress
-	}
 	// The SDK's default logger writes to stdout, which is the report's.
-	tc, err := client.DialContext(ctx, client.Options{
-		HostPort: addr, Namespace: cfg.TemporalNamespace,
-		Logger:            tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)),
-		ConnectionOptions: cfg.temporalConnection(),
-	})
+	topts := cfg.temporalOptions()
+	addr := topts.HostPort
+	topts.Logger = tlog.NewStructuredLogger(slog.New(slog.DiscardHandler))
+	tc, err := client.DialContext(ctx, topts)
 	if err != nil {
 		return fmt.Errorf("temporal at %s: %w", addr, err)
 	}

@@ -1,13 +1,19 @@
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"go.temporal.io/sdk/client"
 
 	"github.com/orderflow/orderflow/api"
@@ -56,12 +62,28 @@ import (
 //	                    per replica: placing and cancelling per user (100:200, i.e. 100/s with
 //	                    bursts of 200), other requests per user (200:400), refused
 //	                    credentials per source address (1:20); "off" for none
+//	HTTP_TLS_CERT_FILE, HTTP_TLS_KEY_FILE
+//	                    serve the API over TLS with this certificate; renewed files are
+//	                    served without a restart
+//	TEMPORAL_TLS        on: connect to Temporal over TLS (implied by the settings below)
+//	TEMPORAL_TLS_CA_FILE, TEMPORAL_TLS_CERT_FILE, TEMPORAL_TLS_KEY_FILE, TEMPORAL_TLS_SERVER_NAME
+//	                    the CA to trust (default the system's), the client certificate of
+//	                    mutual TLS, the server name to verify
+//	TEMPORAL_API_KEY    an API key (Temporal Cloud), sent over TLS
+//	KAFKA_TLS, KAFKA_TLS_CA_FILE, KAFKA_TLS_CERT_FILE, KAFKA_TLS_KEY_FILE, KAFKA_TLS_SERVER_NAME
+//	                    the same for Kafka
+//	KAFKA_SASL_MECHANISM, KAFKA_SASL_USER, KAFKA_SASL_PASSWORD
+//	                    SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN (only over TLS) and its user
 //	LOG_FORMAT          text or json (default text; json in containers)
 //	LOG_LEVEL           debug, info, warn or error (default info)
 //	DATA_DIR            dev only: where the local cluster, Temporal and Kafka keep data (default .orderflow)
 //	TEMPORAL_CLI        dev only: the temporal binary (default bin/temporal, then PATH)
 //	DEV_PG_PORT, DEV_TEMPORAL_PORT, DEV_TEMPORAL_UI_PORT, DEV_KAFKA_PORT
 //	                    dev only: ports of the embedded services (5433, 7233, 8233, 9092)
+//
+// Every setting NAME may instead be given as a file: NAME_FILE names a file whose content
+// (less a final newline) is the value, so secrets (DATABASE_URL, TEMPORAL_API_KEY,
+// KAFKA_SASL_PASSWORD) need never be in the environment. Setting both is an error.
 type Config struct {
 	DatabaseURL       string
 	TemporalAddress   string
@@ -80,6 +102,12 @@ type Config struct {
 	ReconcileInterval    time.Duration
 	MatchFillsPerStep    int
 	DBMaxConns           int32
+	HTTPTLSCertFile      string
+	HTTPTLSKeyFile       string
+	TemporalTLS          *tls.Config // nil: plaintext
+	TemporalAPIKey       string
+	KafkaTLS             *tls.Config // nil: plaintext
+	KafkaSASL            sasl.Mechanism
 	AuthMode             string // "keys" or "trust-body"
 	JWT                  auth.JWTConfig
 	Limits               api.Limits
@@ -100,8 +128,20 @@ const (
 )
 
 func loadConfig(getenv func(string) string) (Config, error) {
+	var errs []string
 	str := func(name, def string) string {
-		if v := strings.TrimSpace(getenv(name)); v != "" {
+		v := strings.TrimSpace(getenv(name))
+		if file := strings.TrimSpace(getenv(name + "_FILE")); file != "" {
+			if v != "" {
+				errs = append(errs, fmt.Sprintf("%s and %s_FILE are both set; give one", name, name))
+			}
+			b, err := os.ReadFile(file)
+			if err != nil {
+				errs = append(errs, fmt.Sprintf("%s_FILE: %v", name, err))
+			}
+			v = strings.TrimRight(string(b), "\r\n")
+		}
+		if v != "" {
 			return v
 		}
 		return def
@@ -115,7 +155,6 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		}
 		return out
 	}
-	var errs []string
 	integer := func(name string, def int) int {
 		v, err := strconv.Atoi(str(name, strconv.Itoa(def)))
 		if err != nil || v <= 0 {
@@ -164,6 +203,50 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	default:
 		errs = append(errs, "TEMPORAL_GRPC_COMPRESSION must be none or gzip")
 	}
+	cfg.HTTPTLSCertFile, cfg.HTTPTLSKeyFile = str("HTTP_TLS_CERT_FILE", ""), str("HTTP_TLS_KEY_FILE", "")
+	if (cfg.HTTPTLSCertFile == "") != (cfg.HTTPTLSKeyFile == "") {
+		errs = append(errs, "HTTP_TLS_CERT_FILE and HTTP_TLS_KEY_FILE go together")
+	}
+	clientTLS := func(prefix string, implied bool) *tls.Config {
+		ca, cert, key := str(prefix+"_TLS_CA_FILE", ""), str(prefix+"_TLS_CERT_FILE", ""), str(prefix+"_TLS_KEY_FILE", "")
+		switch on := str(prefix+"_TLS", ""); {
+		case on != "" && on != "on" && on != "off":
+			errs = append(errs, prefix+"_TLS must be on or off")
+			return nil
+		case on == "off" && (implied || ca != "" || cert != ""):
+			errs = append(errs, prefix+"_TLS is off, but other settings need TLS")
+			return nil
+		case on != "on" && !implied && ca == "" && cert == "" && key == "":
+			return nil
+		}
+		c, err := tlsConfig(ca, cert, key, str(prefix+"_TLS_SERVER_NAME", ""))
+		if err != nil {
+			errs = append(errs, prefix+" "+err.Error())
+		}
+		return c
+	}
+	cfg.TemporalAPIKey = str("TEMPORAL_API_KEY", "")
+	cfg.TemporalTLS = clientTLS("TEMPORAL", cfg.TemporalAPIKey != "")
+	mech, user, pass := str("KAFKA_SASL_MECHANISM", ""), str("KAFKA_SASL_USER", ""), str("KAFKA_SASL_PASSWORD", "")
+	switch mech {
+	case "":
+		if user != "" || pass != "" {
+			errs = append(errs, "KAFKA_SASL_USER and KAFKA_SASL_PASSWORD need KAFKA_SASL_MECHANISM")
+		}
+	case "SCRAM-SHA-256":
+		cfg.KafkaSASL = scram.Auth{User: user, Pass: pass}.AsSha256Mechanism()
+	case "SCRAM-SHA-512":
+		cfg.KafkaSASL = scram.Auth{User: user, Pass: pass}.AsSha512Mechanism()
+	case "PLAIN":
+		cfg.KafkaSASL = plain.Auth{User: user, Pass: pass}.AsMechanism()
+	default:
+		errs = append(errs, "KAFKA_SASL_MECHANISM must be SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN")
+	}
+	if mech != "" && (user == "" || pass == "") {
+		errs = append(errs, "KAFKA_SASL_MECHANISM needs KAFKA_SASL_USER and KAFKA_SASL_PASSWORD")
+	}
+	// PLAIN sends the password as it is; never without TLS.
+	cfg.KafkaTLS = clientTLS("KAFKA", mech == "PLAIN")
 	switch cfg.AuthMode = str("AUTH_MODE", authKeys); cfg.AuthMode {
 	case authKeys, authTrustBody:
 	default:
@@ -220,7 +303,37 @@ func (cfg Config) temporalConnection() client.ConnectionOptions {
 	if cfg.TemporalCompressGzip {
 		c = &client.GrpcCompressionGzip{}
 	}
-	return client.ConnectionOptions{GrpcCompression: c}
+	return client.ConnectionOptions{GrpcCompression: c, TLS: cfg.TemporalTLS}
+}
+
+// temporalOptions are the options of every Temporal client of this process, at
+// TEMPORAL_ADDRESS (or the default); the caller adds its logger and metrics.
+func (cfg Config) temporalOptions() client.Options {
+	o := client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, ConnectionOptions: cfg.temporalConnection()}
+	if o.HostPort == "" {
+		o.HostPort = defaultTemporalAddress
+	}
+	if cfg.TemporalAPIKey != "" {
+		o.Credentials = client.NewAPIKeyStaticCredentials(cfg.TemporalAPIKey)
+	}
+	return o
+}
+
+// kafkaOptions are the options of every Kafka client of this process: the brokers (or the
+// default one), TLS and SASL.
+func (cfg Config) kafkaOptions() []kgo.Opt {
+	brokers := cfg.KafkaBrokers
+	if len(brokers) == 0 {
+		brokers = []string{defaultKafkaBroker}
+	}
+	opts := []kgo.Opt{kgo.SeedBrokers(brokers...)}
+	if cfg.KafkaTLS != nil {
+		opts = append(opts, kgo.DialTLSConfig(cfg.KafkaTLS.Clone()))
+	}
+	if cfg.KafkaSASL != nil {
+		opts = append(opts, kgo.SASL(cfg.KafkaSASL))
+	}
+	return opts
 }
 
 func newLogger(cfg Config, w io.Writer) *slog.Logger {

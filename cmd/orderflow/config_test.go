@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -37,6 +38,54 @@ func TestTemporalGRPCCompressionIsNoneUnlessAskedFor(t *testing.T) {
 		}
 		if cfg.temporalConnection().GrpcCompression == nil {
 			t.Errorf("%q: no compression setting passed to the client (the SDK would default to gzip)", tc.value)
+		}
+	}
+}
+
+// Authentication is on unless trust-body is asked for by name; every security setting
+// that cannot work is refused at start, naming the setting.
+func TestSecuritySettingsAreCheckedAtStart(t *testing.T) {
+	dir := t.TempDir()
+	secret := dir + "/db-url"
+	if err := os.WriteFile(secret, []byte("postgres://u:p@db/orderflow\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig(func(string) string { return "" })
+	if err != nil || cfg.AuthMode != authKeys || cfg.TemporalTLS != nil || cfg.KafkaTLS != nil {
+		t.Fatalf("defaults: %+v, %v; want keys, no TLS", cfg, err)
+	}
+	cfg, err = loadConfig(func(k string) string { return map[string]string{"DATABASE_URL_FILE": secret}[k] })
+	if err != nil || cfg.DatabaseURL != "postgres://u:p@db/orderflow" {
+		t.Errorf("DATABASE_URL_FILE: %q, %v; want the file's content less its newline", cfg.DatabaseURL, err)
+	}
+	cfg, err = loadConfig(func(k string) string {
+		return map[string]string{"RATE_LIMIT_TRADE": "5:10", "RATE_LIMIT_READ": "off", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "KAFKA_SASL_USER": "u", "KAFKA_SASL_PASSWORD": "p"}[k]
+	})
+	if err != nil || cfg.Limits.Trade.PerSecond != 5 || cfg.Limits.Trade.Burst != 10 || cfg.Limits.Read.PerSecond >= 0 || cfg.KafkaSASL == nil || cfg.KafkaTLS != nil {
+		t.Errorf("limits and SCRAM: %+v, %v", cfg.Limits, err)
+	}
+	for env, want := range map[string]string{
+		"AUTH_MODE=none":                             "AUTH_MODE",
+		"RATE_LIMIT_TRADE=fast":                      "RATE_LIMIT_TRADE",
+		"RATE_LIMIT_READ=10:0":                       "RATE_LIMIT_READ",
+		"DATABASE_URL=x DATABASE_URL_FILE=" + secret: "both set",
+		"DATABASE_URL_FILE=" + dir + "/missing":      "DATABASE_URL_FILE",
+		"HTTP_TLS_CERT_FILE=/c":                      "HTTP_TLS_KEY_FILE",
+		"KAFKA_SASL_MECHANISM=GSSAPI":                "KAFKA_SASL_MECHANISM",
+		"KAFKA_SASL_MECHANISM=PLAIN KAFKA_SASL_USER=u KAFKA_SASL_PASSWORD=p KAFKA_TLS=off": "KAFKA_TLS",
+		"KAFKA_SASL_USER=u":                     "KAFKA_SASL_MECHANISM",
+		"TEMPORAL_TLS_CA_FILE=" + dir + "/none": "TEMPORAL",
+		"TEMPORAL_TLS_CERT_FILE=" + secret:      "TEMPORAL",
+		"OIDC_JWKS_URL=https://idp/keys":        "OIDC_ISSUER",
+	} {
+		vars := map[string]string{}
+		for _, kv := range strings.Fields(env) {
+			k, v, _ := strings.Cut(kv, "=")
+			vars[k] = v
+		}
+		_, err := loadConfig(func(k string) string { return vars[k] })
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: %v, want one line naming %s", env, err, want)
 		}
 	}
 }

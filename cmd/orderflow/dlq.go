@@ -184,7 +184,7 @@ func dlqPickLetter(letters []kafka.DeadLetter, partition int, offset int64) ([]k
 
 // newDLQClient connects to the configured brokers.
 func newDLQClient(cfg Config) (*kgo.Client, error) {
-	client, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(dlqBrokers(cfg), ",")...))
+	client, err := kgo.NewClient(cfg.kafkaOptions()...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka at %s: %w", dlqBrokers(cfg), err)
 	}

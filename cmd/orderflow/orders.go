@@ -109,13 +109,10 @@ func runOrders(ctx context.Context, cfg Config, args []string, stdout io.Writer)
 }
 
 func dialStarter(ctx context.Context, cfg Config) (*workflows.Starter, client.Client, error) {
-	addr := cfg.TemporalAddress
-	if addr == "" {
-		addr = defaultTemporalAddress
-	}
-	c, err := client.DialContext(ctx, client.Options{HostPort: addr, Namespace: cfg.TemporalNamespace, ConnectionOptions: cfg.temporalConnection()})
+	opts := cfg.temporalOptions()
+	c, err := client.DialContext(ctx, opts)
 	if err != nil {
-		return nil, nil, fmt.Errorf("temporal at %s: %w", addr, err)
+		return nil, nil, fmt.Errorf("temporal at %s: %w", opts.HostPort, err)
 	}
 	return workflows.NewStarter(c, cfg.Retry), c, nil
 }

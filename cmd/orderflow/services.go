@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -112,13 +113,8 @@ func runServices(ctx context.Context, cfg Config, logger *slog.Logger, roles rol
 	if err := m.WatchDatabase(pool); err != nil {
 		return err
 	}
-	topts := client.Options{
-		HostPort:          cfg.TemporalAddress,
-		Namespace:         cfg.TemporalNamespace,
-		Logger:            tlog.NewStructuredLogger(logger),
-		MetricsHandler:    m.TemporalMetricsHandler(),
-		ConnectionOptions: cfg.temporalConnection(),
-	}
+	topts := cfg.temporalOptions()
+	topts.Logger, topts.MetricsHandler = tlog.NewStructuredLogger(logger), m.TemporalMetricsHandler()
 	var tc client.Client
 	if roles&roleWorker == 0 {
 		// Placing and reading orders need only PostgreSQL: the API starts while Temporal is
@@ -172,8 +168,15 @@ func runServices(ctx context.Context, cfg Config, logger *slog.Logger, roles rol
 		if acfg.Auth, acfg.TrustBody, err = authenticator(ctx, cfg, pool, logger); err != nil {
 			return err
 		}
-		handler := api.NewServer(pool, starter, logger, acfg)
-		serveHTTP(gctx, g, logger, cfg.HTTPAddr, m.HTTP(handler))
+		srv := newHTTPServer(cfg.HTTPAddr, m.HTTP(api.NewServer(pool, starter, logger, acfg)))
+		if cfg.HTTPTLSCertFile != "" {
+			certs, err := newCertFiles(cfg.HTTPTLSCertFile, cfg.HTTPTLSKeyFile, logger)
+			if err != nil {
+				return err
+			}
+			srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetCertificate}
+		}
+		serve(gctx, g, logger, srv)
 	}
 	if cfg.DebugAddr != "" {
 		srv := newHTTPServer(cfg.DebugAddr, debugMux())
@@ -243,8 +246,12 @@ func serveHTTP(ctx context.Context, g *errgroup.Group, logger *slog.Logger, addr
 func serve(ctx context.Context, g *errgroup.Group, logger *slog.Logger, srv *http.Server) {
 	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
 	g.Go(func() error {
-		logger.Info("http listening", "addr", srv.Addr)
-		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		logger.Info("http listening", "addr", srv.Addr, "tls", srv.TLSConfig != nil)
+		listen := srv.ListenAndServe
+		if srv.TLSConfig != nil {
+			listen = func() error { return srv.ListenAndServeTLS("", "") } // the certificate is TLSConfig's
+		}
+		if err := listen(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http %s: %w", srv.Addr, err)
 		}
 		return nil
@@ -263,8 +270,8 @@ func runWorker(ctx context.Context, g *errgroup.Group, cfg Config, logger *slog.
 	klog := kslog.New(logger.With("component", "kafka"))
 	// A delivery timeout, so a publish during a Kafka outage fails and is retried rather
 	// than wait for ever; the relay's lease on its rows outlasts it.
-	producer, err := kgo.NewClient(kgo.SeedBrokers(cfg.KafkaBrokers...), kgo.WithLogger(klog),
-		kgo.ProducerLinger(0), kgo.AllowAutoTopicCreation(), kgo.RecordDeliveryTimeout(30*time.Second))
+	producer, err := kgo.NewClient(append(cfg.kafkaOptions(), kgo.WithLogger(klog),
+		kgo.ProducerLinger(0), kgo.AllowAutoTopicCreation(), kgo.RecordDeliveryTimeout(30*time.Second))...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka producer: %w", err)
 	}
@@ -272,7 +279,7 @@ func runWorker(ctx context.Context, g *errgroup.Group, cfg Config, logger *slog.
 		producer.Close()
 		return nil, err
 	}
-	consumerClient, err := kgo.NewClient(append(kafka.ConsumerOptions(), kgo.SeedBrokers(cfg.KafkaBrokers...), kgo.WithLogger(klog))...)
+	consumerClient, err := kgo.NewClient(append(append(kafka.ConsumerOptions(), cfg.kafkaOptions()...), kgo.WithLogger(klog))...)
 	if err != nil {
 		producer.Close()
 		return nil, fmt.Errorf("kafka consumer: %w", err)
