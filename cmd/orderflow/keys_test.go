@@ -7,10 +7,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/orderflow/orderflow/auth"
+	"github.com/orderflow/orderflow/devstack"
 )
 
 // `orderflow keys create` prints the key alone, so a script can capture it; the key
@@ -91,5 +94,47 @@ func TestTheDevKeysAreMadeOnceAndKeptWithTheData(t *testing.T) {
 	data, _ := os.ReadFile(filepath.Join(dir, devKeysFile))
 	if !strings.Contains(string(data), fmt.Sprintf("%s=%s", devDemoKeyVar, renewed[devDemoKeyVar])) {
 		t.Errorf("the file does not hold the new key:\n%s", data)
+	}
+}
+
+// `orderflow api` with AUTH_MODE=trust-body warns at start and serves the original
+// web client's requests, which carry a userId and no credential.
+func TestTrustBodyModeWarnsAndServesTheOriginalClient(t *testing.T) {
+	t.Parallel()
+	s := needStack(t)
+	env := map[string]string{}
+	for k, v := range s.env {
+		env[k] = v
+	}
+	for _, k := range []string{"HTTP_ADDR", "METRICS_ADDR"} {
+		port, err := devstack.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		env[k] = "127.0.0.1:" + strconv.Itoa(port)
+	}
+	env["AUTH_MODE"] = "trust-body"
+	var log syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"api"}, func(k string) string { return env[k] }, &log) }()
+	t.Cleanup(func() { cancel(); <-done })
+	base := "http://" + env["HTTP_ADDR"]
+	waitReady(t, base, done, 30*time.Second)
+	if !strings.Contains(log.String(), "AUTH_MODE=trust-body") || !strings.Contains(log.String(), "WARN") {
+		t.Errorf("no warning at start:\n%s", log.String())
+	}
+	inst := s.newInstrument(t)
+	req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/orders",
+		strings.NewReader(fmt.Sprintf(`{"userId":"77","instrumentId":"%d","orderType":"BUY","orderKind":"LIMIT","price":"1","quantity":"1"}`, inst)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", "trust-body-1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Errorf("the original client's placement: %d, want 201", resp.StatusCode)
 	}
 }
