@@ -1,6 +1,8 @@
 package api
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -332,11 +334,33 @@ func (s *server) listOrderEvents(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("api: %w", err)
 	}
 	views := make([]eventView, len(events))
+	both := callerOf(r).seesAll()
 	for i, e := range events {
 		views[i] = newEventView(e)
+		if !both {
+			views[i].Details = withoutCounterparty(views[i].Details)
+		}
 	}
 	s.respond(w, r, http.StatusOK, views)
 	return nil
+}
+
+// withoutCounterparty returns a fill's event details without the counterparty's order
+// id, which is another user's; other details are returned as they are.
+func withoutCounterparty(details json.RawMessage) json.RawMessage {
+	if !bytes.Contains(details, []byte(`"counterpartyOrderId"`)) {
+		return details
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(details, &m) != nil {
+		return details
+	}
+	delete(m, "counterpartyOrderId")
+	b, err := json.Marshal(m)
+	if err != nil {
+		return details
+	}
+	return b
 }
 
 // listOrderTrades handles GET /api/v1/orders/{id}/trades.
@@ -351,7 +375,7 @@ func (s *server) listOrderTrades(w http.ResponseWriter, r *http.Request) error {
 	}
 	views := make([]tradeView, len(trades))
 	for i, t := range trades {
-		views[i] = newTradeView(t)
+		views[i] = newTradeView(t, o.ID, callerOf(r).seesAll())
 	}
 	s.respond(w, r, http.StatusOK, views)
 	return nil

@@ -241,15 +241,32 @@ func TestListingAnOrdersTrades(t *testing.T) {
 	type trade struct {
 		TradeID      int64           `json:"tradeId"`
 		InstrumentID int64           `json:"instrumentId"`
-		BuyOrderID   int64           `json:"buyOrderId"`
-		SellOrderID  int64           `json:"sellOrderId"`
+		BuyOrderID   *int64          `json:"buyOrderId"`
+		SellOrderID  *int64          `json:"sellOrderId"`
 		Price        json.RawMessage `json:"price"`
 		Quantity     int64           `json:"quantity"`
 		ExecutedAt   string          `json:"executedAt"`
 	}
-	for _, id := range []int64{buy.OrderID, sell.OrderID} {
-		t.Run(fmt.Sprintf("both sides see their trades (order %d)", id), func(t *testing.T) {
-			res := h.get(fmt.Sprintf("/api/v1/orders/%d/trades", id))
+	id := func(p *int64) int64 {
+		if p == nil {
+			return 0
+		}
+		return *p
+	}
+	// Each side sees its own order's id and not the counterparty's (another user's order
+	// is nobody else's business); an operator sees both.
+	for _, c := range []struct {
+		name       string
+		order      int64
+		credential string
+		buy, sell  int64
+	}{
+		{"the buyer", buy.OrderID, bearer(h.key(1, auth.ScopeRead, auth.ScopeTrade)), buy.OrderID, 0},
+		{"the seller", sell.OrderID, bearer(h.key(2, auth.ScopeRead, auth.ScopeTrade)), 0, sell.OrderID},
+		{"an operator", buy.OrderID, bearer(h.key(devstack.OperatorUser, auth.ScopeAdmin)), buy.OrderID, sell.OrderID},
+	} {
+		t.Run(c.name+" sees the trades", func(t *testing.T) {
+			res := h.do(http.MethodGet, fmt.Sprintf("/api/v1/orders/%d/trades", c.order), "", "Authorization", c.credential)
 			if res.status != http.StatusOK {
 				t.Fatalf("status = %d; body %s", res.status, res.body)
 			}
@@ -258,7 +275,7 @@ func TestListingAnOrdersTrades(t *testing.T) {
 				t.Fatalf("trades = %+v", trades)
 			}
 			first := trades[0]
-			if first.InstrumentID != 101 || first.BuyOrderID != buy.OrderID || first.SellOrderID != sell.OrderID ||
+			if first.InstrumentID != 101 || id(first.BuyOrderID) != c.buy || id(first.SellOrderID) != c.sell ||
 				string(first.Price) != "101.5" || first.Quantity != 3 || first.ExecutedAt != "2030-01-02T03:04:05.678Z" {
 				t.Errorf("first trade = %+v (price %s)", first, first.Price)
 			}
@@ -267,6 +284,23 @@ func TestListingAnOrdersTrades(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("a fill's event names the counterparty's order to an operator only", func(t *testing.T) {
+		h.exec(`INSERT INTO order_events (order_id, seq, event_type, from_status, to_status, details)
+		        VALUES ($1, 9, 'PARTIALLY_FILLED', 'EXECUTING', 'PARTIALLY_FILLED', jsonb_build_object('tradeId', 1, 'counterpartyOrderId', $2::bigint))`,
+			buy.OrderID, sell.OrderID)
+		path := fmt.Sprintf("/api/v1/orders/%d/events", buy.OrderID)
+		for who, cred := range map[string]string{
+			"owner":    bearer(h.key(1, auth.ScopeRead, auth.ScopeTrade)),
+			"operator": bearer(h.key(devstack.OperatorUser, auth.ScopeAdmin)),
+		} {
+			res := h.do(http.MethodGet, path, "", "Authorization", cred)
+			named := strings.Contains(string(res.body), `"counterpartyOrderId"`)
+			if res.status != http.StatusOK || named != (who == "operator") || !strings.Contains(string(res.body), `"tradeId":1`) {
+				t.Errorf("%s: %d %s; counterparty named %v", who, res.status, res.body, named)
+			}
+		}
+	})
 
 	t.Run("an order without trades has an empty list", func(t *testing.T) {
 		res := h.get(fmt.Sprintf("/api/v1/orders/%d/trades", other.OrderID))

@@ -133,20 +133,27 @@ func newEventView(e queries.OrderEvent) eventView {
 type tradeView struct {
 	TradeID      int64       `json:"tradeId"`
 	InstrumentID int64       `json:"instrumentId"`
-	BuyOrderID   int64       `json:"buyOrderId"`
-	SellOrderID  int64       `json:"sellOrderId"`
+	BuyOrderID   *int64      `json:"buyOrderId"`  // null: the counterparty's, to a caller who is not an operator
+	SellOrderID  *int64      `json:"sellOrderId"` // likewise
 	Price        json.Number `json:"price"`
 	Quantity     int64       `json:"quantity"`
 	ExecutedAt   string      `json:"executedAt"`
 }
 
-// newTradeView renders t.
-func newTradeView(t queries.Trade) tradeView {
+// newTradeView renders t as seen from order of, naming the other side's order only when
+// both shows it: the counterparty's order is another user's.
+func newTradeView(t queries.Trade, of int64, both bool) tradeView {
+	side := func(id int64) *int64 {
+		if id != of && !both {
+			return nil
+		}
+		return &id
+	}
 	return tradeView{
 		TradeID:      t.ID,
 		InstrumentID: t.InstrumentID,
-		BuyOrderID:   t.BuyOrderID,
-		SellOrderID:  t.SellOrderID,
+		BuyOrderID:   side(t.BuyOrderID),
+		SellOrderID:  side(t.SellOrderID),
 		Price:        number(t.Price),
 		Quantity:     t.Quantity,
 		ExecutedAt:   formatTime(t.ExecutedAt),
