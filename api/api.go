@@ -106,6 +106,7 @@ type server struct {
 	cfg     Config
 
 	trades, reads, failures *limiter
+	refusalLogs             *limiter // a line a minute per address refused 429
 }
 
 // NewServer returns the API's HTTP handler over the order-book service on pool. pool
@@ -120,9 +121,10 @@ func NewServer(pool *pgxpool.Pool, cancels Canceller, logger *slog.Logger, cfg C
 		PlaceQueue: cfg.PlaceQueue,
 	})
 	s := &server{pool: pool, book: book, cancels: cancels, logger: logger, cfg: cfg,
-		trades:   newLimiter("trade", cfg.Limits.Trade),
-		reads:    newLimiter("read", cfg.Limits.Read),
-		failures: newLimiter("failed-auth", cfg.Limits.FailedAuth),
+		trades:      newLimiter("trade", cfg.Limits.Trade),
+		reads:       newLimiter("read", cfg.Limits.Read),
+		failures:    newLimiter("failed-auth", cfg.Limits.FailedAuth),
+		refusalLogs: newLimiter("log", RateLimit{PerSecond: 1.0 / 60, Burst: 1}),
 	}
 	return s.routes()
 }

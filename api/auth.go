@@ -53,19 +53,16 @@ const challenge = `Bearer realm="orderflow"`
 
 // authenticate finds the caller of every /api/v1 request from its Authorization header
 // (or, in trust-body mode, believes the request). A missing or refused credential is 401
-// with a WWW-Authenticate challenge; an address whose refused credentials spent its
-// bucket is 429 before its credential is even looked at, so guessing keys costs the
-// guesser, not the database.
+// with a WWW-Authenticate challenge. Refused credentials are charged to their source
+// address: once its bucket is spent, a refusal is 429 with Retry-After instead, telling a
+// client that retries a bad credential (or guesses) to back off. A credential that checks
+// out is never refused, so a guesser behind the same proxy as real clients cannot lock
+// them out.
 func (s *server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.cfg.TrustBody {
 			c := caller{Principal: auth.Principal{Scopes: []auth.Scope{auth.ScopeRead, auth.ScopeTrade, auth.ScopeAdmin}}, trusted: true}
 			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
-			return
-		}
-		addr := sourceAddress(r)
-		if v := s.failures.peek(addr); !v.allowed {
-			s.fail(w, r, tooMany(v, "refused credentials from this address"))
 			return
 		}
 		token, err := auth.BearerToken(r.Header.Get("Authorization"))
@@ -84,13 +81,7 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 		}
 		switch {
 		case errors.Is(err, auth.ErrMalformedHeader), errors.Is(err, auth.ErrInvalidCredential):
-			s.failures.take(addr)
-			msg := "the credential is not valid (unknown, revoked, expired or malformed)"
-			if errors.Is(err, auth.ErrMalformedHeader) {
-				msg = err.Error()
-			}
-			s.fail(w, r, &apiError{code: codeUnauthenticated, message: msg, cause: err,
-				challenge: challenge + `, error="invalid_token"`})
+			s.refuse(w, r, err, token)
 			return
 		case err != nil:
 			s.fail(w, r, fmt.Errorf("api: authenticate: %w", err))
@@ -98,6 +89,28 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, caller{Principal: p})))
 	})
+}
+
+// refuse answers a refused credential: 401, or 429 once its address has spent its
+// bucket. An address refused 429 is logged at most once a minute, with the key's public
+// id at most, never the token.
+func (s *server) refuse(w http.ResponseWriter, r *http.Request, err error, token string) {
+	addr := sourceAddress(r)
+	v := s.failures.take(addressKey(addr))
+	if !v.allowed {
+		if s.refusalLogs.take(addressKey(addr)).allowed {
+			keyID, _, _ := auth.ParseKey(token)
+			s.logger.WarnContext(r.Context(), "refused credentials from one address beyond its limit; answering 429",
+				"remote", addr, "key_id", keyID, "error", err)
+		}
+		s.fail(w, r, tooMany(v, "refused credentials from this address"))
+		return
+	}
+	msg := "the credential is not valid (unknown, revoked, expired or malformed)"
+	if errors.Is(err, auth.ErrMalformedHeader) {
+		msg = err.Error()
+	}
+	s.fail(w, r, &apiError{code: codeUnauthenticated, message: msg, cause: err, challenge: challenge + `, error="invalid_token"`})
 }
 
 // guard admits a caller holding one of scopes (403 otherwise) and within its rate limit

@@ -1,10 +1,14 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
+	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -298,9 +302,10 @@ func TestRateLimitsArePerUserAndRecover(t *testing.T) {
 	}
 }
 
-// Refused credentials are throttled per source address: once its bucket is spent, even a
-// valid credential from that address is 429 until it refills; other addresses are not
-// affected.
+// Refused credentials are throttled per source address: once its bucket is spent, a
+// refused credential from that address is 429 until it refills; a valid credential from
+// the same address is never refused (a guesser behind a shared proxy locks nobody out),
+// and other addresses (an IPv6 host's whole /64 counting as one) are not affected.
 func TestRefusedCredentialsAreThrottledPerAddress(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig()
@@ -309,28 +314,36 @@ func TestRefusedCredentialsAreThrottledPerAddress(t *testing.T) {
 	good := bearer(h.key(1, auth.ScopeRead))
 	from := func(addr, cred string) response {
 		req, _ := http.NewRequest(http.MethodGet, "/api/v1/orders", nil)
-		req.RemoteAddr = addr + ":1234"
+		req.RemoteAddr = net.JoinHostPort(addr, "1234")
 		req.Header.Set("Authorization", cred)
 		return h.serve(req)
 	}
 	bad, _, _ := auth.NewKey()
-	for i := range 3 {
-		if res := from("192.0.2.1", bearer(bad)); res.status != 401 {
-			t.Fatalf("refused credential %d: %d", i, res.status)
+	for _, addr := range []string{"192.0.2.1", "2001:db8::1"} {
+		for i := range 3 {
+			if res := from(addr, bearer(bad)); res.status != 401 {
+				t.Fatalf("%s: refused credential %d: %d", addr, i, res.status)
+			}
+		}
+		res := from(addr, bearer(bad))
+		wantProblem(t, res, 429, "TOO_MANY_REQUESTS", "")
+		if res.header.Get("Retry-After") != "1" {
+			t.Errorf("%s: Retry-After %q, want 1", addr, res.header.Get("Retry-After"))
+		}
+		if res := from(addr, good); res.status != 200 {
+			t.Errorf("%s: a valid key from the throttled address: %d, want 200", addr, res.status)
 		}
 	}
-	res := from("192.0.2.1", good)
-	wantProblem(t, res, 429, "TOO_MANY_REQUESTS", "")
-	if res.header.Get("Retry-After") == "" {
-		t.Error("no Retry-After")
+	if res := from("2001:db8::2", "Basic x"); res.status != 429 {
+		t.Errorf("another address of the same /64: %d, want 429", res.status)
 	}
-	if res := from("192.0.2.2", good); res.status != 200 {
-		t.Errorf("another address: %d", res.status)
+	if res := from("192.0.2.2", bearer(bad)); res.status != 401 {
+		t.Errorf("another address: %d, want 401", res.status)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for from("192.0.2.1", good).status != 200 {
+	for from("192.0.2.1", bearer(bad)).status != 401 {
 		if time.Now().After(deadline) {
-			t.Fatal("the address was not let in again within 5s")
+			t.Fatal("the address's refusals were not answered 401 again within 5s")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -383,3 +396,30 @@ func TestAnswersAreNotCachedAndCarrySecurityHeaders(t *testing.T) {
 		}
 	}
 }
+
+// A whole key pasted where its id belongs (a revoke's path) is refused and never
+// reaches the log.
+func TestAKeyInAPathIsNotLogged(t *testing.T) {
+	t.Parallel()
+	var log bytes.Buffer
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return log.Write(p)
+	}), nil))
+	h := newHarnessWith(t, newPool(t), testConfig(), logger)
+	key := h.key(3, auth.ScopeRead)
+	wantProblem(t, h.do(http.MethodPost, "/api/v1/admin/keys/"+key+"/revoke", ""), 404, "API_KEY_NOT_FOUND", "")
+	mu.Lock()
+	defer mu.Unlock()
+	_, secret, _ := strings.Cut(strings.TrimPrefix(key, auth.KeyPrefix), "_")
+	if strings.Contains(log.String(), secret) || !strings.Contains(log.String(), "ofk_[redacted]") {
+		t.Errorf("the log:\n%s\nholds the key's secret, or does not show it redacted", log.String())
+	}
+}
+
+// writerFunc is an io.Writer of a function.
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -5,6 +5,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -75,8 +76,13 @@ func (l *limiter) bucket(key string, now time.Time) *rate.Limiter {
 				delete(l.buckets, k)
 			}
 		}
-		if len(l.buckets) >= maxBuckets {
-			clear(l.buckets)
+		// Still full of busy buckets (a flood from as many addresses): drop a tenth of
+		// them, at random (map order), rather than grow or forget them all at once.
+		for k := range l.buckets {
+			if len(l.buckets) < maxBuckets*9/10 {
+				break
+			}
+			delete(l.buckets, k)
 		}
 	}
 	b = rate.NewLimiter(rate.Limit(l.limit.PerSecond), l.limit.Burst)
@@ -103,22 +109,6 @@ func (l *limiter) take(key string) verdict {
 	b := l.bucket(key, now)
 	v := verdict{allowed: b.AllowN(now, 1)}
 	return l.describe(v, b.TokensAt(now))
-}
-
-// peek reports whether key's bucket holds a request, spending nothing.
-func (l *limiter) peek(key string) verdict {
-	if l.limit.PerSecond < 0 {
-		return verdict{allowed: true}
-	}
-	now := time.Now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b, ok := l.buckets[key]
-	if !ok {
-		return verdict{allowed: true}
-	}
-	tokens := b.TokensAt(now)
-	return l.describe(verdict{allowed: tokens >= 1}, tokens)
 }
 
 func (l *limiter) describe(v verdict, tokens float64) verdict {
@@ -160,6 +150,20 @@ func sourceAddress(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// addressKey is the bucket key of a source address: an IPv4 address, or an IPv6 one's
+// /64, the block a single host is usually given (so rotating through it earns nothing).
+func addressKey(addr string) string {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil || ip.Is4() || ip.Is4In6() {
+		return addr
+	}
+	p, err := ip.Prefix(64)
+	if err != nil {
+		return addr
+	}
+	return p.String()
 }
 
 // userKey is the bucket key of a user.

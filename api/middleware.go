@@ -7,10 +7,13 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/orderflow/orderflow/auth"
 )
 
 // echoRequestID returns the request id to the client, so a user reporting a problem
@@ -40,7 +43,7 @@ func (s *server) accessLog(next http.Handler) http.Handler {
 		}
 		attrs := []slog.Attr{
 			slog.String("method", r.Method),
-			slog.String("path", r.URL.Path),
+			slog.String("path", redactKeys(r.URL.Path)),
 			slog.Int("status", status),
 			slog.Int("bytes", ww.BytesWritten()),
 			slog.Duration("duration", time.Since(start)),
@@ -54,6 +57,20 @@ func (s *server) accessLog(next http.Handler) http.Handler {
 		}
 		s.logger.LogAttrs(r.Context(), level, "http request", attrs...)
 	})
+}
+
+// redactKeys cuts what follows an API key's prefix in a path (an operator may paste a
+// whole key where its id belongs), so that no secret reaches the log.
+func redactKeys(path string) string {
+	if i := strings.Index(path, auth.KeyPrefix); i >= 0 {
+		rest := path[i+len(auth.KeyPrefix):]
+		end := strings.IndexByte(rest, '/')
+		if end < 0 {
+			end = len(rest)
+		}
+		return path[:i] + auth.KeyPrefix + "[redacted]" + redactKeys(rest[end:])
+	}
+	return path
 }
 
 // recoverer turns a panic in a handler into a logged stack trace and a generic 500

@@ -211,7 +211,7 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		h.Set("WWW-Authenticate", ae.challenge)
 	}
 	if ae.retryAfter > 0 {
-		h.Set("Retry-After", strconv.Itoa(int(max(time.Second, ae.retryAfter).Round(time.Second)/time.Second)))
+		h.Set("Retry-After", strconv.Itoa(max(1, seconds(ae.retryAfter)))) // rounded up: a client obeying it is not early
 	}
 	w.WriteHeader(status)
 	_, _ = w.Write(body)

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/time/rate"
 )
 
 // JWTConfig says how to verify the bearer tokens of an OIDC provider. JWKSURL, Issuer
@@ -24,6 +26,15 @@ import (
 //   - ClockSkew: how long after its expiry a token is still accepted; default 1 minute;
 //   - Algorithms: the signing algorithms accepted, asymmetric ones only; default RS256,
 //     RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512 and EdDSA.
+//   - MinRefetch: the least time between two fetches of the key set (beyond a burst of
+//     two); default 10s. go-oidc fetches the set again for every token whose signature no
+//     held key verifies, forged ones included, so this bounds what forgeries cost the
+//     provider; a genuine rotation is seen at most this late.
+//   - AllowAdmin: believe a token's admin scope. Off by default, since many providers
+//     grant a client whatever scopes it asks for; turn it on only for a provider that
+//     grants admin to operators alone.
+//
+// ClockSkew is at most maxClockSkew.
 type JWTConfig struct {
 	JWKSURL     string
 	Issuer      string
@@ -32,7 +43,15 @@ type JWTConfig struct {
 	ScopesClaim string
 	ClockSkew   time.Duration
 	Algorithms  []string
+	MinRefetch  time.Duration
+	AllowAdmin  bool
 }
+
+// maxClockSkew bounds the skew: more would accept tokens long expired.
+const maxClockSkew = 5 * time.Minute
+
+// A fetch of the key set gives up after jwksTimeout.
+const jwksTimeout = 10 * time.Second
 
 // asymmetric are the JOSE algorithms a token may be signed with: never "none", and never
 // an HMAC, whose key would be whatever the verifier holds (a public key, say).
@@ -62,14 +81,17 @@ func NewJWTVerifier(ctx context.Context, cfg JWTConfig) (*JWTVerifier, error) {
 		return nil, errors.New("the token issuer is required")
 	case cfg.Audience == "":
 		return nil, errors.New("the token audience is required")
-	case cfg.ClockSkew < 0:
-		return nil, errors.New("the clock skew must not be negative")
+	case cfg.ClockSkew < 0 || cfg.ClockSkew > maxClockSkew:
+		return nil, fmt.Errorf("the clock skew must be from 0 to %s", maxClockSkew)
 	}
 	if cfg.UserClaim == "" {
 		cfg.UserClaim = "sub"
 	}
 	if cfg.ScopesClaim == "" {
 		cfg.ScopesClaim = "scope"
+	}
+	if cfg.MinRefetch <= 0 {
+		cfg.MinRefetch = 10 * time.Second
 	}
 	if cfg.ClockSkew == 0 {
 		cfg.ClockSkew = time.Minute
@@ -83,7 +105,9 @@ func NewJWTVerifier(ctx context.Context, cfg JWTConfig) (*JWTVerifier, error) {
 		}
 	}
 	skew := cfg.ClockSkew
-	v := oidc.NewVerifier(cfg.Issuer, oidc.NewRemoteKeySet(ctx, cfg.JWKSURL), &oidc.Config{
+	fetch := &http.Client{Timeout: jwksTimeout, Transport: &throttled{base: http.DefaultTransport, limit: rate.NewLimiter(rate.Every(cfg.MinRefetch), 2)}}
+	keys := oidc.NewRemoteKeySet(oidc.ClientContext(ctx, fetch), cfg.JWKSURL)
+	v := oidc.NewVerifier(cfg.Issuer, keys, &oidc.Config{
 		ClientID:             cfg.Audience,
 		SupportedSigningAlgs: cfg.Algorithms,
 		Now:                  func() time.Time { return time.Now().Add(-skew) },
@@ -108,7 +132,27 @@ func (j *JWTVerifier) Verify(ctx context.Context, token string) (Principal, erro
 	if err != nil {
 		return Principal{}, fmt.Errorf("%w: claim %q: %v", ErrInvalidToken, j.cfg.UserClaim, err)
 	}
-	return Principal{UserID: user, Scopes: scopes(claims[j.cfg.ScopesClaim])}, nil
+	sc := scopes(claims[j.cfg.ScopesClaim])
+	if !j.cfg.AllowAdmin {
+		sc = slices.DeleteFunc(sc, func(s Scope) bool { return s == ScopeAdmin })
+	}
+	return Principal{UserID: user, Scopes: sc}, nil
+}
+
+// throttled is a transport that refuses requests beyond its limit at once.
+type throttled struct {
+	base  http.RoundTripper
+	limit *rate.Limiter
+}
+
+// errThrottled: the key set was fetched too recently to fetch it again.
+var errThrottled = errors.New("the key set was fetched moments ago; not fetching it again yet")
+
+func (t *throttled) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !t.limit.Allow() {
+		return nil, errThrottled
+	}
+	return t.base.RoundTrip(req)
 }
 
 // userID reads a positive integer given as a JSON number or a string of digits.

@@ -37,7 +37,7 @@ func TestAJWTIsAcceptedOnlyAsItsProviderSignedIt(t *testing.T) {
 	// Another provider's claims: the user id a number in a claim of its own, the scopes
 	// an array.
 	cfg := p.Config()
-	cfg.UserClaim, cfg.ScopesClaim = "uid", "roles"
+	cfg.UserClaim, cfg.ScopesClaim, cfg.AllowAdmin = "uid", "roles", true
 	uid, err := auth.NewJWTVerifier(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -45,6 +45,11 @@ func TestAJWTIsAcceptedOnlyAsItsProviderSignedIt(t *testing.T) {
 	arr := p.Token(t, claims(func(c map[string]any) { c["roles"] = []string{"admin", "write"}; c["uid"] = 7 }))
 	if pr, err := uid.Verify(ctx, arr); err != nil || pr.UserID != 7 || len(pr.Scopes) != 1 || pr.Scopes[0] != auth.ScopeAdmin {
 		t.Errorf("scopes as an array, the user id as a number: %+v, %v; want user 7 with admin only", pr, err)
+	}
+	// Unless told to, a verifier does not believe a token's admin scope: many providers
+	// grant whatever a client asks for.
+	if pr, err := v.Verify(ctx, p.Token(t, claims(func(c map[string]any) { c["scope"] = "read admin" }))); err != nil || pr.Admin() || !pr.Has(auth.ScopeRead) {
+		t.Errorf("a token asking for admin without AllowAdmin: %+v, %v; want read alone", pr, err)
 	}
 	within := p.Token(t, claims(func(c map[string]any) { c["exp"] = time.Now().Add(-30 * time.Second).Unix() }))
 	if _, err := v.Verify(ctx, within); err != nil {
@@ -74,14 +79,36 @@ func TestAJWTIsAcceptedOnlyAsItsProviderSignedIt(t *testing.T) {
 	}
 }
 
+// Forged tokens make go-oidc fetch the key set again; the verifier lets it do so no more
+// than MinRefetch allows, so forgeries cannot flood the provider.
+func TestForgedTokensCannotFloodTheProvider(t *testing.T) {
+	p := oidctest.NewProvider(t)
+	cfg := p.Config()
+	cfg.MinRefetch = time.Hour
+	v, err := auth.NewJWTVerifier(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := p.Forgeries(t, oidctest.Claims(1, "read"))["signed by a key not published"]
+	for range 20 {
+		if _, err := v.Verify(context.Background(), forged); !errors.Is(err, auth.ErrInvalidToken) {
+			t.Fatalf("a forgery: %v", err)
+		}
+	}
+	if n := p.Fetches(); n > 2 {
+		t.Errorf("20 forgeries fetched the key set %d times, want at most the burst of 2", n)
+	}
+}
+
 func TestAJWTVerifierRefusesSymmetricAlgorithmsAndMissingSettings(t *testing.T) {
 	ctx := context.Background()
 	for name, cfg := range map[string]auth.JWTConfig{
-		"HS256":       {JWKSURL: "http://x", Issuer: issuer, Audience: audience, Algorithms: []string{"HS256"}},
-		"none":        {JWKSURL: "http://x", Issuer: issuer, Audience: audience, Algorithms: []string{"none"}},
-		"no JWKS URL": {Issuer: issuer, Audience: audience},
-		"no issuer":   {JWKSURL: "http://x", Audience: audience},
-		"no audience": {JWKSURL: "http://x", Issuer: issuer},
+		"HS256":             {JWKSURL: "http://x", Issuer: issuer, Audience: audience, Algorithms: []string{"HS256"}},
+		"none":              {JWKSURL: "http://x", Issuer: issuer, Audience: audience, Algorithms: []string{"none"}},
+		"a skew of an hour": {JWKSURL: "http://x", Issuer: issuer, Audience: audience, ClockSkew: time.Hour},
+		"no JWKS URL":       {Issuer: issuer, Audience: audience},
+		"no issuer":         {JWKSURL: "http://x", Audience: audience},
+		"no audience":       {JWKSURL: "http://x", Issuer: issuer},
 	} {
 		if _, err := auth.NewJWTVerifier(ctx, cfg); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -54,17 +55,19 @@ func (c *credentials) authorize(ctx context.Context, req *http.Request, user int
 	return nil
 }
 
-// revoke revokes every key the run made.
+// revoke revokes every key the run made, each whatever became of the others. A run
+// killed before it leaves its keys live: they are named "orderflow bench".
 func (c *credentials) revoke() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	var errs []error
 	for _, id := range c.ids {
 		if _, err := c.keys.Revoke(ctx, id); err != nil {
-			return fmt.Errorf("bench: revoke its API key %s: %w", id, err)
+			errs = append(errs, fmt.Errorf("bench: revoke its API key %s: %w", id, err))
 		}
 	}
 	c.ids = nil
-	return nil
+	return errors.Join(errs...)
 }

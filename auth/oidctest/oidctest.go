@@ -38,10 +38,11 @@ const (
 type Provider struct {
 	srv *httptest.Server
 
-	mu  sync.Mutex
-	kid string
-	key *rsa.PrivateKey
-	n   int
+	mu      sync.Mutex
+	kid     string
+	key     *rsa.PrivateKey
+	n       int
+	fetches int
 }
 
 // NewProvider starts a provider, closed when t ends, with a first key published.
@@ -51,6 +52,7 @@ func NewProvider(t testing.TB) *Provider {
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		p.mu.Lock()
 		defer p.mu.Unlock()
+		p.fetches++
 		set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: p.key.Public(), KeyID: p.kid, Algorithm: "RS256", Use: "sig"}}}
 		_ = json.NewEncoder(w).Encode(set)
 	}))
@@ -59,9 +61,17 @@ func NewProvider(t testing.TB) *Provider {
 	return p
 }
 
-// Config is a verifier configuration for the provider.
+// Fetches is how many times the key set was fetched.
+func (p *Provider) Fetches() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.fetches
+}
+
+// Config is a verifier configuration for the provider, which may fetch its key set as
+// often as it likes (tests rotate keys right after forgeries).
 func (p *Provider) Config() auth.JWTConfig {
-	return auth.JWTConfig{JWKSURL: p.srv.URL, Issuer: Issuer, Audience: Audience}
+	return auth.JWTConfig{JWKSURL: p.srv.URL, Issuer: Issuer, Audience: Audience, MinRefetch: time.Nanosecond}
 }
 
 // Rotate replaces the published key with a new one (and a new key id): tokens signed

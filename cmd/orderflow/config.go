@@ -57,7 +57,10 @@ import (
 //	OIDC_JWKS_URL, OIDC_ISSUER, OIDC_AUDIENCE
 //	                    accept the JWTs of an OIDC provider: its key set, issuer and audience
 //	OIDC_USER_CLAIM, OIDC_SCOPES_CLAIM, OIDC_CLOCK_SKEW
-//	                    the claims with the user id (sub) and the scopes (scope); skew (1m)
+//	                    the claims with the user id (sub) and the scopes (scope); skew (1m, 5m at most)
+//	OIDC_ALLOW_ADMIN    on: believe a token's admin scope (off: tokens read and trade only)
+//	OIDC_JWKS_MIN_REFETCH
+//	                    least time between two fetches of the key set (10s)
 //	RATE_LIMIT_TRADE, RATE_LIMIT_READ, RATE_LIMIT_FAILED_AUTH
 //	                    per replica: placing and cancelling per user (100:200, i.e. 100/s with
 //	                    bursts of 200), other requests per user (200:400), refused
@@ -258,6 +261,13 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	}
 	if cfg.JWT.JWKSURL != "" {
 		cfg.JWT.ClockSkew = duration("OIDC_CLOCK_SKEW", time.Minute)
+		cfg.JWT.MinRefetch = duration("OIDC_JWKS_MIN_REFETCH", 10*time.Second)
+		switch v := str("OIDC_ALLOW_ADMIN", "off"); v {
+		case "on", "off":
+			cfg.JWT.AllowAdmin = v == "on"
+		default:
+			errs = append(errs, "OIDC_ALLOW_ADMIN must be on or off")
+		}
 		if cfg.JWT.Issuer == "" || cfg.JWT.Audience == "" {
 			errs = append(errs, "OIDC_ISSUER and OIDC_AUDIENCE are required with OIDC_JWKS_URL")
 		}

@@ -35,6 +35,12 @@ func runKeys(ctx context.Context, cfg Config, args []string, stdout io.Writer) e
 			return errors.New("revoke needs exactly one key id; " + keysUsage)
 		}
 		keyID, rest = rest[0], nil
+		// A whole key given by mistake is taken for its id, and never echoed.
+		if id, _, err := auth.ParseKey(keyID); err == nil {
+			keyID = id
+		} else if strings.HasPrefix(keyID, auth.KeyPrefix) {
+			return errors.New("revoke takes a key's id (the 16 characters after ofk_), and this is no key of OrderFlow's")
+		}
 	}
 	if err := fs.Parse(rest); err != nil {
 		return fmt.Errorf("%v; %s", err, keysUsage)

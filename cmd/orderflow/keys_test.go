@@ -45,7 +45,8 @@ func TestKeysCreatePrintsAKeyThatWorksUntilRevoked(t *testing.T) {
 	if !strings.Contains(list, id) || !strings.Contains(list, "read,trade") || strings.Contains(list, key) {
 		t.Errorf("keys list:\n%s\nwant the key's id and scopes, never the key", list)
 	}
-	if out := s.command(t, "keys", "revoke", id); !strings.Contains(out, "revoked") {
+	// The whole key, pasted by mistake, revokes it by its id, and is not echoed.
+	if out := s.command(t, "keys", "revoke", key); !strings.Contains(out, "revoked") || !strings.Contains(out, id) || strings.Contains(out, key) {
 		t.Errorf("keys revoke: %q", out)
 	}
 	if got := status(); got != http.StatusUnauthorized {
