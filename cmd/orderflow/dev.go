@@ -93,6 +93,14 @@ func runDev(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Writ
 	if err := runMigrate(ctx, cfg); err != nil {
 		return err
 	}
+	removeStackEnv, err := writeStackEnv(dataDir, map[string]string{
+		"DATABASE_URL": cfg.DatabaseURL, "TEMPORAL_ADDRESS": cfg.TemporalAddress, "TEMPORAL_NAMESPACE": cfg.TemporalNamespace,
+		"KAFKA_BROKERS": strings.Join(cfg.KafkaBrokers, ","), "HTTP_ADDR": cfg.HTTPAddr, "TEMPORAL_UI_URL": cfg.TemporalUIURL,
+	})
+	if err != nil {
+		return err
+	}
+	defer removeStackEnv()
 	summary = append(summary,
 		fmt.Sprintf("  API         http://%s/api/v1/orders (OpenAPI: http://%s/openapi.yaml)", cfg.HTTPAddr, cfg.HTTPAddr))
 	if cfg.AuthMode == authTrustBody {

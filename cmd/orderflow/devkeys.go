@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/orderflow/orderflow/auth"
 )
@@ -30,7 +27,7 @@ const (
 // reset.
 func ensureDevKeys(ctx context.Context, cfg Config, dataDir string) (map[string]string, error) {
 	path := filepath.Join(dataDir, devKeysFile)
-	keys, err := readDevKeys(path)
+	keys, err := readEnvFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -78,23 +75,4 @@ func ensureDevKeys(ctx context.Context, cfg Config, dataDir string) (map[string]
 		return nil, fmt.Errorf("write the dev keys: %w", err)
 	}
 	return keys, nil
-}
-
-// readDevKeys reads NAME=VALUE lines; a missing file holds no keys.
-func readDevKeys(path string) (map[string]string, error) {
-	keys := map[string]string{}
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return keys, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		if name, value, ok := strings.Cut(strings.TrimSpace(sc.Text()), "="); ok && !strings.HasPrefix(name, "#") {
-			keys[name] = value
-		}
-	}
-	return keys, sc.Err()
 }

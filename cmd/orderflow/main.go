@@ -49,6 +49,30 @@ var serviceUsage = map[string]string{
 	"migrate": "usage: orderflow migrate\n\nApplies the database migrations to DATABASE_URL and exits.",
 }
 
+// commandUsage is the usage of each command that takes arguments.
+var commandUsage = map[string]string{
+	"orders": ordersUsage, "instruments": instrumentsUsage, "keys": keysUsage, "dlq": dlqUsage,
+	"audit": auditUsage, "bench": benchUsage, "healthcheck": healthcheckUsage,
+	"broker": "usage: orderflow broker\n\nRuns the Kafka-protocol broker alone on DEV_KAFKA_PORT, its data under DATA_DIR/kafka.",
+}
+
+// operatorCommands are the commands an operator runs by hand, which find a local stack
+// by themselves (see withStackEnv); services are always configured explicitly.
+var operatorCommands = map[string]bool{"orders": true, "instruments": true, "keys": true, "dlq": true, "audit": true, "bench": true}
+
+const healthcheckUsage = "usage: orderflow healthcheck URL"
+
+// asksForHelp reports whether args ask for help: -h, -help, --help or help, anywhere.
+func asksForHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "-h", "-help", "--help", "help":
+			return true
+		}
+	}
+	return false
+}
+
 // errUsage is returned for a missing or unknown command.
 var errUsage = errors.New(usage)
 
@@ -60,9 +84,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		_, err := fmt.Fprintln(stdout, usage)
 		return err
 	}
+	if text, ok := commandUsage[args[0]]; ok && asksForHelp(args[1:]) {
+		// Asking for help anywhere in a command's arguments prints its usage, runs
+		// nothing, and is no error.
+		_, err := fmt.Fprintln(stdout, text)
+		return err
+	}
+	if operatorCommands[args[0]] {
+		// Run next to `make run`, an operator's command finds its stack without any
+		// environment; what the environment sets wins.
+		getenv = withStackEnv(getenv)
+	}
 	if args[0] == "healthcheck" {
 		if len(args) != 2 {
-			return errors.New("usage: orderflow healthcheck URL")
+			return errors.New(healthcheckUsage)
 		}
 		return healthcheck(ctx, args[1])
 	}

@@ -64,7 +64,7 @@ const (
 // tell the API's from the workers' and the operators' tools'.
 func openPool(ctx context.Context, cfg Config, name string) (*pgxpool.Pool, error) {
 	if cfg.DatabaseURL == "" {
-		return nil, errors.New("DATABASE_URL is not set: give the PostgreSQL URL, or use `orderflow dev` to start a local cluster")
+		return nil, errors.New("DATABASE_URL is not set: give the PostgreSQL URL, or run this next to `make run` (whose DATA_DIR tells where its database is)")
 	}
 	pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
 	if err != nil {
