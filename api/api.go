@@ -64,6 +64,8 @@ type Canceller interface {
 //     is visible and every route open. For local experiments and the seed's web client
 //     only.
 //   - Limits: the rate limits (see Limits).
+//   - Admission: refuses new orders the system could not execute in bounded time (its
+//     Run must be running); nil, none.
 type Config struct {
 	AllowedOrigins []string
 	CancelWait     time.Duration
@@ -75,6 +77,7 @@ type Config struct {
 	Auth           *auth.Authenticator
 	TrustBody      bool
 	Limits         Limits
+	Admission      *orderbook.Admission
 }
 
 // withDefaults returns cfg with every unset field given its documented default.

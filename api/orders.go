@@ -60,6 +60,9 @@ func (s *server) placeOrder(w http.ResponseWriter, r *http.Request) error {
 		}
 		req.userID = c.UserID
 	}
+	if answered, err := s.admit(w, r, req, key); answered || err != nil {
+		return err
+	}
 	res, err := s.book.Place(r.Context(), orderbook.NewOrder{
 		UserID: req.userID, InstrumentID: req.instrumentID, Side: req.side, Kind: req.kind, Price: req.price,
 		Quantity: req.quantity, TimeInForce: req.timeInForce, IdempotencyKey: key, RequestHash: req.hash(),
@@ -83,9 +86,38 @@ func (s *server) placeOrder(w http.ResponseWriter, r *http.Request) error {
 		s.respond(w, r, http.StatusOK, placedView{orderView: s.orderView(res.Order), Message: msgDuplicate, Duplicate: true})
 		return nil
 	}
+	if s.cfg.Admission != nil {
+		s.cfg.Admission.Accepted(1)
+	}
 	w.Header().Set("Location", "/api/v1/orders/"+strconv.FormatInt(res.Order.ID, 10))
 	s.respond(w, r, http.StatusCreated, placedView{orderView: s.orderView(res.Order), Message: msgAccepted})
 	return nil
+}
+
+// admit applies admission control to a new order: while the system could not execute it
+// in bounded time, it is refused (an error: 503 OVERLOADED with Retry-After) and nothing
+// is written. A replay of an order already accepted asks for no new work and is answered
+// as ever (answered: admit wrote the answer). Otherwise the order may be placed.
+func (s *server) admit(w http.ResponseWriter, r *http.Request, req orderRequest, key string) (answered bool, err error) {
+	if s.cfg.Admission == nil {
+		return false, nil
+	}
+	ok, retry := s.cfg.Admission.Admit()
+	if ok {
+		return false, nil
+	}
+	existing, err := s.book.OrderByIdempotencyKey(r.Context(), req.userID, key)
+	switch {
+	case errors.Is(err, orderbook.ErrNotFound):
+		return false, &apiError{code: codeOverloaded, retryAfter: retry,
+			message: fmt.Sprintf("the system is executing as many orders as it can; nothing was placed: retry in %d seconds", max(1, seconds(retry)))}
+	case err != nil:
+		return false, fmt.Errorf("api: %w", err)
+	case existing.RequestHash != req.hash():
+		return false, newError(codeKeyReused, "Idempotency-Key %q was already used by this user for a different order request; use a new key for a new order", key)
+	}
+	s.respond(w, r, http.StatusOK, placedView{orderView: s.orderView(existing), Message: msgDuplicate, Duplicate: true})
+	return true, nil
 }
 
 // orderID parses the {id} path parameter.

@@ -39,6 +39,7 @@ const (
 	codeUnauthenticated    errorCode = "UNAUTHENTICATED"
 	codeForbidden          errorCode = "FORBIDDEN"
 	codeTooManyRequests    errorCode = "TOO_MANY_REQUESTS"
+	codeOverloaded         errorCode = "OVERLOADED"
 	codeMethodNotAllowed   errorCode = "METHOD_NOT_ALLOWED"
 	codeUnavailable        errorCode = "SERVICE_UNAVAILABLE"
 	codeInternal           errorCode = "INTERNAL_ERROR"
@@ -74,6 +75,8 @@ func (c errorCode) describe() (status int, title string) {
 		return http.StatusForbidden, "Forbidden"
 	case codeTooManyRequests:
 		return http.StatusTooManyRequests, "Too many requests"
+	case codeOverloaded:
+		return http.StatusServiceUnavailable, "Overloaded"
 	case codeOrderTerminal:
 		return http.StatusConflict, "Order is terminal"
 	case codeOrderNotParked:
@@ -177,7 +180,7 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case status >= 500 && ae.code == codeInternal:
 		s.logger.ErrorContext(ctx, "request failed", "error", err, "path", r.URL.Path, "request_id", middleware.GetReqID(ctx))
-	case status >= 500:
+	case status >= 500 && ae.code != codeOverloaded: // refusals are counted by the metrics, not logged one by one
 		s.logger.WarnContext(ctx, "request failed", "error", err, "path", r.URL.Path, "request_id", middleware.GetReqID(ctx))
 	}
 	p := problem{

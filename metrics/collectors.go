@@ -110,3 +110,21 @@ func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
 			l.Topic, strconv.Itoa(int(l.Partition)))
 	}
 }
+
+// WatchAdmission reports admission control's view at scrape: the execution backlog (the
+// orders accepted and not yet executed) and the rate it drains at.
+func (m *Metrics) WatchAdmission(view func() (backlog int64, drainPerSecond float64)) error {
+	for _, g := range []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "orderflow_execution_backlog",
+			Help: "Orders accepted and not yet executed (open, off the book, not parked), as admission control last counted them."},
+			func() float64 { n, _ := view(); return float64(n) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "orderflow_execution_drain_per_second",
+			Help: "The rate the execution backlog drains at (moving average over about 5s), which admission control bounds new orders by."},
+			func() float64 { _, r := view(); return r }),
+	} {
+		if err := m.reg.Register(g); err != nil {
+			return fmt.Errorf("metrics: watch admission: %w", err)
+		}
+	}
+	return nil
+}

@@ -2,6 +2,7 @@ package orderbook
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -22,6 +23,18 @@ func (s *Service) Events(ctx context.Context, id int64) ([]queries.OrderEvent, e
 		return nil, fmt.Errorf("list events of order %d: %w", id, err)
 	}
 	return ev, nil
+}
+
+// OrderByIdempotencyKey returns the order user placed with key, or ErrNotFound.
+func (s *Service) OrderByIdempotencyKey(ctx context.Context, user int64, key string) (queries.Order, error) {
+	o, err := s.q.GetOrderByIdempotencyKey(ctx, queries.GetOrderByIdempotencyKeyParams{UserID: user, IdempotencyKey: key})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return queries.Order{}, ErrNotFound
+	}
+	if err != nil {
+		return queries.Order{}, fmt.Errorf("order of idempotency key: %w", err)
+	}
+	return o, nil
 }
 
 // Trades returns the trades of order id, oldest first, or ErrNotFound.

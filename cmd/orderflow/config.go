@@ -77,6 +77,10 @@ import (
 //	                    the same for Kafka
 //	KAFKA_SASL_MECHANISM, KAFKA_SASL_USER, KAFKA_SASL_PASSWORD
 //	                    SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN (only over TLS) and its user
+//	ADMISSION_MAX_DELAY the longest the orders accepted and not yet executed may take to
+//	                    execute, at the rate they have been, for a new one to be accepted
+//	                    (default 1s; more is 503 OVERLOADED with Retry-After); off for none
+//	ADMISSION_MIN_DRAIN the execution rate assumed when less has been seen (default 20/s)
 //	LOG_FORMAT          text or json (default text; json in containers)
 //	LOG_LEVEL           debug, info, warn or error (default info)
 //	DATA_DIR            dev only: where the local cluster, Temporal and Kafka keep data (default .orderflow)
@@ -114,6 +118,7 @@ type Config struct {
 	AuthMode             string // "keys" or "trust-body"
 	JWT                  auth.JWTConfig
 	Limits               api.Limits
+	Admission            orderbook.AdmissionConfig
 	LogFormat            string
 	LogLevel             slog.Level
 	DataDir              string
@@ -293,6 +298,20 @@ func loadConfig(getenv func(string) string) (Config, error) {
 			}
 		}
 		return l
+	}
+	if v := str("ADMISSION_MAX_DELAY", "1s"); v == "off" {
+		cfg.Admission.MaxDelay = -1
+	} else if d, err := time.ParseDuration(v); err != nil || d <= 0 {
+		errs = append(errs, "ADMISSION_MAX_DELAY must be off or a positive duration such as 1s")
+	} else {
+		cfg.Admission.MaxDelay = d
+	}
+	if v := str("ADMISSION_MIN_DRAIN", ""); v != "" {
+		if r, err := strconv.ParseFloat(v, 64); err != nil || r <= 0 || r > 1e6 {
+			errs = append(errs, "ADMISSION_MIN_DRAIN must be a positive number of orders per second")
+		} else {
+			cfg.Admission.MinDrain = r
+		}
 	}
 	cfg.Limits = api.Limits{Trade: rateLimit("RATE_LIMIT_TRADE"), Read: rateLimit("RATE_LIMIT_READ"), FailedAuth: rateLimit("RATE_LIMIT_FAILED_AUTH")}
 	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {

@@ -77,6 +77,8 @@ func TestSecuritySettingsAreCheckedAtStart(t *testing.T) {
 		"TEMPORAL_TLS_CA_FILE=" + dir + "/none": "TEMPORAL",
 		"TEMPORAL_TLS_CERT_FILE=" + secret:      "TEMPORAL",
 		"OIDC_JWKS_URL=https://idp/keys":        "OIDC_ISSUER",
+		"ADMISSION_MAX_DELAY=soon":              "ADMISSION_MAX_DELAY",
+		"ADMISSION_MIN_DRAIN=-3":                "ADMISSION_MIN_DRAIN",
 	} {
 		vars := map[string]string{}
 		for _, kv := range strings.Fields(env) {

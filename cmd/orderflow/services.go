@@ -165,6 +165,13 @@ func runServices(ctx context.Context, cfg Config, logger *slog.Logger, roles rol
 			TemporalUIURL: cfg.TemporalUIURL, Namespace: cfg.TemporalNamespace,
 			Batches: m, Limits: cfg.Limits,
 		}
+		if cfg.Admission.MaxDelay >= 0 {
+			acfg.Admission = orderbook.NewAdmission(pool, logger, cfg.Admission)
+			if err := m.WatchAdmission(acfg.Admission.Backlog); err != nil {
+				return err
+			}
+			g.Go(func() error { acfg.Admission.Run(gctx); return nil })
+		}
 		if acfg.Auth, acfg.TrustBody, err = authenticator(ctx, cfg, pool, logger); err != nil {
 			return err
 		}

@@ -1,0 +1,93 @@
+package api_test
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/orderflow/orderflow/orderbook"
+)
+
+// While the orders already accepted could not be executed within the bound, a new order
+// is refused at once with 503 OVERLOADED and Retry-After and nothing is written; a replay
+// of an accepted order is still answered; once the backlog drains, orders are accepted
+// again. Parked orders wait for an operator, not the engine, and do not count.
+func TestNewOrdersAreRefusedWhileTheBacklogCannotDrainInTime(t *testing.T) {
+	t.Parallel()
+	pool := newPool(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	// Nothing executes here (no worker), so the drain rate is the floor: 5 orders/s,
+	// and the bound 1s holds 5 orders.
+	adm := orderbook.NewAdmission(pool, nil, orderbook.AdmissionConfig{MaxDelay: time.Second, Every: 10 * time.Millisecond, MinDrain: 5})
+	go adm.Run(ctx)
+	cfg := testConfig()
+	cfg.Admission = adm
+	h := newHarnessWith(t, pool, cfg, nil)
+
+	parked := h.mustPlace(limitBody(1, `"10"`, 1))
+	h.exec(`UPDATE orders SET needs_attention = true WHERE id = $1`, parked.OrderID)
+	waitFor(t, "the parked order to be left out of the backlog", func() bool { n, _ := adm.Backlog(); return n == 0 })
+
+	first := h.mustPlace(limitBody(1, `"10"`, 1))
+	accepted := []int64{first.OrderID}
+	var refused response
+	for i := 0; i < 20; i++ {
+		res := h.place("k-"+strconv.Itoa(i), limitBody(1, `"10"`, 1))
+		if res.status == http.StatusServiceUnavailable {
+			refused = res
+			break
+		}
+		if res.status != http.StatusCreated {
+			t.Fatalf("placement %d: %d %s", i, res.status, res.body)
+		}
+		accepted = append(accepted, decode[orderBody](t, res).OrderID)
+	}
+	// The count and this replica's own tally may overlap for a moment (an order counted
+	// and still tallied), which errs towards refusing; never towards accepting more.
+	if n := len(accepted); n < 3 || n > 5 {
+		t.Errorf("%d orders accepted before the first refusal, want 3 to 5 (the bound holds 5 at 5 orders/s)", n)
+	}
+	wantProblem(t, refused, http.StatusServiceUnavailable, "OVERLOADED", "")
+	if ra, err := strconv.Atoi(refused.header.Get("Retry-After")); err != nil || ra < 1 {
+		t.Errorf("Retry-After = %q, want whole seconds", refused.header.Get("Retry-After"))
+	}
+	// Another replica (no admission control of its own here) adds to the backlog, which
+	// this one sees at its next count.
+	other := newHarnessWith(t, pool, testConfig(), nil)
+	for range 5 {
+		accepted = append(accepted, other.mustPlace(limitBody(2, `"10"`, 1)).OrderID)
+	}
+	waitFor(t, "the count to see the other replica's orders", func() bool { n, _ := adm.Backlog(); return n >= int64(len(accepted)) })
+	before := h.orderRows()
+	for i := range 3 {
+		wantProblem(t, h.place("refused-"+strconv.Itoa(i), limitBody(1, `"10"`, 1)), http.StatusServiceUnavailable, "OVERLOADED", "")
+	}
+	if after := h.orderRows(); after != before {
+		t.Errorf("refused orders wrote %v → %v", before, after)
+	}
+	if res := h.place("k-0", limitBody(1, `"10"`, 1)); res.status != http.StatusOK || !decode[orderBody](t, res).Duplicate {
+		t.Errorf("a replay of an accepted order while overloaded: %d %s, want 200 duplicate", res.status, res.body)
+	}
+	wantProblem(t, h.place("k-0", limitBody(1, `"11"`, 1)), http.StatusUnprocessableEntity, "IDEMPOTENCY_KEY_REUSED", "")
+
+	// The backlog executes: orders are accepted again.
+	h.exec(`UPDATE orders SET status = 'REJECTED' WHERE id = ANY($1)`, accepted)
+	waitFor(t, "a new order to be accepted once the backlog drained", func() bool {
+		return h.place(newKey(), limitBody(1, `"10"`, 1)).status == http.StatusCreated
+	})
+}
+
+// waitFor polls cond until it holds, failing the test after 10s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
