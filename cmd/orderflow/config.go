@@ -81,6 +81,9 @@ import (
 //	                    execute, at the rate they have been, for a new one to be accepted
 //	                    (default 1s; more is 503 OVERLOADED with Retry-After); off for none
 //	ADMISSION_MIN_DRAIN the execution rate assumed when less has been seen (default 20/s)
+//	SHUTDOWN_TIMEOUT    after SIGTERM, how long in-flight HTTP requests and running
+//	                    Temporal tasks may take to finish (default 25s; Kubernetes gives
+//	                    30s unless told otherwise)
 //	LOG_FORMAT          text or json (default text; json in containers)
 //	LOG_LEVEL           debug, info, warn or error (default info)
 //	DATA_DIR            dev only: where the local cluster, Temporal and Kafka keep data (default .orderflow)
@@ -106,6 +109,7 @@ type Config struct {
 	CancelWait           time.Duration
 	Retry                workflows.RetryConfig
 	StuckAfter           time.Duration
+	ShutdownTimeout      time.Duration
 	ReconcileInterval    time.Duration
 	MatchFillsPerStep    int
 	DBMaxConns           int32
@@ -199,6 +203,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	}
 	cfg.CancelWait = duration("CANCEL_WAIT", 2*time.Second)
 	cfg.StuckAfter = duration("STUCK_AFTER", 5*time.Minute)
+	cfg.ShutdownTimeout = duration("SHUTDOWN_TIMEOUT", 25*time.Second)
 	cfg.ReconcileInterval = duration("RECONCILE_INTERVAL", 30*time.Second)
 	cfg.Retry = workflows.RetryConfig{
 		InitialInterval: duration("ACTIVITY_RETRY_INITIAL", workflows.DefaultRetry.InitialInterval),

@@ -158,7 +158,7 @@ func runServices(ctx context.Context, cfg Config, logger *slog.Logger, roles rol
 	if workerReady != nil {
 		admin.Handle("GET /readyz", workerReady)
 	}
-	serveHTTP(gctx, g, logger, cfg.MetricsAddr, admin)
+	serveHTTP(gctx, g, logger, cfg.MetricsAddr, admin, cfg.ShutdownTimeout)
 	if roles&roleAPI != 0 {
 		acfg := api.Config{
 			AllowedOrigins: cfg.CORSOrigins, CancelWait: cfg.CancelWait,
@@ -183,12 +183,12 @@ func runServices(ctx context.Context, cfg Config, logger *slog.Logger, roles rol
 			}
 			srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetCertificate}
 		}
-		serve(gctx, g, logger, srv)
+		serve(gctx, g, logger, srv, cfg.ShutdownTimeout)
 	}
 	if cfg.DebugAddr != "" {
 		srv := newHTTPServer(cfg.DebugAddr, debugMux())
 		srv.WriteTimeout = 0 // a CPU profile takes 30s by default
-		serve(gctx, g, logger, srv)
+		serve(gctx, g, logger, srv, cfg.ShutdownTimeout)
 	}
 	return g.Wait()
 }
@@ -245,12 +245,13 @@ func newHTTPServer(addr string, h http.Handler) *http.Server {
 	}
 }
 
-// serveHTTP serves h on addr in g until ctx ends, then drains in-flight requests.
-func serveHTTP(ctx context.Context, g *errgroup.Group, logger *slog.Logger, addr string, h http.Handler) {
-	serve(ctx, g, logger, newHTTPServer(addr, h))
+// serveHTTP serves h on addr in g until ctx ends, then drains in-flight requests for at
+// most grace.
+func serveHTTP(ctx context.Context, g *errgroup.Group, logger *slog.Logger, addr string, h http.Handler, grace time.Duration) {
+	serve(ctx, g, logger, newHTTPServer(addr, h), grace)
 }
 
-func serve(ctx context.Context, g *errgroup.Group, logger *slog.Logger, srv *http.Server) {
+func serve(ctx context.Context, g *errgroup.Group, logger *slog.Logger, srv *http.Server, grace time.Duration) {
 	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
 	g.Go(func() error {
 		logger.Info("http listening", "addr", srv.Addr, "tls", srv.TLSConfig != nil)
@@ -265,7 +266,7 @@ func serve(ctx context.Context, g *errgroup.Group, logger *slog.Logger, srv *htt
 	})
 	g.Go(func() error {
 		<-ctx.Done()
-		shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), grace)
 		defer cancel()
 		return srv.Shutdown(shutdownCtx)
 	})
@@ -293,6 +294,9 @@ func runWorker(ctx context.Context, g *errgroup.Group, cfg Config, logger *slog.
 	}
 	w := worker.New(tc, workflows.TaskQueue, worker.Options{
 		Interceptors: []interceptor.WorkerInterceptor{m.WorkerInterceptor()},
+		// The drain: on SIGTERM the worker stops polling and lets running activities
+		// finish for this long before cancelling them.
+		WorkerStopTimeout: cfg.ShutdownTimeout,
 	})
 	w.RegisterWorkflowWithOptions(orderWorkflow(), workflow.RegisterOptions{Name: "OrderWorkflow"})
 	w.RegisterWorkflow(workflows.ReconcileWorkflow)

@@ -38,7 +38,7 @@ func startServeHTTP(t *testing.T, h http.Handler) string {
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	ctx, cancel := context.WithCancel(context.Background())
 	g, gctx := errgroup.WithContext(ctx)
-	serveHTTP(gctx, g, slog.New(slog.DiscardHandler), addr, h)
+	serveHTTP(gctx, g, slog.New(slog.DiscardHandler), addr, h, 10*time.Second)
 	t.Cleanup(func() {
 		cancel()
 		if err := g.Wait(); err != nil {
