@@ -7,11 +7,14 @@ BIN   := $(CURDIR)/bin
 TEMPORAL_VERSION    := v1.5.1
 SQLC_VERSION        := v1.30.0
 STATICCHECK_VERSION := v0.8.2
+# The production engine for `make cluster`: the newest releases that build with this Go.
+TEMPORAL_SERVER_VERSION := v1.32.0
+TEMPORAL_UI_VERSION     := v2.55.0
 
 export TEMPORAL_CLI ?= $(BIN)/temporal
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-short chaos bench generate verify lint migrate tools postgres
+.PHONY: help run cluster test test-short chaos bench generate verify lint migrate tools tools-cluster postgres
 
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -20,7 +23,11 @@ run: tools-run postgres ## Start everything (PostgreSQL, Temporal + UI, Kafka, A
 	$(GO) build -o $(BIN)/orderflow ./cmd/orderflow
 	$(BIN)/orderflow dev
 
-test: tools-run postgres ## Run every test (unit, workflow, integration, end to end) with -race.
+cluster: tools-cluster postgres ## Start the production topology here: Temporal server on PostgreSQL + UI, broker, 2 APIs, 2 workers.
+	$(GO) build -o $(BIN)/orderflow ./cmd/orderflow
+	$(BIN)/orderflow cluster
+
+test: tools-run tools-cluster postgres ## Run every test (unit, workflow, integration, end to end) with -race.
 	@# -p 1: the end-to-end and chaos packages each run a whole system; on a 2-core
 	@# machine running them side by side only makes both slower and flakier.
 	$(GO) test -race -count=1 -p 1 -timeout 40m ./...
@@ -48,13 +55,33 @@ lint: verify ## Alias of verify.
 migrate: ## Apply migrations to DATABASE_URL.
 	$(GO) run ./cmd/orderflow migrate
 
-tools: tools-run $(BIN)/sqlc $(BIN)/staticcheck ## Build the Temporal CLI, sqlc and staticcheck into bin/.
+tools: tools-run tools-cluster $(BIN)/sqlc $(BIN)/staticcheck ## Build the Temporal CLI and server, sqlc and staticcheck into bin/.
 
 .PHONY: tools-run
 tools-run: $(BIN)/temporal
 
 $(BIN)/temporal:
 	GOBIN=$(BIN) $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_VERSION)
+
+tools-cluster: $(BIN)/temporal-server $(BIN)/temporal-sql-tool $(BIN)/temporal-schema $(BIN)/temporal-ui-server ## The Temporal server, its SQL tool and schema, and the UI server (about 10 minutes the first time).
+
+# go install names a binary after its package (server, sql): each goes through a folder
+# of its own and is renamed.
+$(BIN)/temporal-server:
+	GOBIN=$(BIN)/.build-temporal-server $(GO) install go.temporal.io/server/cmd/server@$(TEMPORAL_SERVER_VERSION)
+	mv $(BIN)/.build-temporal-server/server $@ && rmdir $(BIN)/.build-temporal-server
+
+$(BIN)/temporal-sql-tool:
+	GOBIN=$(BIN)/.build-temporal-sql-tool $(GO) install go.temporal.io/server/cmd/tools/sql@$(TEMPORAL_SERVER_VERSION)
+	mv $(BIN)/.build-temporal-sql-tool/sql $@ && rmdir $(BIN)/.build-temporal-sql-tool
+
+# The server's PostgreSQL schema, shipped in its module.
+$(BIN)/temporal-schema: $(BIN)/temporal-server
+	rm -rf $@ && cp -r "$$($(GO) env GOMODCACHE)/go.temporal.io/server@$(TEMPORAL_SERVER_VERSION)/schema/postgresql/v12" $@ && chmod -R u+w $@
+
+$(BIN)/temporal-ui-server:
+	GOBIN=$(BIN)/.build-temporal-ui $(GO) install github.com/temporalio/ui-server/v2/cmd/server@$(TEMPORAL_UI_VERSION)
+	mv $(BIN)/.build-temporal-ui/server $@ && rmdir $(BIN)/.build-temporal-ui
 
 $(BIN)/sqlc:
 	GOBIN=$(BIN) $(GO) install github.com/sqlc-dev/sqlc/cmd/sqlc@$(SQLC_VERSION)

@@ -146,3 +146,19 @@ func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
 }
+
+// ModuleBin returns bin/name under the module root of the working directory (where the
+// Makefile builds the tools), or an error saying how to build it.
+func ModuleBin(name string) (string, error) {
+	if dir, err := os.Getwd(); err == nil {
+		for ; dir != filepath.Dir(dir); dir = filepath.Dir(dir) {
+			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+				if p := filepath.Join(dir, "bin", name); fileExists(p) {
+					return p, nil
+				}
+				break
+			}
+		}
+	}
+	return "", fmt.Errorf("devstack: bin/%s not found: run `make tools-cluster` (it builds it from Go modules)", name)
+}

@@ -1,6 +1,7 @@
 // Command orderflow is OrderFlow's single binary:
 //
 //	orderflow dev       everything in one process, on embedded defaults (make run)
+//	orderflow cluster   the production topology on one machine, a process per part (make cluster)
 //	orderflow api       the REST API
 //	orderflow worker    outbox relay, Kafka consumer and Temporal worker
 //	orderflow migrate   apply database migrations and exit
@@ -37,13 +38,17 @@ func main() {
 	}
 }
 
-const usage = "usage: orderflow dev|api|worker|migrate|orders|instruments|keys|dlq|audit|bench|broker|healthcheck URL"
+const usage = "usage: orderflow dev|cluster|api|worker|migrate|orders|instruments|keys|dlq|audit|bench|broker|healthcheck URL"
 
 // serviceUsage is the help of the commands that take no arguments.
 var serviceUsage = map[string]string{
 	"dev": "usage: orderflow dev\n\nStarts what the environment does not point at (PostgreSQL, the Temporal dev server and UI,\n" +
 		"a Kafka-protocol broker) with their data under DATA_DIR, then the API and the worker in\n" +
 		"this process; Ctrl-C stops them all. One per DATA_DIR: a second one refuses to start.",
+	"cluster": "usage: orderflow cluster\n\nStarts the production topology on this machine, each part a process with its own log under\n" +
+		"CLUSTER_DATA_DIR/logs (default .orderflow-cluster): PostgreSQL, the Temporal server on it (4 history\n" +
+		"shards), the Temporal UI, the Kafka-protocol broker, two APIs and two workers; Ctrl-C stops them all.\n" +
+		"Needs bin/temporal-server, bin/temporal-sql-tool, bin/temporal-schema and bin/temporal-ui-server (make tools-cluster).",
 	"api":     "usage: orderflow api\n\nServes the REST API on HTTP_ADDR; needs DATABASE_URL (see README, Configuration).",
 	"worker":  "usage: orderflow worker\n\nRuns the outbox relay, the Kafka consumer and the Temporal worker; needs DATABASE_URL.",
 	"migrate": "usage: orderflow migrate\n\nApplies the database migrations to DATABASE_URL and exits.",
@@ -118,6 +123,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	switch args[0] {
 	case "dev":
 		return runDev(ctx, cfg, logger, stdout)
+	case "cluster":
+		return runCluster(ctx, cfg, getenv, logger, stdout)
 	case "api":
 		return runServices(ctx, cfg, logger, roleAPI)
 	case "worker":
