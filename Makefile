@@ -75,9 +75,11 @@ $(BIN)/temporal-sql-tool:
 	GOBIN=$(BIN)/.build-temporal-sql-tool $(GO) install go.temporal.io/server/cmd/tools/sql@$(TEMPORAL_SERVER_VERSION)
 	mv $(BIN)/.build-temporal-sql-tool/sql $@ && rmdir $(BIN)/.build-temporal-sql-tool
 
-# The server's PostgreSQL schema, shipped in its module.
+# The server's PostgreSQL schema, shipped in its module; without its Go files, which
+# would make it a package of this module's ./...
 $(BIN)/temporal-schema: $(BIN)/temporal-server
 	rm -rf $@ && cp -r "$$($(GO) env GOMODCACHE)/go.temporal.io/server@$(TEMPORAL_SERVER_VERSION)/schema/postgresql/v12" $@ && chmod -R u+w $@
+	find $@ -name '*.go' -delete
 
 $(BIN)/temporal-ui-server:
 	GOBIN=$(BIN)/.build-temporal-ui $(GO) install github.com/temporalio/ui-server/v2/cmd/server@$(TEMPORAL_UI_VERSION)

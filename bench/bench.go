@@ -87,6 +87,9 @@ type Options struct {
 	// EngineShapes is how many runs of each workflow shape to measure the Temporal
 	// server's CPU on (EngineShapes in shapes.go), after the ceilings; 0 skips them.
 	EngineShapes int
+	// Topology names what is measured, for the report: "run" (make run) or "cluster"
+	// (make cluster).
+	Topology string
 	// Procs are the processes to observe; nil discovers them (see Discover).
 	Procs []Proc
 	// Progress receives a line a second while the bench runs; nil discards it.
@@ -208,6 +211,7 @@ type runner struct {
 
 	seq        atomic.Int64 // idempotency keys
 	posts      Latencies    // POST latency of responses in the window
+	refusals   Latencies    // latency of the window's admission refusals (503 OVERLOADED)
 	accepted   atomic.Int64 // 201s in the window
 	errors     Counter      // non-201 answers and transport errors in the window, by status
 	dropped    atomic.Int64 // open loop arrivals dropped in the window
@@ -502,6 +506,9 @@ func (r *runner) load(ctx context.Context, rep *Report) error {
 	rep.Posted = post.Count
 	rep.PostP50Ms, rep.PostP95Ms, rep.PostP99Ms, rep.PostMaxMs = post.P50, post.P95, post.P99, post.Max
 	rep.ErrorsByStatus = r.errors.Snapshot()
+	refused := Summarize(r.refusals.Take())
+	rep.Refused, rep.RefusedPerS, rep.RefusedP99Ms = refused.Count, round2(float64(refused.Count)/window), refused.P99
+	rep.Topology = o.Topology
 	rep.OpenDropped = int(r.dropped.Load())
 	r.settleMu.Lock()
 	rep.Settled = r.settledInWin
@@ -587,7 +594,9 @@ func (r *runner) closedLoop(ctx context.Context) {
 				if !time.Now().Before(r.end) {
 					return
 				}
-				r.place(ctx, mix.Next(), time.Now())
+				if wait := r.place(ctx, mix.Next(), time.Now()); wait > 0 && !sleepUntil(ctx, time.Now().Add(wait)) {
+					return
+				}
 			}
 		}()
 	}
@@ -643,18 +652,21 @@ type placedBody struct {
 
 // place posts one order that was due at due, records the answer, and follows an
 // accepted order.
-func (r *runner) place(ctx context.Context, o OrderRequest, due time.Time) {
+//
+// It returns how long the client should wait before its next order: the Retry-After of a
+// refusal (at most a second), else nothing.
+func (r *runner) place(ctx context.Context, o OrderRequest, due time.Time) time.Duration {
 	key := fmt.Sprintf("bench-%s-%d", r.runID, r.seq.Add(1))
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.opts.APIURL+"/api/v1/orders", bytes.NewReader(o.Body()))
 	if err != nil {
 		r.countError("request")
-		return
+		return 0
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", key)
 	if err := r.creds.authorize(ctx, req, o.UserID); err != nil {
 		r.countError("credential")
-		return
+		return 0
 	}
 	resp, err := r.http.Do(req)
 	now := time.Now()
@@ -662,13 +674,13 @@ func (r *runner) place(ctx context.Context, o OrderRequest, due time.Time) {
 	measured := r.inWindow(now)
 	if err != nil {
 		if ctx.Err() != nil {
-			return
+			return 0
 		}
 		r.lastErrors.Add(1)
 		if measured {
 			r.countError("transport")
 		}
-		return
+		return 0
 	}
 	body, readErr := io.ReadAll(resp.Body)
 	resp.Body.Close()
@@ -677,17 +689,41 @@ func (r *runner) place(ctx context.Context, o OrderRequest, due time.Time) {
 		r.posts.Add(now.Sub(due))
 	}
 	var placed placedBody
+	if refusal(resp.StatusCode, body) {
+		// Admission control said the system is executing all it can: not an error, and
+		// the client waits as told (up to a second) before its next order.
+		if measured {
+			r.refusals.Add(now.Sub(due))
+		}
+		return retryAfter(resp.Header.Get("Retry-After"))
+	}
 	if resp.StatusCode != http.StatusCreated || readErr != nil || json.Unmarshal(body, &placed) != nil || placed.OrderID <= 0 {
 		r.lastErrors.Add(1)
 		if measured {
 			r.countError(strconv.Itoa(resp.StatusCode))
 		}
-		return
+		return 0
 	}
 	if measured {
 		r.accepted.Add(1)
 	}
 	r.tracker.Add(placed.OrderID, now, measured)
+	return 0
+}
+
+// refusal reports whether an answer is admission control's refusal of a new order.
+func refusal(status int, body []byte) bool {
+	return status == http.StatusServiceUnavailable && bytes.Contains(body, []byte(`"errorCode":"OVERLOADED"`))
+}
+
+// retryAfter reads a Retry-After in seconds, at most a second (a client wanting to load
+// the system comes back soon); 100ms when absent.
+func retryAfter(v string) time.Duration {
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		return 100 * time.Millisecond
+	}
+	return min(time.Duration(n)*time.Second, time.Second)
 }
 
 func (r *runner) countError(kind string) { r.errors.Add(kind) }

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -45,6 +46,12 @@ type Report struct {
 	PostMaxMs      float64        `json:"post_max_ms"`
 	ErrorsByStatus map[string]int `json:"errors_by_status"`
 	OpenDropped    int            `json:"open_dropped,omitempty"`
+	// Admission control's refusals (503 OVERLOADED): not errors, and not in the POST
+	// latencies; a closed-loop client waits their Retry-After (at most 1s).
+	Refused      int     `json:"refused"`
+	RefusedPerS  float64 `json:"refused_per_s"`
+	RefusedP99Ms float64 `json:"refused_p99_ms"`
+	Topology     string  `json:"topology"`
 
 	// End to end: orders reaching the book or an end.
 	Settled       int     `json:"settled"` // settled within the window, whenever accepted
@@ -156,8 +163,8 @@ func (rep *Report) WriteTable(w io.Writer) error {
 		load = fmt.Sprintf("open loop, %g orders/s offered", rep.Rate)
 	}
 	p("")
-	p("OrderFlow bench: %s; %gs measured after %gs warm-up; instruments %s; cancel ratio %g",
-		load, rep.DurationS, rep.WarmupS, joinInts(rep.Instruments), rep.CancelRatio)
+	p("OrderFlow bench on %s: %s; %gs measured after %gs warm-up; instruments %s; cancel ratio %g",
+		cmp.Or(rep.Topology, "run"), load, rep.DurationS, rep.WarmupS, joinInts(rep.Instruments), rep.CancelRatio)
 	p("")
 	p("\tfigure\tceiling\tratio\ttarget")
 	p("ingestion\t%.1f orders/s accepted\t%s\t%s\t%s",
@@ -165,6 +172,9 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	p("  POST latency\tp50 %.1f  p95 %.1f  p99 %.1f  max %.1f ms\t\t\t%s",
 		rep.PostP50Ms, rep.PostP95Ms, rep.PostP99Ms, rep.PostMaxMs, target(rep.Targets, "post_p99", fmt.Sprintf("p99 ≤ %g ms at half the db ceiling", TargetPostP99Ms)))
 	p("  errors\t%s", counts(rep.ErrorsByStatus, "none"))
+	if rep.Refused > 0 {
+		p("  refused (overloaded)\t%d, %.1f/s, p99 %.1f ms", rep.Refused, rep.RefusedPerS, rep.RefusedP99Ms)
+	}
 	if rep.OpenDropped > 0 {
 		p("  dropped arrivals\t%d (the open loop's in-flight bound was reached)", rep.OpenDropped)
 	}

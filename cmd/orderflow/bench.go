@@ -33,6 +33,7 @@ Temporal ceilings measured in the same run, as a table and (--json) as one line 
   --instruments IDS      comma-separated instrument ids (default 101,102,103)
   --cancel-ratio R       share of the orders seen resting that are cancelled (default 0.1)
   --skip-ceilings        do not measure the database and engine ceilings
+  --topology NAME        what is measured, for the report: run (make run) or cluster (default run)
   --ceiling-duration D   measured window of each ceiling (default 5s)
   --engine-concurrency N concurrent empty workflows of the engine ceiling (default 50)
   --engine-shapes N      after the ceilings, also measure the Temporal server's CPU per
@@ -131,6 +132,7 @@ func parseBench(cfg Config, args []string) (bench.Options, *bench.ModeFlags, boo
 	instruments := fs.String("instruments", "101,102,103", "")
 	cancelRatio := fs.Float64("cancel-ratio", d.CancelRatio, "")
 	skipCeilings := fs.Bool("skip-ceilings", false, "")
+	topology := fs.String("topology", "run", "")
 	ceilingDuration := fs.Duration("ceiling-duration", d.CeilingDuration, "")
 	engineConcurrency := fs.Int("engine-concurrency", d.EngineConcurrency, "")
 	engineShapes := fs.Int("engine-shapes", 0, "")
@@ -167,7 +169,7 @@ func parseBench(cfg Config, args []string) (bench.Options, *bench.ModeFlags, boo
 		TemporalConnection: cfg.temporalConnection(),
 		Mode:               bench.Mode(*mode), Rate: *rate, Concurrency: *concurrency, MaxPending: *maxPending,
 		Duration: *duration, Warmup: *warmup, Drain: *drain,
-		CancelRatio: *cancelRatio, SkipCeilings: *skipCeilings, CeilingDuration: *ceilingDuration,
+		CancelRatio: *cancelRatio, SkipCeilings: *skipCeilings, CeilingDuration: *ceilingDuration, Topology: *topology,
 		EngineConcurrency: *engineConcurrency, EngineShapes: *engineShapes,
 	}
 	for _, s := range strings.Split(*instruments, ",") {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -29,7 +30,7 @@ type clusterPorts struct {
 // protocol broker (`orderflow broker`); two `orderflow api` replicas and two `orderflow
 // worker` processes. Ctrl-C stops them all, in reverse order.
 func runCluster(ctx context.Context, cfg Config, getenv func(string) string, logger *slog.Logger, stdout io.Writer) error {
-	dataDir, err := filepath.Abs(cmpOr(getenv("CLUSTER_DATA_DIR"), ".orderflow-cluster"))
+	dataDir, err := filepath.Abs(cmp.Or(getenv("CLUSTER_DATA_DIR"), ".orderflow-cluster"))
 	if err != nil {
 		return err
 	}
@@ -215,12 +216,4 @@ func stopChild(logger *slog.Logger, c *devstack.Child, grace time.Duration) {
 	if err := c.Stop(grace); err != nil && !errors.Is(err, context.Canceled) {
 		logger.Error("stop", "process", c.Name, "error", err)
 	}
-}
-
-// cmpOr returns a, or b if a is empty.
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }

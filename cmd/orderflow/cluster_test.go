@@ -38,9 +38,12 @@ func TestTheClusterRunsTheProductionTopologyEndToEnd(t *testing.T) {
 	for _, name := range []string{"CLUSTER_PG_PORT", "CLUSTER_UI_PORT", "CLUSTER_KAFKA_PORT"} {
 		env = append(env, fmt.Sprintf("%s=%d", name, freePortT(t)))
 	}
-	// The Temporal server takes BasePort..+767, the APIs and workers two ranges of four.
-	env = append(env, fmt.Sprintf("CLUSTER_TEMPORAL_PORT=%d", 20000+os.Getpid()%10000),
-		fmt.Sprintf("CLUSTER_API_PORT=%d", 31000+os.Getpid()%1000*4), fmt.Sprintf("CLUSTER_ADMIN_PORT=%d", 36000+os.Getpid()%1000*4))
+	// The Temporal server takes its port and the next 767, the APIs two and the admin
+	// listeners four: fixed ranges, below the kernel's ephemeral ports (32768 on), where
+	// no outgoing connection can be holding one.
+	slot := os.Getpid() % 400
+	env = append(env, fmt.Sprintf("CLUSTER_TEMPORAL_PORT=%d", 20000+slot*20),
+		fmt.Sprintf("CLUSTER_API_PORT=%d", 29000+slot*4), fmt.Sprintf("CLUSTER_ADMIN_PORT=%d", 30600+slot*4))
 	var out bytes.Buffer
 	cmd := exec.Command(bin, "cluster")
 	cmd.Env, cmd.Stdout, cmd.Stderr = env, &out, &out
