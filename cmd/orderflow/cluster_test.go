@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -103,13 +104,13 @@ func TestTheClusterRunsTheProductionTopologyEndToEnd(t *testing.T) {
 	}
 	seller := cli("keys", "create", "--user", "1", "--scopes", "read,trade")
 	buyer := cli("keys", "create", "--user", "2", "--scopes", "read,trade")
-	call := func(api, key, method, path, body string) (int, orderView) {
+	callKey := func(api, key, method, path, body, idem string) (int, orderView) {
 		t.Helper()
 		req, _ := http.NewRequest(method, "http://"+api+path, strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+key)
 		if body != "" {
 			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Idempotency-Key", strconv.FormatInt(time.Now().UnixNano(), 36))
+			req.Header.Set("Idempotency-Key", cmp.Or(idem, strconv.FormatInt(time.Now().UnixNano(), 36)))
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -120,12 +121,16 @@ func TestTheClusterRunsTheProductionTopologyEndToEnd(t *testing.T) {
 		_ = json.NewDecoder(resp.Body).Decode(&v)
 		return resp.StatusCode, v
 	}
-	waitStatus := func(api, key string, id int64, want string) {
+	call := func(api, key, method, path, body string) (int, orderView) {
+		t.Helper()
+		return callKey(api, key, method, path, body, "")
+	}
+	waitStatus := func(api, key string, id int64, want string) orderView {
 		t.Helper()
 		deadline := time.Now().Add(time.Minute)
 		for {
 			if _, v := call(api, key, http.MethodGet, fmt.Sprintf("/api/v1/orders/%d", id), ""); v.OrderStatus == want {
-				return
+				return v
 			}
 			if time.Now().After(deadline) {
 				t.Fatalf("order %d did not reach %s within a minute", id, want)
@@ -147,6 +152,22 @@ func TestTheClusterRunsTheProductionTopologyEndToEnd(t *testing.T) {
 	if code, v := call(apis[1], seller, http.MethodPost, fmt.Sprintf("/api/v1/orders/%d/cancel", sell.OrderID), ""); code != http.StatusOK || v.OrderStatus != "PARTIALLY_CANCELLED" {
 		t.Errorf("cancel on API 2: %d %s, want 200 PARTIALLY_CANCELLED", code, v.OrderStatus)
 	}
+	// A client retrying through the other replica gets its order, not a second one.
+	body := `{"instrumentId":102,"orderType":"BUY","orderKind":"LIMIT","price":"5","quantity":1}`
+	code, first := callKey(apis[0], buyer, http.MethodPost, "/api/v1/orders", body, "cluster-replay")
+	code2, again := callKey(apis[1], buyer, http.MethodPost, "/api/v1/orders", body, "cluster-replay")
+	if code != http.StatusCreated || code2 != http.StatusOK || !again.Duplicate || again.OrderID != first.OrderID {
+		t.Errorf("a replay on the other replica: %d then %d %+v, want 201 then 200 with the same order", code, code2, again)
+	}
+	waitStatus(apis[1], buyer, first.OrderID, "EXECUTING")
+	// An operator halts an instrument: what reaches matching for it is refused, on any
+	// worker.
+	cli("instruments", "halt", "103")
+	_, halted := call(apis[0], buyer, http.MethodPost, "/api/v1/orders", `{"instrumentId":103,"orderType":"BUY","orderKind":"MARKET","quantity":1}`)
+	if v := waitStatus(apis[1], buyer, halted.OrderID, "REJECTED"); v.Reason != "INSTRUMENT_HALTED" {
+		t.Errorf("an order for the halted instrument: %s %s, want REJECTED INSTRUMENT_HALTED", v.OrderStatus, v.Reason)
+	}
+	cli("instruments", "resume", "103")
 	if report := cli("audit"); !strings.Contains(report, "no violations") {
 		t.Errorf("orderflow audit on the cluster:\n%s", report)
 	}
