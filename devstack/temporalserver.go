@@ -2,6 +2,7 @@ package devstack
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -15,6 +16,7 @@ import (
 
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
@@ -199,7 +201,8 @@ func (s *TemporalServer) ready(ctx context.Context, opts TemporalServerOptions) 
 	_, err := c.WorkflowService().RegisterNamespace(ctx, &workflowservice.RegisterNamespaceRequest{
 		Namespace: opts.Namespace, WorkflowExecutionRetentionPeriod: durationpb.New(72 * time.Hour),
 	})
-	if err != nil && !strings.Contains(err.Error(), "already") {
+	var exists *serviceerror.NamespaceAlreadyExists
+	if err != nil && !errors.As(err, &exists) {
 		return fmt.Errorf("devstack: register namespace %s: %w", opts.Namespace, err)
 	}
 	attrs := map[string]enums.IndexedValueType{}
@@ -215,7 +218,9 @@ func (s *TemporalServer) ready(ctx context.Context, opts TemporalServerOptions) 
 	}
 	for {
 		_, err = c.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{Namespace: opts.Namespace, SearchAttributes: attrs})
-		if err == nil || strings.Contains(err.Error(), "already") {
+		// Adding attributes that exist is refused as an invalid argument ("already
+		// exists"): the state wanted.
+		if err == nil || strings.Contains(err.Error(), "already exists") {
 			break
 		}
 		// A namespace just registered takes a moment to reach every service.
