@@ -25,12 +25,12 @@ import (
 	"github.com/orderflow/orderflow/workflows"
 )
 
-// system is OrderFlow as it runs in production, on this machine: PostgreSQL and Temporal
-// (both keeping their data on disk, so they can be restarted), and the broker, the API
-// replicas and the workers as separate `orderflow` processes. Every address is loopback,
-// every folder is under one temporary folder, and everything is stopped in t.Cleanup.
+// system is OrderFlow as it runs in production, on this machine: PostgreSQL and the
+// Temporal dev server (both keeping their data on disk, so they can be restarted), and the
+// broker, the API and the workers as separate `orderflow` processes. Every address is
+// loopback, every folder is under one temporary folder, and everything is stopped in
+// t.Cleanup.
 type system struct {
-	topology
 	dir string // everything the run writes
 	bin string // the orderflow binary
 
@@ -39,19 +39,18 @@ type system struct {
 	pgMu   sync.Mutex
 	pg     *devstack.Postgres // nil while stopped
 
-	temporalPort   int // the frontend's; the Temporal server also takes the next 767
-	temporalDB     string
-	temporalMu     sync.Mutex
-	temporal       *devstack.Temporal       // the dev server; nil while stopped
-	temporalOut    *os.File                 // its output, while it runs
-	temporalServer *devstack.TemporalServer // the Temporal server; nil while stopped
+	temporalPort int
+	temporalDB   string
+	temporalMu   sync.Mutex
+	temporal     *devstack.Temporal // nil while stopped
+	temporalOut  *os.File           // its output, while it runs
 
-	env      map[string]string // what every orderflow process gets
-	baseURLs []string          // the API replicas', apis[i] at baseURLs[i]
+	env     map[string]string // what every orderflow process gets
+	baseURL string            // the API
 
 	broker  *process
-	apis    []*process
-	workers []*process // workers[:replicas] always run between scenarios; others are extra
+	api     *process
+	workers []*process // workers[0] always runs between scenarios; others are extra
 
 	pool *pgxpool.Pool // the suite's own view of the database
 	tc   client.Client // the suite's own Temporal client
@@ -68,33 +67,15 @@ const readyTimeout = 90 * time.Second
 // apiApplicationName is the application_name of the API's PostgreSQL sessions.
 const apiApplicationName = "orderflow-api"
 
-// topology is the shape of a system: which Temporal it runs, and how many of each
-// orderflow process.
-type topology struct {
-	// temporalServer: the Temporal server built from go.temporal.io/server, persistence
-	// and visibility on the suite's PostgreSQL, 4 history shards (make cluster's), rather
-	// than the dev server on a SQLite file.
-	temporalServer bool
-	replicas       int // API replicas, and workers that run between scenarios
-}
-
-var (
-	// devTopology is make run's: the dev server, one API, one worker.
-	devTopology = topology{replicas: 1}
-	// clusterTopology is make cluster's: the Temporal server, two APIs, two workers.
-	clusterTopology = topology{temporalServer: true, replicas: 2}
-)
-
-// startSystem builds the binary, starts every service and process of the topology, and
-// migrates.
-func startSystem(t *testing.T, top topology) *system {
+// startSystem builds the binary, starts every service and process, and migrates.
+func startSystem(t *testing.T) *system {
 	t.Helper()
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "orderflow-chaos-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &system{topology: top, dir: dir, http: &http.Client{Timeout: 20 * time.Second}, reported: map[string]bool{}}
+	s := &system{dir: dir, http: &http.Client{Timeout: 20 * time.Second}, reported: map[string]bool{}}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("chaos: logs of the failed run are kept in %s", dir)
@@ -117,12 +98,8 @@ func startSystem(t *testing.T, top topology) *system {
 		}
 	})
 
-	if top.temporalServer {
-		s.temporalPort = temporalServerPorts(t)
-	} else {
-		s.temporalPort = freePort(t)
-		s.temporalDB = filepath.Join(dir, "temporal.db")
-	}
+	s.temporalPort = freePort(t)
+	s.temporalDB = filepath.Join(dir, "temporal.db")
 	if err := s.startTemporal(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -155,6 +132,7 @@ func startSystem(t *testing.T, top topology) *system {
 		// Admission control has a test of its own; here a refusal would read as a fault.
 		"ADMISSION_MAX_DELAY": "off",
 	}
+	s.baseURL = "http://" + s.env["HTTP_ADDR"]
 
 	// Clients of the suite's own. They reconnect by themselves after each restart, since
 	// every service comes back on the same address.
@@ -179,27 +157,14 @@ func startSystem(t *testing.T, top topology) *system {
 		t.Fatalf("orderflow migrate: %v\n%s%s", err, out, errOut)
 	}
 	s.broker = s.newProcess("broker", "broker", nil)
-	for i := range top.replicas {
-		name, addr := "api", s.env["HTTP_ADDR"]
-		if top.replicas > 1 {
-			name = fmt.Sprintf("api%d", i+1)
-		}
-		if i > 0 {
-			addr = "127.0.0.1:" + strconv.Itoa(freePort(t))
-		}
-		// The API's sessions carry a name of their own in pg_stat_activity, so a scenario
-		// can terminate them and no other's (orderflow sets none).
-		s.apis = append(s.apis, s.newProcess(name, "api", map[string]string{
-			"DATABASE_URL": s.pgURL() + "&application_name=" + apiApplicationName,
-			"HTTP_ADDR":    addr,
-			"METRICS_ADDR": fmt.Sprintf("127.0.0.1:%d", freePort(t)), // its admin listener
-		}))
-		s.baseURLs = append(s.baseURLs, "http://"+addr)
-	}
-	for range top.replicas {
-		s.addWorker()
-	}
-	for _, p := range s.core() {
+	// The API's sessions carry a name of their own in pg_stat_activity, so a scenario can
+	// terminate them and no other's (orderflow sets none).
+	s.api = s.newProcess("api", "api", map[string]string{
+		"DATABASE_URL": s.pgURL() + "&application_name=" + apiApplicationName,
+		"METRICS_ADDR": fmt.Sprintf("127.0.0.1:%d", freePort(t)), // its admin listener
+	})
+	s.addWorker()
+	for _, p := range []*process{s.broker, s.api, s.workers[0]} {
 		t.Cleanup(func() {
 			if err := p.stop(); err != nil {
 				t.Error(err)
@@ -338,22 +303,6 @@ func metricsURL(w *process) string {
 	return ""
 }
 
-// apiURL returns an API replica's base URL.
-func (s *system) apiURL(p *process) string {
-	for i, a := range s.apis {
-		if a == p {
-			return s.baseURLs[i]
-		}
-	}
-	return ""
-}
-
-// core returns the processes that run between scenarios: the broker, every API replica
-// and workers[:replicas].
-func (s *system) core() []*process {
-	return append(append([]*process{s.broker}, s.apis...), s.workers[:s.replicas]...)
-}
-
 // command runs a one-shot orderflow command (migrate, audit) and returns its standard
 // output and standard error.
 func (s *system) command(ctx context.Context, args ...string) (stdout, stderr []byte, err error) {
@@ -367,9 +316,9 @@ func (s *system) command(ctx context.Context, args ...string) (stdout, stderr []
 	return out.Bytes(), errOut.Bytes(), err
 }
 
-// heal brings back whatever is down — PostgreSQL, Temporal, the broker, the APIs,
-// workers[:replicas] — and waits until each is ready, so every scenario starts from a
-// healthy system.
+// heal brings back whatever is down — PostgreSQL, Temporal, the broker, the API,
+// workers[0] — and waits until each is ready, so every scenario starts from a healthy
+// system.
 func (s *system) heal(ctx context.Context) error {
 	if err := s.startPostgres(ctx); err != nil {
 		return err
@@ -377,7 +326,7 @@ func (s *system) heal(ctx context.Context) error {
 	if err := s.startTemporal(ctx); err != nil {
 		return err
 	}
-	for _, p := range s.core() {
+	for _, p := range []*process{s.broker, s.api, s.workers[0]} {
 		if err := s.ensure(ctx, p); err != nil {
 			return err
 		}
@@ -409,7 +358,7 @@ func (s *system) waitReady(ctx context.Context, p *process) error {
 			return err
 		}
 	case "api":
-		check = func() error { return s.get200(ctx, s.apiURL(p)+"/readyz") }
+		check = func() error { return s.get200(ctx, s.baseURL+"/readyz") }
 	default:
 		check = func() error { return s.get200(ctx, metricsURL(p)+"/readyz") }
 	}
