@@ -35,8 +35,8 @@ test: tools-run tools-cluster postgres ## Run every test (unit, workflow, integr
 test-short: ## Run the tests that need no services.
 	$(GO) test -race -count=1 -short ./order/... ./workflows/... ./kafka/...
 
-chaos: tools-run postgres ## Run the long fault-injection suite (real processes; about 15 minutes) and print its table.
-	$(GO) test -race -count=1 -timeout 30m -v -run Chaos ./chaos/ -args -chaos.long
+chaos: tools-run tools-cluster postgres ## Run the long fault-injection suites, dev server and cluster (real processes; about 25 minutes) and print their tables.
+	$(GO) test -race -count=1 -timeout 50m -v -run Chaos ./chaos/ -args -chaos.long
 
 bench: ## Measure a running `make run` against its ceilings; flags in BENCH_ARGS='--mode open --rate 400 --json'.
 	$(GO) run ./cmd/orderflow bench $(BENCH_ARGS)

@@ -165,11 +165,17 @@ func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the chaos suite runs real processes; skipped with -short")
 	}
+	runSuite(t, "OrderFlow chaos suite", devTopology, scenarios())
+}
+
+// runSuite starts a system of the topology, runs the scenarios on it one at a time, and
+// prints their table under title.
+func runSuite(t *testing.T, title string, top topology, scenarios []scenario) {
 	p := profileFor(*long)
 	ctx := context.Background()
-	s := startSystem(t)
+	s := startSystem(t, top)
 	var table []row
-	for i, sc := range scenarios() {
+	for i, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
 			rw := row{scenario: sc.name, drain: "—"}
 			defer func() { table = append(table, rw) }()
@@ -181,8 +187,8 @@ func TestChaos(t *testing.T) {
 		mode = "long (-chaos.long)"
 	}
 	out := formatTable(table)
-	t.Logf("chaos suite, %s:\n%s", mode, out)
-	fmt.Printf("\nOrderFlow chaos suite, %s, %s:\n%s\n", mode, time.Now().UTC().Format("2006-01-02 15:04 MST"), out)
+	t.Logf("%s, %s:\n%s", title, mode, out)
+	fmt.Printf("\n%s, %s, %s:\n%s\n", title, mode, time.Now().UTC().Format("2006-01-02 15:04 MST"), out)
 }
 
 // runScenario heals the system, starts the load, injects the scenario's faults, stops
@@ -272,7 +278,7 @@ func (s *system) runScenario(ctx context.Context, t *testing.T, i int, sc scenar
 		for _, p := range s.processes() {
 			t.Logf("%s log: %s", p.name, p.log)
 		}
-		t.Logf("temporal log: %s/temporal.log; PostgreSQL log: %s/server.log", s.dir, s.pgDir)
+		t.Logf("temporal log: %s; PostgreSQL log: %s/server.log", s.temporalLog(), s.pgDir)
 	}
 	if sc.teardown != nil {
 		if err := sc.teardown(ctx, r); err != nil {
@@ -417,9 +423,9 @@ func scenarios() []scenario {
 						}
 					}
 					mark := r.l.failureCount()
-					stop := r.s.api.kill
+					stop := r.s.apis[0].kill
 					if c%2 == 1 {
-						stop = r.s.api.stop
+						stop = r.s.apis[0].stop
 					}
 					if err := stop(); err != nil {
 						return err
@@ -428,7 +434,7 @@ func scenarios() []scenario {
 					if err := r.waitFailures(ctx, mark, 3, "with the API down"); err != nil {
 						return err
 					}
-					if err := r.s.ensure(ctx, r.s.api); err != nil {
+					if err := r.s.ensure(ctx, r.s.apis[0]); err != nil {
 						return err
 					}
 				}
@@ -440,33 +446,8 @@ func scenarios() []scenario {
 			inject: postgresRestart,
 		},
 		{
-			name: "Temporal server restarted (state kept on disk)",
-			inject: func(ctx context.Context, r *run) error {
-				for c := range r.p.restarts {
-					if c > 0 {
-						if err := r.waitAcks(ctx, r.l.ackCount(), r.p.between, "between faults"); err != nil {
-							return err
-						}
-					}
-					if err := r.s.stopTemporal(); err != nil {
-						return err
-					}
-					r.fault()
-					// Orders are still accepted: placing one needs PostgreSQL only.
-					if err := r.waitAcks(ctx, r.l.ackCount(), 5, "with Temporal down"); err != nil {
-						return err
-					}
-					if err := r.s.startTemporal(ctx); err != nil {
-						return err
-					}
-					for _, w := range r.s.workers[:1] {
-						if err := r.s.waitReady(ctx, w); err != nil {
-							return err
-						}
-					}
-				}
-				return nil
-			},
+			name:   "Temporal server restarted (state kept on disk)",
+			inject: temporalRestart(false),
 		},
 		duplicateDelivery(),
 		// Faults of production operations (production_test.go).
@@ -540,6 +521,44 @@ func brokerRestart(ctx context.Context, r *run) error {
 	return nil
 }
 
+// temporalRestart stops Temporal while the load runs — gracefully, or with kill -9 once
+// an order is between its activities — checks that orders are still accepted, starts it
+// again on its kept state and waits until the workers that always run are ready.
+func temporalRestart(kill bool) func(ctx context.Context, r *run) error {
+	return func(ctx context.Context, r *run) error {
+		s := r.s
+		for c := range r.p.restarts {
+			if c > 0 {
+				if err := r.waitAcks(ctx, r.l.ackCount(), r.p.between, "between faults"); err != nil {
+					return err
+				}
+			}
+			stop := s.stopTemporal
+			if kill {
+				r.waitMidActivities(ctx)
+				stop = s.killTemporal
+			}
+			if err := stop(); err != nil {
+				return err
+			}
+			r.fault()
+			// Orders are still accepted: placing one needs PostgreSQL only.
+			if err := r.waitAcks(ctx, r.l.ackCount(), 5, "with Temporal down"); err != nil {
+				return err
+			}
+			if err := s.startTemporal(ctx); err != nil {
+				return err
+			}
+			for _, w := range s.workers[:s.replicas] {
+				if err := s.waitReady(ctx, w); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+}
+
 // committed returns the executor group's committed offsets on order-execution.
 func (s *system) committed(ctx context.Context) (map[int32]int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -605,7 +624,7 @@ func postgresRestart(ctx context.Context, r *run) error {
 		if err := s.startPostgres(ctx); err != nil {
 			return err
 		}
-		for _, p := range []*process{s.api, s.workers[0]} {
+		for _, p := range append(slices.Clone(s.apis), s.workers[0]) {
 			if err := s.waitReady(ctx, p); err != nil {
 				return err
 			}

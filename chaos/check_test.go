@@ -319,7 +319,7 @@ type orderRun struct {
 
 // processes returns every orderflow process the system has described.
 func (s *system) processes() []*process {
-	return append([]*process{s.broker, s.api}, s.workers...)
+	return append(append([]*process{s.broker}, s.apis...), s.workers...)
 }
 
 // auditReport is the result of one `orderflow audit --json` run.

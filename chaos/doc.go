@@ -10,6 +10,10 @@
 // terminated by operators, the API's database sessions terminated mid-statement, Kafka
 // down for minutes, a message for an order that does not exist yet, and a restore of an
 // older database snapshot against the kept Temporal namespace.
+// TestChaosCluster (cluster_test.go) runs make cluster's topology instead — the Temporal
+// server on PostgreSQL, two API replicas sharing the load, two workers — and kills the
+// Temporal server, one worker and one API replica (kill -9), and restarts the workers one
+// at a time.
 // After each scenario the load stops, the system drains, and the suite checks that no
 // acknowledged order was lost or executed twice and that `orderflow audit` finds nothing.
 //

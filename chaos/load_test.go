@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/orderflow/orderflow/kafka"
@@ -35,9 +36,10 @@ type acked struct {
 // LIMITs, MARKET orders — on the scenario's instruments, and cancels about one in four
 // of them. A request that fails with a transport error or a 503 is retried with the same
 // Idempotency-Key, as a careful client would; a 200 for such a retry acknowledges the
-// order as much as a 201. Anything else the API answers that a client could not act on
-// (a 500, a 503 without a problem body, a 404 for an acknowledged order) is recorded as
-// a violation.
+// order as much as a 201. Requests go to the API replicas in turn, and a retry to the
+// replica after the one that failed, as a client behind a load balancer sees it.
+// Anything else the API answers that a client could not act on (a 500, a 503 without a
+// problem body, a 404 for an acknowledged order) is recorded as a violation.
 type load struct {
 	s           *system
 	instruments []int64
@@ -47,6 +49,7 @@ type load struct {
 	stop    chan struct{}
 	cancels chan int64
 	wg      sync.WaitGroup
+	turn    atomic.Uint64 // the round robin over the API replicas
 
 	mu         sync.Mutex
 	acks       []acked
@@ -140,15 +143,21 @@ func (l *load) place(p int) {
 	for i := 0; ; i++ {
 		body := l.order(rng)
 		key := fmt.Sprintf("chaos-%d-%d-%d", l.instruments[0], p, i)
-		for done := false; !done; {
+		for replica, done := l.replica(), false; !done; replica++ {
 			select {
 			case <-l.stop:
 				return
 			case <-tick.C:
 			}
-			done = l.placeOnce(body, key, rng)
+			done = l.placeOnce(body, key, rng, replica)
 		}
 	}
+}
+
+// replica returns the API replica a new request goes to: the next in turn. A retry goes
+// to the one after (do takes the index modulo the replicas).
+func (l *load) replica() int {
+	return int(l.turn.Add(1) % uint64(len(l.s.baseURLs)))
 }
 
 // order returns a random order body on the load's instruments, priced around 100 so
@@ -172,11 +181,11 @@ func (l *load) order(rng *rand.Rand) map[string]any {
 	return body
 }
 
-// placeOnce posts the order once and reports whether it is done with (acknowledged, or
-// answered in a way no retry can change).
-func (l *load) placeOnce(body map[string]any, key string, rng *rand.Rand) bool {
+// placeOnce posts the order once to the API replica and reports whether it is done with
+// (acknowledged, or answered in a way no retry can change).
+func (l *load) placeOnce(body map[string]any, key string, rng *rand.Rand, replica int) bool {
 	b, _ := json.Marshal(body)
-	code, hdr, resp, err := l.do(http.MethodPost, "/api/v1/orders", b, key)
+	code, hdr, resp, err := l.do(replica, http.MethodPost, "/api/v1/orders", b, key)
 	switch {
 	case err != nil:
 		l.count("POST transport error", true)
@@ -233,7 +242,8 @@ func (l *load) cancel() {
 			return
 		case id = <-l.cancels:
 		}
-		for attempt := 0; attempt < 10 && !l.cancelOnce(id); attempt++ {
+		replica := l.replica()
+		for attempt := 0; attempt < 10 && !l.cancelOnce(id, replica+attempt); attempt++ {
 			select {
 			case <-l.stop:
 				return
@@ -243,8 +253,8 @@ func (l *load) cancel() {
 	}
 }
 
-// cancelOnce posts a cancel and reports whether it is done with.
-func (l *load) cancelOnce(id int64) bool {
+// cancelOnce posts a cancel to the API replica and reports whether it is done with.
+func (l *load) cancelOnce(id int64, replica int) bool {
 	l.mu.Lock()
 	gone := l.gone[id]
 	l.mu.Unlock()
@@ -252,7 +262,7 @@ func (l *load) cancelOnce(id int64) bool {
 		return true // the restore took the order back: there is nothing to cancel
 	}
 	path := fmt.Sprintf("/api/v1/orders/%d/cancel", id)
-	code, hdr, resp, err := l.do(http.MethodPost, path, nil, "")
+	code, hdr, resp, err := l.do(replica, http.MethodPost, path, nil, "")
 	switch {
 	case err != nil:
 		l.count("cancel transport error", true)
@@ -278,11 +288,12 @@ func (l *load) cancelOnce(id int64) bool {
 	return true
 }
 
-// do sends one request to the API.
-func (l *load) do(method, path string, body []byte, key string) (int, http.Header, []byte, error) {
+// do sends one request to an API replica (any int: taken modulo the replicas).
+func (l *load) do(replica int, method, path string, body []byte, key string) (int, http.Header, []byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, l.s.baseURL+path, bytes.NewReader(body))
+	base := l.s.baseURLs[replica%len(l.s.baseURLs)]
+	req, err := http.NewRequestWithContext(ctx, method, base+path, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, nil, err
 	}

@@ -465,7 +465,7 @@ type batchSizes struct{ count, sum float64 }
 // batchStats reads the group commit's histogram from the API's /metrics.
 func (s *system) batchStats(ctx context.Context) (batchSizes, error) {
 	var b batchSizes
-	body, err := s.getBody(ctx, metricsURL(s.api)+"/metrics")
+	body, err := s.getBody(ctx, metricsURL(s.apis[0])+"/metrics")
 	if err != nil {
 		return b, err
 	}
@@ -501,7 +501,7 @@ func (l *load) burst(n int) {
 			key := fmt.Sprintf("chaos-%d-burst-%d-%d", l.instruments[0], burst, j)
 			tick := time.NewTicker(l.shape.every)
 			defer tick.Stop()
-			for !l.placeOnce(body, key, rng) {
+			for replica := l.replica(); !l.placeOnce(body, key, rng, replica); replica++ {
 				select {
 				case <-l.stop:
 					return
@@ -764,15 +764,15 @@ func (s *system) pgRun(ctx context.Context, name string, args ...string) error {
 // stopServices stops the API and the workers gracefully (SIGTERM), as before maintenance.
 func (s *system) stopServices() error {
 	var errs []error
-	for _, p := range append([]*process{s.api}, s.workers...) {
+	for _, p := range append(slices.Clone(s.apis), s.workers...) {
 		errs = append(errs, p.stop())
 	}
 	return errors.Join(errs...)
 }
 
-// startServices starts the worker, then the API, and waits until both are ready.
+// startServices starts the worker, then the APIs, and waits until they are ready.
 func (s *system) startServices(ctx context.Context) error {
-	for _, p := range []*process{s.workers[0], s.api} {
+	for _, p := range append([]*process{s.workers[0]}, s.apis...) {
 		if err := s.ensure(ctx, p); err != nil {
 			return err
 		}
@@ -832,7 +832,7 @@ func restoreOlderSnapshot() scenario {
 			}
 			applied := map[int64]bool{}
 			for _, id := range resting {
-				code, _, body, err := r.l.do(http.MethodPost, fmt.Sprintf("/api/v1/orders/%d/cancel", id), nil, "")
+				code, _, body, err := r.l.do(r.l.replica(), http.MethodPost, fmt.Sprintf("/api/v1/orders/%d/cancel", id), nil, "")
 				if err != nil || (code != http.StatusOK && code != http.StatusAccepted && code != http.StatusConflict) {
 					return fmt.Errorf("cancel order %d after the snapshot: %d %s %v", id, code, excerpt(body), err)
 				}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,12 +26,12 @@ import (
 	"github.com/orderflow/orderflow/workflows"
 )
 
-// system is OrderFlow as it runs in production, on this machine: PostgreSQL and the
-// Temporal dev server (both keeping their data on disk, so they can be restarted), and the
-// broker, the API and the workers as separate `orderflow` processes. Every address is
-// loopback, every folder is under one temporary folder, and everything is stopped in
-// t.Cleanup.
+// system is OrderFlow as it runs in production, on this machine: PostgreSQL and Temporal
+// (both keeping their data on disk, so they can be restarted), and the broker, the API
+// replicas and the workers as separate `orderflow` processes. Every address is loopback,
+// every folder is under one temporary folder, and everything is stopped in t.Cleanup.
 type system struct {
+	topology
 	dir string // everything the run writes
 	bin string // the orderflow binary
 
@@ -39,18 +40,19 @@ type system struct {
 	pgMu   sync.Mutex
 	pg     *devstack.Postgres // nil while stopped
 
-	temporalPort int
-	temporalDB   string
-	temporalMu   sync.Mutex
-	temporal     *devstack.Temporal // nil while stopped
-	temporalOut  *os.File           // its output, while it runs
+	temporalPort   int // the frontend's; the Temporal server also takes the next 767
+	temporalDB     string
+	temporalMu     sync.Mutex
+	temporal       *devstack.Temporal       // the dev server; nil while stopped
+	temporalOut    *os.File                 // its output, while it runs
+	temporalServer *devstack.TemporalServer // the Temporal server; nil while stopped
 
-	env     map[string]string // what every orderflow process gets
-	baseURL string            // the API
+	env      map[string]string // what every orderflow process gets
+	baseURLs []string          // the API replicas', apis[i] at baseURLs[i]
 
 	broker  *process
-	api     *process
-	workers []*process // workers[0] always runs between scenarios; others are extra
+	apis    []*process
+	workers []*process // workers[:replicas] always run between scenarios; others are extra
 
 	pool *pgxpool.Pool // the suite's own view of the database
 	tc   client.Client // the suite's own Temporal client
@@ -67,15 +69,33 @@ const readyTimeout = 90 * time.Second
 // apiApplicationName is the application_name of the API's PostgreSQL sessions.
 const apiApplicationName = "orderflow-api"
 
-// startSystem builds the binary, starts every service and process, and migrates.
-func startSystem(t *testing.T) *system {
+// topology is the shape of a system: which Temporal it runs, and how many of each
+// orderflow process.
+type topology struct {
+	// temporalOnPostgres: the Temporal server built from go.temporal.io/server,
+	// persistence and visibility on the suite's PostgreSQL, 4 history shards (make
+	// cluster's), rather than the dev server on a SQLite file.
+	temporalOnPostgres bool
+	replicas           int // API replicas, and workers that run between scenarios
+}
+
+var (
+	// devTopology is make run's: the dev server, one API, one worker.
+	devTopology = topology{replicas: 1}
+	// clusterTopology is make cluster's: the Temporal server, two APIs, two workers.
+	clusterTopology = topology{temporalOnPostgres: true, replicas: 2}
+)
+
+// startSystem builds the binary, starts every service and process of the topology, and
+// migrates.
+func startSystem(t *testing.T, top topology) *system {
 	t.Helper()
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "orderflow-chaos-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &system{dir: dir, http: &http.Client{Timeout: 20 * time.Second}, reported: map[string]bool{}}
+	s := &system{topology: top, dir: dir, http: &http.Client{Timeout: 20 * time.Second}, reported: map[string]bool{}}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("chaos: logs of the failed run are kept in %s", dir)
@@ -98,8 +118,12 @@ func startSystem(t *testing.T) *system {
 		}
 	})
 
-	s.temporalPort = freePort(t)
-	s.temporalDB = filepath.Join(dir, "temporal.db")
+	if top.temporalOnPostgres {
+		s.temporalPort = temporalServerPorts(t)
+	} else {
+		s.temporalPort = freePort(t)
+		s.temporalDB = filepath.Join(dir, "temporal.db")
+	}
 	if err := s.startTemporal(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +156,6 @@ func startSystem(t *testing.T) *system {
 		// Admission control has a test of its own; here a refusal would read as a fault.
 		"ADMISSION_MAX_DELAY": "off",
 	}
-	s.baseURL = "http://" + s.env["HTTP_ADDR"]
 
 	// Clients of the suite's own. They reconnect by themselves after each restart, since
 	// every service comes back on the same address.
@@ -157,14 +180,27 @@ func startSystem(t *testing.T) *system {
 		t.Fatalf("orderflow migrate: %v\n%s%s", err, out, errOut)
 	}
 	s.broker = s.newProcess("broker", "broker", nil)
-	// The API's sessions carry a name of their own in pg_stat_activity, so a scenario can
-	// terminate them and no other's (orderflow sets none).
-	s.api = s.newProcess("api", "api", map[string]string{
-		"DATABASE_URL": s.pgURL() + "&application_name=" + apiApplicationName,
-		"METRICS_ADDR": fmt.Sprintf("127.0.0.1:%d", freePort(t)), // its admin listener
-	})
-	s.addWorker()
-	for _, p := range []*process{s.broker, s.api, s.workers[0]} {
+	for i := range top.replicas {
+		name, addr := "api", s.env["HTTP_ADDR"]
+		if top.replicas > 1 {
+			name = fmt.Sprintf("api%d", i+1)
+		}
+		if i > 0 {
+			addr = "127.0.0.1:" + strconv.Itoa(freePort(t))
+		}
+		// The API's sessions carry a name of their own in pg_stat_activity, so a scenario
+		// can terminate them and no other's (orderflow sets none).
+		s.apis = append(s.apis, s.newProcess(name, "api", map[string]string{
+			"DATABASE_URL": s.pgURL() + "&application_name=" + apiApplicationName,
+			"HTTP_ADDR":    addr,
+			"METRICS_ADDR": fmt.Sprintf("127.0.0.1:%d", freePort(t)), // its admin listener
+		}))
+		s.baseURLs = append(s.baseURLs, "http://"+addr)
+	}
+	for range top.replicas {
+		s.addWorker()
+	}
+	for _, p := range s.core() {
 		t.Cleanup(func() {
 			if err := p.stop(); err != nil {
 				t.Error(err)
@@ -303,6 +339,22 @@ func metricsURL(w *process) string {
 	return ""
 }
 
+// apiURL returns an API replica's base URL.
+func (s *system) apiURL(p *process) string {
+	for i, a := range s.apis {
+		if a == p {
+			return s.baseURLs[i]
+		}
+	}
+	return ""
+}
+
+// core returns the processes that run between scenarios: the broker, every API replica
+// and workers[:replicas].
+func (s *system) core() []*process {
+	return append(append([]*process{s.broker}, s.apis...), s.workers[:s.replicas]...)
+}
+
 // command runs a one-shot orderflow command (migrate, audit) and returns its standard
 // output and standard error.
 func (s *system) command(ctx context.Context, args ...string) (stdout, stderr []byte, err error) {
@@ -316,9 +368,9 @@ func (s *system) command(ctx context.Context, args ...string) (stdout, stderr []
 	return out.Bytes(), errOut.Bytes(), err
 }
 
-// heal brings back whatever is down — PostgreSQL, Temporal, the broker, the API,
-// workers[0] — and waits until each is ready, so every scenario starts from a healthy
-// system.
+// heal brings back whatever is down — PostgreSQL, Temporal, the broker, the APIs,
+// workers[:replicas] — and waits until each is ready, so every scenario starts from a
+// healthy system.
 func (s *system) heal(ctx context.Context) error {
 	if err := s.startPostgres(ctx); err != nil {
 		return err
@@ -326,7 +378,7 @@ func (s *system) heal(ctx context.Context) error {
 	if err := s.startTemporal(ctx); err != nil {
 		return err
 	}
-	for _, p := range []*process{s.broker, s.api, s.workers[0]} {
+	for _, p := range s.core() {
 		if err := s.ensure(ctx, p); err != nil {
 			return err
 		}
@@ -358,7 +410,7 @@ func (s *system) waitReady(ctx context.Context, p *process) error {
 			return err
 		}
 	case "api":
-		check = func() error { return s.get200(ctx, s.baseURL+"/readyz") }
+		check = func() error { return s.get200(ctx, s.apiURL(p)+"/readyz") }
 	default:
 		check = func() error { return s.get200(ctx, metricsURL(p)+"/readyz") }
 	}
@@ -421,11 +473,15 @@ func (s *system) stopPostgres(crash bool) error {
 	return err
 }
 
-// startTemporal starts the dev server on its port and database file unless it runs;
-// a restart finds every run where it was.
+// startTemporal starts Temporal on its ports and data unless it runs — the dev server on
+// its database file, or the Temporal server on its PostgreSQL databases (set up the first
+// time, kept after) — and waits until it serves; a restart finds every run where it was.
 func (s *system) startTemporal(ctx context.Context) error {
 	s.temporalMu.Lock()
 	defer s.temporalMu.Unlock()
+	if s.temporalOnPostgres {
+		return s.startTemporalServer(ctx)
+	}
 	if s.temporal != nil {
 		return nil
 	}
@@ -448,10 +504,57 @@ func (s *system) startTemporal(ctx context.Context) error {
 	return nil
 }
 
-// stopTemporal stops the dev server gracefully, keeping its database file.
+// startTemporalServer is startTemporal for the Temporal server; temporalMu is held.
+func (s *system) startTemporalServer(ctx context.Context) error {
+	if s.temporalServer != nil {
+		return nil
+	}
+	bins := map[string]string{}
+	for _, name := range []string{"temporal-server", "temporal-sql-tool", "temporal-schema"} {
+		p, err := devstack.ModuleBin(name)
+		if err != nil {
+			return err
+		}
+		bins[name] = p
+	}
+	s.pgMu.Lock()
+	pg := s.pg
+	s.pgMu.Unlock()
+	if pg == nil {
+		return errors.New("the Temporal server needs PostgreSQL, which is stopped")
+	}
+	ts, err := devstack.StartTemporalServer(ctx, devstack.TemporalServerOptions{
+		ServerPath: bins["temporal-server"], SQLToolPath: bins["temporal-sql-tool"], SchemaDir: bins["temporal-schema"],
+		Postgres: pg, Dir: s.temporalDir(), BasePort: s.temporalPort,
+		SearchAttributes: workflows.SearchAttributeTypes(),
+	})
+	if err != nil {
+		return err
+	}
+	s.temporalServer = ts
+	return nil
+}
+
+// temporalDir holds the Temporal server's config and log.
+func (s *system) temporalDir() string { return filepath.Join(s.dir, "temporal") }
+
+// temporalLog is where Temporal's output goes.
+func (s *system) temporalLog() string {
+	if s.temporalOnPostgres {
+		return filepath.Join(s.temporalDir(), "temporal-server.log")
+	}
+	return filepath.Join(s.dir, "temporal.log")
+}
+
+// stopTemporal stops Temporal gracefully, keeping its data.
 func (s *system) stopTemporal() error {
 	s.temporalMu.Lock()
 	defer s.temporalMu.Unlock()
+	if s.temporalServer != nil {
+		err := s.temporalServer.Stop(30 * time.Second)
+		s.temporalServer = nil
+		return err
+	}
 	if s.temporal == nil {
 		return nil
 	}
@@ -464,6 +567,46 @@ func (s *system) stopTemporal() error {
 		return nil
 	}
 	return err
+}
+
+// killTemporal is kill -9 of the Temporal server: whatever it had not persisted is gone.
+func (s *system) killTemporal() error {
+	s.temporalMu.Lock()
+	defer s.temporalMu.Unlock()
+	if s.temporalServer == nil {
+		return errors.New("kill -9 of Temporal: the Temporal server is not running")
+	}
+	err := s.temporalServer.Kill()
+	s.temporalServer = nil
+	return err
+}
+
+// temporalServerPorts returns a frontend port for the Temporal server such that it and
+// the 767 after it are free now. They sit below the kernel's ephemeral ports (32768 on),
+// so that no outgoing connection takes one while the server is down between its lives,
+// and below `orderflow cluster`'s test (20000 on) and its default ports (17233 on); the
+// first slot tried depends on the process id, so that two suites rarely try the same.
+func temporalServerPorts(t *testing.T) int {
+	t.Helper()
+	const first, width, slots = 10_000, 800, 8                // 10000 to 16767
+	offsets := []int{0, 1, 2, 6, 10, 700, 701, 702, 706, 767} // devstack.StartTemporalServer's
+	for k := range slots {
+		base := first + width*((os.Getpid()+k)%slots)
+		free := true
+		for _, o := range offsets {
+			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+o))
+			if err != nil {
+				free = false
+				break
+			}
+			l.Close()
+		}
+		if free {
+			return base
+		}
+	}
+	t.Fatalf("no free range of ports for the Temporal server between %d and %d", first, first+width*slots)
+	return 0
 }
 
 // waitUntil polls cond every 50ms until it reports true, it fails, or timeout passes.
