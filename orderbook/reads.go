@@ -13,14 +13,17 @@ import (
 	"github.com/orderflow/orderflow/queries"
 )
 
-// Events returns order id's timeline, oldest first, or ErrNotFound.
+// Events returns order id's timeline, oldest first, or ErrNotFound. Every order has its
+// ORDER_PLACED event, so only an empty timeline needs the order looked up.
 func (s *Service) Events(ctx context.Context, id int64) ([]queries.OrderEvent, error) {
-	if _, err := s.Order(ctx, id); err != nil {
-		return nil, err
-	}
 	ev, err := s.q.ListOrderEvents(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("list events of order %d: %w", id, err)
+	}
+	if len(ev) == 0 {
+		if _, err := s.Order(ctx, id); err != nil {
+			return nil, err
+		}
 	}
 	return ev, nil
 }
@@ -37,14 +40,17 @@ func (s *Service) OrderByIdempotencyKey(ctx context.Context, user int64, key str
 	return o, nil
 }
 
-// Trades returns the trades of order id, oldest first, or ErrNotFound.
+// Trades returns the trades of order id, oldest first, or ErrNotFound; only an order
+// without trades needs the order looked up.
 func (s *Service) Trades(ctx context.Context, id int64) ([]queries.Trade, error) {
-	if _, err := s.Order(ctx, id); err != nil {
-		return nil, err
-	}
 	tr, err := s.q.ListOrderTrades(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("list trades of order %d: %w", id, err)
+	}
+	if len(tr) == 0 {
+		if _, err := s.Order(ctx, id); err != nil {
+			return nil, err
+		}
 	}
 	return tr, nil
 }
