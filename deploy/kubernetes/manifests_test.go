@@ -49,58 +49,43 @@ func render(t *testing.T, dir string) objects {
 		if err != nil {
 			t.Fatal(err)
 		}
-		name := r.GetKind() + "/" + r.GetName()
-		strict := func(into any) {
-			if err := yaml.UnmarshalStrict(doc, into); err != nil {
-				t.Errorf("%s: %s does not decode strictly: %v", dir, name, err)
-			}
-		}
+		name := dir + ": " + r.GetKind() + "/" + r.GetName()
 		switch gvk := r.GetGvk(); gvk.ApiVersion() + " " + gvk.Kind {
 		case "apps/v1 Deployment":
-			var d appsv1.Deployment
-			strict(&d)
-			o.deployments = append(o.deployments, d)
+			o.deployments = append(o.deployments, strict[appsv1.Deployment](t, name, doc))
 		case "v1 Service":
-			var s corev1.Service
-			strict(&s)
-			o.services = append(o.services, s)
+			o.services = append(o.services, strict[corev1.Service](t, name, doc))
 		case "v1 ConfigMap":
-			var c corev1.ConfigMap
-			strict(&c)
-			o.configMaps = append(o.configMaps, c)
+			o.configMaps = append(o.configMaps, strict[corev1.ConfigMap](t, name, doc))
 		case "v1 Secret":
-			var s corev1.Secret
-			strict(&s)
-			o.secrets = append(o.secrets, s)
+			o.secrets = append(o.secrets, strict[corev1.Secret](t, name, doc))
 		case "batch/v1 Job":
-			var j batchv1.Job
-			strict(&j)
-			o.jobs = append(o.jobs, j)
+			o.jobs = append(o.jobs, strict[batchv1.Job](t, name, doc))
 		case "autoscaling/v2 HorizontalPodAutoscaler":
-			var h autoscalingv2.HorizontalPodAutoscaler
-			strict(&h)
-			o.hpas = append(o.hpas, h)
+			o.hpas = append(o.hpas, strict[autoscalingv2.HorizontalPodAutoscaler](t, name, doc))
 		case "policy/v1 PodDisruptionBudget":
-			var p policyv1.PodDisruptionBudget
-			strict(&p)
-			o.pdbs = append(o.pdbs, p)
+			o.pdbs = append(o.pdbs, strict[policyv1.PodDisruptionBudget](t, name, doc))
 		case "networking.k8s.io/v1 NetworkPolicy":
-			var n networkingv1.NetworkPolicy
-			strict(&n)
-			o.networkPolicies = append(o.networkPolicies, n)
+			o.networkPolicies = append(o.networkPolicies, strict[networkingv1.NetworkPolicy](t, name, doc))
 		case "v1 ServiceAccount":
-			var s corev1.ServiceAccount
-			strict(&s)
-			o.serviceAccounts = append(o.serviceAccounts, s)
+			o.serviceAccounts = append(o.serviceAccounts, strict[corev1.ServiceAccount](t, name, doc))
 		case "v1 Namespace":
-			var n corev1.Namespace
-			strict(&n)
-			o.namespaces = append(o.namespaces, n)
+			o.namespaces = append(o.namespaces, strict[corev1.Namespace](t, name, doc))
 		default:
-			t.Errorf("%s: %s is of a kind this test does not know (%s): add it", dir, name, gvk)
+			t.Errorf("%s is of a kind this test does not know (%s): add it", name, gvk)
 		}
 	}
 	return o
+}
+
+// strict decodes doc into its Kubernetes API type, refusing any field the type lacks.
+func strict[T any](t *testing.T, name string, doc []byte) T {
+	t.Helper()
+	var v T
+	if err := yaml.UnmarshalStrict(doc, &v); err != nil {
+		t.Errorf("%s does not decode strictly: %v", name, err)
+	}
+	return v
 }
 
 // A field Kubernetes does not know is an error, as it would be for the API server with
