@@ -213,6 +213,8 @@ type runner struct {
 	posts      Latencies    // POST latency of responses in the window
 	refusals   Latencies    // latency of the window's admission refusals (503 OVERLOADED)
 	accepted   atomic.Int64 // 201s in the window
+	idsMu      sync.Mutex
+	ids        []int64      // the orders accepted in the window, for the shape mix
 	errors     Counter      // non-201 answers and transport errors in the window, by status
 	dropped    atomic.Int64 // open loop arrivals dropped in the window
 	lastPosts  atomic.Int64 // responses since the last progress line
@@ -312,6 +314,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err := r.load(ctx, rep); err != nil {
 		return nil, err
 	}
+	if !opts.SkipCeilings {
+		if err := r.shapeMix(ctx, rep); err != nil {
+			return nil, err
+		}
+	}
 	rep.finish()
 	return rep, nil
 }
@@ -361,13 +368,9 @@ func (r *runner) ceilings(ctx context.Context, rep *Report) error {
 	r.out.printf("database ceiling: %.0f single-row insert transactions/s (each p50 %.1f ms, p99 %.1f ms)", db.PerSecond, db.Latency.P50, db.Latency.P99)
 
 	r.out.printf("engine ceiling: %d concurrent empty workflows on %s for %s…", o.EngineConcurrency, o.TemporalAddress, o.CeilingDuration)
-	tc, err := client.DialContext(ctx, client.Options{
-		HostPort: o.TemporalAddress, Namespace: o.TemporalNamespace,
-		Logger:            tlog.NewStructuredLogger(o.Logger),
-		ConnectionOptions: o.TemporalConnection,
-	})
+	tc, err := r.dialTemporal(ctx)
 	if err != nil {
-		return fmt.Errorf("bench: temporal at %s: %w", o.TemporalAddress, err)
+		return err
 	}
 	defer tc.Close()
 	var after map[string]ProcSample
@@ -397,6 +400,57 @@ func (r *runner) ceilings(ctx context.Context, rep *Report) error {
 		}
 		rep.EngineShapes = costs
 	}
+	return nil
+}
+
+// dialTemporal connects to the Temporal frontend of the system measured.
+func (r *runner) dialTemporal(ctx context.Context) (client.Client, error) {
+	o := r.opts
+	tc, err := client.DialContext(ctx, client.Options{
+		HostPort: o.TemporalAddress, Namespace: o.TemporalNamespace,
+		Logger:            tlog.NewStructuredLogger(o.Logger),
+		ConnectionOptions: o.TemporalConnection,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bench: temporal at %s: %w", o.TemporalAddress, err)
+	}
+	return tc, nil
+}
+
+// shapeMix measures, after the load, the engine's ceiling for the mix of run shapes the
+// load's orders took (ShapeMixCeiling), and the Temporal server's CPU per run of it.
+func (r *runner) shapeMix(ctx context.Context, rep *Report) error {
+	o := r.opts
+	r.idsMu.Lock()
+	ids := r.ids
+	r.idsMu.Unlock()
+	if len(ids) == 0 {
+		rep.Notes = append(rep.Notes, "shape mix: no order was accepted in the window, so there is no mix to measure")
+		return nil
+	}
+	mix, err := ObservedMix(ctx, r.tracker.pool, ids)
+	if err != nil {
+		return err
+	}
+	rep.ShapeMix = mix
+	tc, err := r.dialTemporal(ctx)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	r.out.printf("shape mix ceiling: %d concurrent order-shaped runs in the load's mix (%s) for %s…", o.EngineConcurrency, describeMix(mix), o.CeilingDuration)
+	samples := &sampler{r: r, rss: map[string]int64{}, peak: map[string]int64{}}
+	before := samples.take()[ProcTemporal]
+	c, err := ShapeMixCeiling(ctx, tc, r.runID, mix, o.EngineConcurrency, o.CeilingDuration)
+	if err != nil {
+		return err
+	}
+	after := samples.take()[ProcTemporal]
+	rep.ShapeMixCeilingPerS = ptr(round2(c.PerSecond))
+	if before.Alive && after.Alive && c.Total > 0 {
+		rep.ShapeMixCPUSPer1k = ptr(round3((after.CPUSeconds - before.CPUSeconds) / float64(c.Total) * 1000))
+	}
+	r.out.printf("shape mix ceiling: %.1f order-shaped runs/s (each p50 %.1f ms, p99 %.1f ms)", c.PerSecond, c.Latency.P50, c.Latency.P99)
 	return nil
 }
 
@@ -706,6 +760,9 @@ func (r *runner) place(ctx context.Context, o OrderRequest, due time.Time) time.
 	}
 	if measured {
 		r.accepted.Add(1)
+		r.idsMu.Lock()
+		r.ids = append(r.ids, placed.OrderID)
+		r.idsMu.Unlock()
 	}
 	r.tracker.Add(placed.OrderID, now, measured)
 	return 0

@@ -20,6 +20,9 @@ const (
 	TargetPostP99Ms = 25.0
 	// TargetE2EVsEngine: settled orders/s at least this share of the engine ceiling.
 	TargetE2EVsEngine = 0.7
+	// TargetE2EVsShapeMix: settled orders/s at least this share of the engine's ceiling
+	// for the load's own mix of run shapes.
+	TargetE2EVsShapeMix = 0.75
 	// TargetRSSMB: the API and the worker each below this resident memory.
 	TargetRSSMB = 300.0
 )
@@ -88,8 +91,14 @@ type Report struct {
 	EngineCeilingP99Ms       float64     `json:"engine_ceiling_p99_ms,omitempty"`
 	EngineCeilingCPUSPer1k   *float64    `json:"engine_ceiling_cpu_s_per_1k"` // the Temporal server's CPU per 1,000 empty workflows
 	EngineShapes             []ShapeCost `json:"engine_shapes,omitempty"`     // the Temporal server's CPU per run of each workflow shape (--engine-shapes)
-	IngestVsDB               *float64    `json:"ingest_vs_db"`
-	E2EVsEngine              *float64    `json:"e2e_vs_engine"`
+	// The engine's ceiling for the load's own mix of run shapes (ShapeMixCeiling), measured
+	// after the load, and the Temporal server's CPU per 1,000 runs of it.
+	ShapeMix            []MixClass `json:"shape_mix,omitempty"`
+	ShapeMixCeilingPerS *float64   `json:"shape_mix_ceiling_per_s"`
+	ShapeMixCPUSPer1k   *float64   `json:"shape_mix_cpu_s_per_1k"`
+	E2EVsShapeMix       *float64   `json:"e2e_vs_shape_mix"`
+	IngestVsDB          *float64   `json:"ingest_vs_db"`
+	E2EVsEngine         *float64   `json:"e2e_vs_engine"`
 
 	CPUs            int     `json:"cpus"`
 	LoadAverage     float64 `json:"load_average"`      // one-minute load average when the bench started
@@ -121,12 +130,18 @@ func (rep *Report) finish() {
 	if rep.EngineCeilingPerS != nil && *rep.EngineCeilingPerS > 0 {
 		rep.E2EVsEngine = ptr(round3(rep.E2EPerS / *rep.EngineCeilingPerS))
 	}
+	if rep.ShapeMixCeilingPerS != nil && *rep.ShapeMixCeilingPerS > 0 {
+		rep.E2EVsShapeMix = ptr(round3(rep.E2EPerS / *rep.ShapeMixCeilingPerS))
+	}
 	rep.Targets = map[string]bool{}
 	if rep.IngestVsDB != nil {
 		rep.Targets["ingest_vs_db"] = *rep.IngestVsDB >= TargetIngestVsDB
 	}
 	if rep.E2EVsEngine != nil {
 		rep.Targets["e2e_vs_engine"] = *rep.E2EVsEngine >= TargetE2EVsEngine
+	}
+	if rep.E2EVsShapeMix != nil {
+		rep.Targets["e2e_vs_shape_mix"] = *rep.E2EVsShapeMix >= TargetE2EVsShapeMix
 	}
 	rep.Targets["post_p99"] = rep.PostP99Ms <= TargetPostP99Ms
 	rep.Targets["no_growing_backlog"] = !rep.BacklogGrowing
@@ -180,6 +195,11 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	}
 	p("end to end\t%.1f orders/s settled\t%s\t%s\t%s",
 		rep.E2EPerS, ceiling(rep.EngineCeilingPerS, "empty wf/s"), ratio(rep.E2EVsEngine), target(rep.Targets, "e2e_vs_engine", fmt.Sprintf("≥ %g", TargetE2EVsEngine)))
+	if rep.ShapeMixCeilingPerS != nil {
+		p("  against the load's shape mix		%s	%s	%s",
+			ceiling(rep.ShapeMixCeilingPerS, "order-shaped runs/s"), ratio(rep.E2EVsShapeMix), target(rep.Targets, "e2e_vs_shape_mix", fmt.Sprintf("≥ %g", TargetE2EVsShapeMix)))
+		p("    the mix	%s", describeMix(rep.ShapeMix))
+	}
 	bound := ""
 	if rep.E2ELowerBound {
 		bound = "at least "
@@ -206,6 +226,9 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	}
 	if rep.EngineCeilingCPUSPer1k != nil {
 		p("  temporal, ceiling\t%.3f\t\t\t\t(per 1k empty workflows)", *rep.EngineCeilingCPUSPer1k)
+	}
+	if rep.ShapeMixCPUSPer1k != nil {
+		p("  temporal, shape mix\t%.3f\t\t\t\t(per 1k runs of the load's mix, no database)", *rep.ShapeMixCPUSPer1k)
 	}
 	p("  machine\t\t%.2f of %d\t\t(%.2f by other processes; load average %.2f at the start)", rep.MachineCPUCores, rep.CPUs, rep.OtherCPUCores, rep.LoadAverage)
 	if len(rep.EngineShapes) > 0 {

@@ -68,7 +68,8 @@ func TestJSONIsOneLineWithTheTrackedKeys(t *testing.T) {
 	for _, k := range []string{"ingest_per_s", "e2e_per_s", "db_ceiling_per_s", "engine_ceiling_per_s",
 		"post_p50_ms", "post_p95_ms", "post_p99_ms", "post_max_ms", "e2e_p50_ms", "e2e_p95_ms", "e2e_p99_ms",
 		"errors_by_status", "ingest_vs_db", "e2e_vs_engine", "cpu_s_per_1k", "peak_rss_mb",
-		"backlog_end", "backlog_slope_per_s", "mode", "concurrency", "duration_s"} {
+		"backlog_end", "backlog_slope_per_s", "mode", "concurrency", "duration_s",
+		"shape_mix_ceiling_per_s", "e2e_vs_shape_mix", "refused_per_s", "topology"} {
 		if _, ok := m[k]; !ok {
 			t.Errorf("JSON lacks %q: %s", k, out)
 		}
@@ -79,7 +80,7 @@ func TestJSONIsOneLineWithTheTrackedKeys(t *testing.T) {
 }
 
 func TestTableShowsFiguresCeilingsAndMisses(t *testing.T) {
-	rep := &Report{Mode: Open, Rate: 500, DurationS: 30, WarmupS: 5, Instruments: []int64{101},
+	rep := &Report{Mode: Open, Rate: 500, DurationS: 30, WarmupS: 5, Instruments: []int64{101}, ShapeMixCeilingPerS: ptr(40.0),
 		IngestPerS: 499.5, DBCeilingPerS: ptr(1000.0), E2EPerS: 20, EngineCeilingPerS: ptr(100.0),
 		PostP99Ms: 12, ErrorsByStatus: map[string]int{"503": 2},
 		CPUCores: map[string]float64{ProcAPIWorker: 1.1}, CPUSPer1k: map[string]float64{ProcAPIWorker: 2.2},
@@ -91,7 +92,7 @@ func TestTableShowsFiguresCeilingsAndMisses(t *testing.T) {
 	}
 	out := buf.String()
 	for _, want := range []string{"open loop, 500 orders/s", "499.5 orders/s accepted", "1000.0 db inserts/s", "0.50",
-		"≥ 0.5 met", "≥ 0.7 MISSED", "503 2", "api+worker", "< 300 MB MISSED"} {
+		"≥ 0.5 met", "≥ 0.7 MISSED", "40.0 order-shaped runs/s", "≥ 0.75 MISSED", "503 2", "api+worker", "< 300 MB MISSED"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}

@@ -58,8 +58,9 @@ func waitingStatus(round int) string { return fmt.Sprintf("BENCH_WAITING_%d", ro
 // shapeStep stands in for a lifecycle step: a local activity that does nothing.
 func shapeStep(_ context.Context, n int) (int, error) { return n + 1, nil }
 
-// shapeWorkflow runs a shape.
-func shapeWorkflow(ctx workflow.Context, s shape) error {
+// shapeWorkflow runs a shape. waiting, if not nil, is called each time the run is about to
+// wait for a signal (waitNotices).
+func shapeWorkflow(ctx workflow.Context, s shape, waiting func(workflow.Context)) error {
 	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: 10 * time.Second})
 	for i := range s.LAs {
 		if err := workflow.ExecuteLocalActivity(lctx, shapeStep, i).Get(ctx, nil); err != nil {
@@ -69,6 +70,9 @@ func shapeWorkflow(ctx workflow.Context, s shape) error {
 	wake := workflow.GetSignalChannel(ctx, shapeSignal)
 	for round := range s.Wakeups {
 		_ = workflow.UpsertTypedSearchAttributes(ctx, workflows.AttrOrderStatus.ValueSet(waitingStatus(round)))
+		if waiting != nil {
+			waiting(ctx)
+		}
 		if !s.Recheck {
 			wake.Receive(ctx, nil)
 			continue
@@ -94,7 +98,8 @@ func shapeWorkflow(ctx workflow.Context, s shape) error {
 func EngineShapes(ctx context.Context, c client.Client, runID string, runs, concurrency int, serverCPU func() (float64, bool)) ([]ShapeCost, error) {
 	queue := "orderflow-bench-shapes-" + runID
 	w := worker.New(c, queue, worker.Options{})
-	w.RegisterWorkflowWithOptions(shapeWorkflow, workflow.RegisterOptions{Name: shapeWorkflowName})
+	w.RegisterWorkflowWithOptions(func(ctx workflow.Context, s shape) error { return shapeWorkflow(ctx, s, nil) },
+		workflow.RegisterOptions{Name: shapeWorkflowName})
 	w.RegisterActivity(shapeStep)
 	if err := w.Start(); err != nil {
 		return nil, fmt.Errorf("bench: shapes worker: %w", err)
@@ -119,6 +124,19 @@ func EngineShapes(ctx context.Context, c client.Client, runID string, runs, conc
 		out = append(out, ShapeCost{Name: s.Name, Runs: runs, CPUMsRun: round2((after - before) / float64(runs) * 1000)})
 	}
 	return out, nil
+}
+
+// startOptions start run n of shape s as the consumer starts an order's run: eagerly,
+// with the order's search attributes if the shape has them.
+func startOptions(id, queue string, s shape, n int64) client.StartWorkflowOptions {
+	opts := client.StartWorkflowOptions{ID: id, TaskQueue: queue, EnableEagerStart: true, WorkflowRunTimeout: time.Minute}
+	if s.Attrs {
+		// What the consumer sets at start (workflows.startOptions), with negative ids so
+		// that an operator's filter on a real order, user or instrument never finds them.
+		opts.TypedSearchAttributes = workflows.StartSearchAttributes(workflows.StartRequest{
+			OrderID: -n, UserID: -1, InstrumentID: -1, Side: "BUY", Kind: "LIMIT"})
+	}
+	return opts
 }
 
 // runShape starts runs of s and waits for their results, waking each once it waits.
@@ -149,14 +167,7 @@ func runShape(ctx context.Context, c client.Client, queue, idPrefix string, s sh
 	id := func(i int) string { return fmt.Sprintf("%s-%d", idPrefix, i) }
 	handles := make([]client.WorkflowRun, runs)
 	err := all(func(i int) error {
-		opts := client.StartWorkflowOptions{ID: id(i), TaskQueue: queue, EnableEagerStart: true, WorkflowRunTimeout: time.Minute}
-		if s.Attrs {
-			// What the consumer sets at start (workflows.startOptions), with negative ids so
-			// that an operator's filter on a real order, user or instrument never finds them.
-			opts.TypedSearchAttributes = workflows.StartSearchAttributes(workflows.StartRequest{
-				OrderID: -int64(i + 1), UserID: -1, InstrumentID: -1, Side: "BUY", Kind: "LIMIT"})
-		}
-		run, err := c.ExecuteWorkflow(ctx, opts, shapeWorkflowName, s)
+		run, err := c.ExecuteWorkflow(ctx, startOptions(id(i), queue, s, int64(i+1)), shapeWorkflowName, s)
 		if err != nil {
 			return err
 		}

@@ -36,7 +36,8 @@ func TestBenchSmokeRunEndsWithTheReportAsJSON(t *testing.T) {
 	for _, k := range []string{"ingest_per_s", "e2e_per_s", "db_ceiling_per_s", "engine_ceiling_per_s",
 		"post_p50_ms", "post_p95_ms", "post_p99_ms", "post_max_ms", "e2e_p50_ms", "e2e_p95_ms", "e2e_p99_ms",
 		"errors_by_status", "ingest_vs_db", "e2e_vs_engine", "cpu_s_per_1k", "peak_rss_mb",
-		"backlog_end", "backlog_slope_per_s", "mode", "concurrency", "duration_s"} {
+		"backlog_end", "backlog_slope_per_s", "mode", "concurrency", "duration_s",
+		"shape_mix_ceiling_per_s", "e2e_vs_shape_mix", "refused_per_s", "topology"} {
 		if _, ok := rep[k]; !ok {
 			t.Errorf("the report lacks %q: %s", k, last)
 		}
@@ -46,8 +47,19 @@ func TestBenchSmokeRunEndsWithTheReportAsJSON(t *testing.T) {
 			t.Errorf("%s = %v, want > 0:\n%s", k, rep[k], out.String())
 		}
 	}
-	for _, k := range []string{"ingest_per_s", "e2e_per_s", "db_ceiling_per_s", "engine_ceiling_per_s"} {
+	for _, k := range []string{"ingest_per_s", "e2e_per_s", "db_ceiling_per_s", "engine_ceiling_per_s", "shape_mix_ceiling_per_s", "e2e_vs_shape_mix"} {
 		positive(k)
+	}
+	// The shape mix is the window's accepted orders, every one of them classified.
+	mixed := 0.0
+	mix, _ := rep["shape_mix"].([]any)
+	for _, c := range mix {
+		m, _ := c.(map[string]any)
+		n, _ := m["orders"].(float64)
+		mixed += n
+	}
+	if accepted, _ := rep["accepted"].(float64); mixed != accepted || accepted == 0 {
+		t.Errorf("shape_mix %v holds %v orders, want the %v accepted", rep["shape_mix"], mixed, accepted)
 	}
 	shapes, _ := rep["engine_shapes"].([]any)
 	if len(shapes) != 4 {
