@@ -137,7 +137,8 @@ func (s *server) listKeys(w http.ResponseWriter, r *http.Request) error {
 }
 
 // revokeKey handles POST /api/v1/admin/keys/{keyId}/revoke: the key is refused from the
-// next request on. Revoking a revoked key answers it as it is.
+// next request on by this replica, and by the others once they no longer remember it
+// valid (AUTH_KEY_CACHE_TTL). Revoking a revoked key answers it as it is.
 func (s *server) revokeKey(w http.ResponseWriter, r *http.Request) error {
 	keys, err := s.keys()
 	if err != nil {

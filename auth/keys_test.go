@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/orderflow/orderflow/auth"
 )
@@ -123,5 +124,73 @@ func TestAdminIncludesReadAndNothingElseIncludesAnything(t *testing.T) {
 	trade := auth.Principal{UserID: 1, Scopes: []auth.Scope{auth.ScopeTrade}}
 	if !admin.Has(auth.ScopeRead) || admin.Has(auth.ScopeTrade) || trade.Has(auth.ScopeRead) || trade.Has(auth.ScopeAdmin) {
 		t.Error("scope inclusion is wrong")
+	}
+}
+
+func TestACachedKeyIsReadOnceAndForgottenWhenRevokedHere(t *testing.T) {
+	t.Parallel()
+	pool := newPool(t)
+	ctx := context.Background()
+	keys := auth.NewKeys(pool).WithCache(time.Hour)
+	elsewhere := auth.NewKeys(pool) // another replica, or the CLI
+	key, rec, err := keys.Create(ctx, 8, "cached", []auth.Scope{auth.ScopeTrade})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := keys.Authenticate(ctx, key); err != nil || p.UserID != 8 {
+		t.Fatalf("Authenticate = %+v, %v", p, err)
+	}
+	// Revoked elsewhere: this store still remembers the key valid, as documented.
+	if _, err := elsewhere.Revoke(ctx, rec.ID); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := keys.Authenticate(ctx, key); err != nil || p.UserID != 8 {
+		t.Fatalf("a remembered key: %+v, %v; want it answered from the cache", p, err)
+	}
+	// The remembered key's id with another secret is still refused.
+	other, _, _ := auth.NewKey()
+	forged := key[:len(auth.KeyPrefix)+17] + other[len(auth.KeyPrefix)+17:]
+	if _, err := keys.Authenticate(ctx, forged); !errors.Is(err, auth.ErrUnknownKey) {
+		t.Errorf("a forged secret for a cached id: %v, want ErrUnknownKey", err)
+	}
+	// Revoked through this store: refused at once.
+	if _, err := keys.Revoke(ctx, rec.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keys.Authenticate(ctx, key); !errors.Is(err, auth.ErrRevokedKey) {
+		t.Errorf("after Revoke here: %v, want ErrRevokedKey", err)
+	}
+	// A revoked key is never remembered: revoked elsewhere after one refusal, still refused.
+	key2, rec2, err := keys.Create(ctx, 8, "short", []auth.Scope{auth.ScopeTrade})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := elsewhere.Revoke(ctx, rec2.ID); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := keys.Authenticate(ctx, key2); !errors.Is(err, auth.ErrRevokedKey) {
+			t.Errorf("a key revoked before its first use: %v, want ErrRevokedKey", err)
+		}
+	}
+}
+
+func TestAnExpiredCacheEntryIsReadAgain(t *testing.T) {
+	t.Parallel()
+	pool := newPool(t)
+	ctx := context.Background()
+	keys := auth.NewKeys(pool).WithCache(time.Nanosecond)
+	key, rec, err := keys.Create(ctx, 9, "expiring", []auth.Scope{auth.ScopeRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keys.Authenticate(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := auth.NewKeys(pool).Revoke(ctx, rec.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keys.Authenticate(ctx, key); !errors.Is(err, auth.ErrRevokedKey) {
+		t.Errorf("past its ttl: %v, want the key read again and refused", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -71,10 +72,71 @@ func keyOf(k queries.ApiKey) Key {
 // Keys is the API key store, in PostgreSQL.
 type Keys struct {
 	q *queries.Queries
+
+	// A cache of keys found valid, so that a busy client's every request does not read
+	// its key (see WithCache); nil, or a zero ttl: none.
+	ttl time.Duration
+	mu  sync.Mutex
+	hot map[string]cachedKey
 }
+
+// cachedKey is a key found valid, until a time.
+type cachedKey struct {
+	hash      []byte
+	principal Principal
+	until     time.Time
+}
+
+// maxCachedKeys bounds the cache: past it, it starts again empty.
+const maxCachedKeys = 10000
 
 // NewKeys returns the key store over pool.
 func NewKeys(pool *pgxpool.Pool) *Keys { return &Keys{q: queries.New(pool)} }
+
+// WithCache makes Authenticate remember a key it found valid for ttl, and answer from
+// memory meanwhile: a key revoked elsewhere (another replica, the CLI) keeps working here
+// for up to ttl. Revoke through this store forgets the key at once. Unknown, wrong and
+// revoked keys are never remembered, so a guesser's every attempt is read (and charged
+// by the API's throttle). 0 keeps no cache.
+func (k *Keys) WithCache(ttl time.Duration) *Keys {
+	k.ttl = ttl
+	k.hot = map[string]cachedKey{}
+	return k
+}
+
+func (k *Keys) cached(id string, hash []byte, now time.Time) (Principal, bool) {
+	if k.ttl <= 0 {
+		return Principal{}, false
+	}
+	k.mu.Lock()
+	c, ok := k.hot[id]
+	k.mu.Unlock()
+	if !ok || now.After(c.until) || !secretMatches(c.hash, hash) {
+		return Principal{}, false
+	}
+	return c.principal, true
+}
+
+func (k *Keys) remember(id string, hash []byte, p Principal, now time.Time) {
+	if k.ttl <= 0 {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.hot) >= maxCachedKeys {
+		clear(k.hot)
+	}
+	k.hot[id] = cachedKey{hash: hash, principal: p, until: now.Add(k.ttl)}
+}
+
+func (k *Keys) forget(id string) {
+	if k.ttl <= 0 {
+		return
+	}
+	k.mu.Lock()
+	delete(k.hot, id)
+	k.mu.Unlock()
+}
 
 // KeyError is a key that cannot be created as asked: Field (userId, scopes or name) is
 // wrong as Message says.
@@ -128,7 +190,9 @@ func (k *Keys) List(ctx context.Context, user int64) ([]Key, error) {
 // Revoke revokes key id at once: the next request with it is refused. Revoking it again
 // changes nothing; an id no key has is ErrKeyNotFound.
 func (k *Keys) Revoke(ctx context.Context, id string) (Key, error) {
+	k.forget(id)
 	row, err := k.q.RevokeAPIKey(ctx, id)
+	k.forget(id) // and anything remembered while the revoke was on its way
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Key{}, fmt.Errorf("key %q: %w", id, ErrKeyNotFound)
 	}
@@ -144,6 +208,10 @@ func (k *Keys) Authenticate(ctx context.Context, key string) (Principal, error) 
 	id, hash, err := ParseKey(key)
 	if err != nil {
 		return Principal{}, err
+	}
+	now := time.Now()
+	if p, ok := k.cached(id, hash, now); ok {
+		return p, nil
 	}
 	row, err := k.q.GetAPIKey(ctx, id)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -163,5 +231,7 @@ func (k *Keys) Authenticate(ctx context.Context, key string) (Principal, error) 
 	if row.LastUsedAt == nil || time.Since(*row.LastUsedAt) > time.Minute {
 		_ = k.q.TouchAPIKey(ctx, id)
 	}
-	return Principal{UserID: row.UserID, Scopes: keyOf(row).Scopes, KeyID: row.ID}, nil
+	p := Principal{UserID: row.UserID, Scopes: keyOf(row).Scopes, KeyID: row.ID}
+	k.remember(id, hash, p, now)
+	return p, nil
 }

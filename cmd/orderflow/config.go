@@ -54,6 +54,9 @@ import (
 //	                    key or (when OIDC_JWKS_URL is set) a JWT; trust-body: none, the body's
 //	                    userId is believed and every route is open (local experiments and the
 //	                    seed's web client only; logged as a warning at every start)
+//	AUTH_KEY_CACHE_TTL  how long a replica remembers an API key it found valid (5s): a key
+//	                    revoked through another replica or the CLI keeps working here for up
+//	                    to that long; 0 reads the key on every request
 //	OIDC_JWKS_URL, OIDC_ISSUER, OIDC_AUDIENCE
 //	                    accept the JWTs of an OIDC provider: its key set, issuer and audience
 //	OIDC_USER_CLAIM, OIDC_SCOPES_CLAIM, OIDC_CLOCK_SKEW
@@ -110,6 +113,7 @@ type Config struct {
 	Retry                workflows.RetryConfig
 	StuckAfter           time.Duration
 	ShutdownTimeout      time.Duration
+	KeyCacheTTL          time.Duration
 	ReconcileInterval    time.Duration
 	MatchFillsPerStep    int
 	DBMaxConns           int32
@@ -264,6 +268,11 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	case authKeys, authTrustBody:
 	default:
 		errs = append(errs, "AUTH_MODE must be keys or trust-body")
+	}
+	if ttl, err := time.ParseDuration(str("AUTH_KEY_CACHE_TTL", "5s")); err != nil || ttl < 0 || ttl > time.Minute {
+		errs = append(errs, "AUTH_KEY_CACHE_TTL must be a duration from 0 to 1m, such as 5s (a key revoked elsewhere works for up to that long)")
+	} else {
+		cfg.KeyCacheTTL = ttl
 	}
 	cfg.JWT = auth.JWTConfig{
 		JWKSURL: str("OIDC_JWKS_URL", ""), Issuer: str("OIDC_ISSUER", ""), Audience: str("OIDC_AUDIENCE", ""),

@@ -200,7 +200,7 @@ func authenticator(ctx context.Context, cfg Config, pool *pgxpool.Pool, logger *
 		logger.Warn("AUTH_MODE=trust-body: the API authenticates nobody; anyone who reaches it acts as any user and as an operator. For local experiments only")
 		return nil, true, nil
 	}
-	a = &auth.Authenticator{Keys: auth.NewKeys(pool)}
+	a = &auth.Authenticator{Keys: auth.NewKeys(pool).WithCache(cfg.KeyCacheTTL)}
 	if cfg.JWT.JWKSURL != "" {
 		if a.JWT, err = auth.NewJWTVerifier(ctx, cfg.JWT); err != nil {
 			return nil, false, fmt.Errorf("OIDC: %w", err)
