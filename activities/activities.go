@@ -164,7 +164,10 @@ func step(o queries.Order, err error) (StepResult, error) {
 	return resultOf(o), nil
 }
 
-// Validate checks the business rules: CREATED → VALIDATED, or REJECTED with the reason.
+// Validate checks the business rules and hands a valid order to matching in the same
+// write: CREATED → VALIDATED → SENT_TO_EXECUTOR, or REJECTED with the reason. The run
+// then goes straight to Execute; SendToExecutor is left for orders an earlier release
+// left VALIDATED.
 func (a *Activities) Validate(ctx context.Context, orderID int64) (StepResult, error) {
 	return step(a.book.Validate(acting(ctx), orderID))
 }

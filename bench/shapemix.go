@@ -119,7 +119,7 @@ func shapeOf(c MixClass) shape {
 	}
 	// A run that is never woken still waits, with its recheck timer: it is signalled
 	// once the loop is over so that it closes, outside the measured window.
-	return shape{LAs: 3, Attrs: true, Wakeups: max(c.Wakeups, 1), Recheck: true}
+	return shape{LAs: 2, Attrs: true, Wakeups: max(c.Wakeups, 1), Recheck: true}
 }
 
 // waitNotices is how a shape's run tells this process, while it runs here, that it waits

@@ -37,14 +37,14 @@ func TestMixPickerNeedsOrders(t *testing.T) {
 }
 
 func TestShapeOfAClassIsTheRunItsOrdersTook(t *testing.T) {
-	if s := shapeOf(MixClass{Orders: 1}); s.Wakeups != 0 || s.LAs != 3 || !s.Attrs {
+	if s := shapeOf(MixClass{Orders: 1}); s.Wakeups != 0 || s.LAs != 2 || !s.Attrs {
 		t.Errorf("first-task class: shape %+v", s)
 	}
 	// A resting order never woken still waits (woken after the loop); one woken twice
 	// waits twice; both with the resting recheck.
 	for _, c := range []struct{ wakeups, waits int }{{0, 1}, {1, 1}, {2, 2}} {
 		s := shapeOf(MixClass{Rests: true, Wakeups: c.wakeups, Orders: 1})
-		if s.Wakeups != c.waits || !s.Recheck || s.LAs != 3 || !s.Attrs {
+		if s.Wakeups != c.waits || !s.Recheck || s.LAs != 2 || !s.Attrs {
 			t.Errorf("resting class woken %d×: shape %+v, want %d waits with the recheck", c.wakeups, s, c.waits)
 		}
 	}

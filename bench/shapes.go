@@ -21,7 +21,7 @@ import (
 // empty workflow's cost to the mix's average shape cost.
 type shape struct {
 	Name    string
-	LAs     int  // local activities in the first workflow task (Validate, SendToExecutor, Execute)
+	LAs     int  // local activities in the first workflow task (Validate, Execute)
 	Attrs   bool // the order's search attributes at start, and OrderStatus upserted in every task; needed by Wakeups
 	Wakeups int  // signals the run waits for after its first task, as a resting order waits for a fill or a cancel
 	// Recheck makes each wait what a resting order's wait is since its runs read their
@@ -33,9 +33,9 @@ type shape struct {
 // shapes are the shapes measured, cheapest first.
 var shapes = []shape{
 	{Name: "empty workflow (the ceiling's)"},
-	{Name: "order that ends in its first task (market, crossing limit, rejected)", LAs: 3, Attrs: true},
-	{Name: "order that rests, then one fill or cancel ends it", LAs: 3, Attrs: true, Wakeups: 1},
-	{Name: "the same, with the resting recheck (version marker, timer started and cancelled)", LAs: 3, Attrs: true, Wakeups: 1, Recheck: true},
+	{Name: "order that ends in its first task (market, crossing limit, rejected)", LAs: 2, Attrs: true},
+	{Name: "order that rests, then one fill or cancel ends it", LAs: 2, Attrs: true, Wakeups: 1},
+	{Name: "the same, with the resting recheck (version marker, timer started and cancelled)", LAs: 2, Attrs: true, Wakeups: 1, Recheck: true},
 }
 
 // ShapeCost is the Temporal server's CPU per run of one shape.

@@ -125,6 +125,9 @@ func (cs *changeSet) notice(id int64, status order.Status) {
 // changed orders by id. If any order changed since it was read, nothing is written
 // (the caller's transaction must be rolled back) and the error wraps ErrStale.
 func (tx *txn) apply(ctx context.Context, cs *changeSet) (map[int64]queries.Order, error) {
+	if tx.autocommit && (cs.changes != 1 || len(cs.arg.TradeBuyIds) > 0 || len(cs.arg.NoticeOrderIds) > 0) {
+		return nil, fmt.Errorf("orderbook: a set of %d changes with trades or notices needs a transaction", cs.changes)
+	}
 	a := cs.arg
 	// Empty groups still need typed, non-NULL arrays.
 	a.TradeBuyIds, a.TradeSellIds = orEmpty(a.TradeBuyIds), orEmpty(a.TradeSellIds)

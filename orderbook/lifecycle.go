@@ -17,9 +17,13 @@ import (
 // message) it changes nothing and returns the order as it stands.
 
 // Validate checks the business rules (instrument known and active, tick size, lot size,
-// quantity range): CREATED → VALIDATED, or REJECTED with the reason.
+// quantity range) and hands a valid order to matching: CREATED → VALIDATED →
+// SENT_TO_EXECUTOR, both events written by one statement, or REJECTED with the reason.
+// Its one write is one order's change, checked against the version read, so it runs
+// without a transaction (inStatement). An order already past CREATED is returned as it
+// stands; one left VALIDATED by an earlier release is moved on by Dispatch.
 func (s *Service) Validate(ctx context.Context, id int64) (o queries.Order, err error) {
-	err = s.inTx(ctx, func(tx *txn) error {
+	err = s.inStatement(ctx, func(tx *txn) error {
 		if o, err = tx.getOrder(ctx, id, false); err != nil || order.Status(o.Status) != order.Created {
 			return err
 		}
@@ -27,12 +31,23 @@ func (s *Service) Validate(ctx context.Context, id int64) (o queries.Order, err 
 		if err != nil {
 			return err
 		}
-		m := move{to: order.Validated}
 		if reason != "" {
-			m = move{to: order.Rejected, reason: reason}
+			o, err = tx.transition(ctx, o, move{to: order.Rejected, reason: reason}, nil)
+			return err
 		}
-		o, err = tx.transition(ctx, o, m, nil)
-		return err
+		var cs changeSet
+		cs.setStatus(o, order.SentToExecutor, o.RemainingQuantity, "", false, false)
+		for _, m := range [][2]order.Status{{order.Created, order.Validated}, {order.Validated, order.SentToExecutor}} {
+			if err := cs.event(event{orderID: o.ID, typ: order.EventFor(m[1]), from: m[0], to: m[1]}); err != nil {
+				return err
+			}
+		}
+		rows, err := tx.apply(ctx, &cs)
+		if err != nil {
+			return fmt.Errorf("order %d to %s: %w", o.ID, order.SentToExecutor, err)
+		}
+		o = rows[o.ID]
+		return nil
 	})
 	return o, err
 }
@@ -59,7 +74,7 @@ func rules(inst queries.Instrument) order.Instrument {
 
 // Dispatch hands a validated order to matching: VALIDATED → SENT_TO_EXECUTOR.
 func (s *Service) Dispatch(ctx context.Context, id int64) (o queries.Order, err error) {
-	err = s.inTx(ctx, func(tx *txn) error {
+	err = s.inStatement(ctx, func(tx *txn) error {
 		if o, err = tx.getOrder(ctx, id, false); err != nil || order.Status(o.Status) != order.Validated {
 			return err
 		}

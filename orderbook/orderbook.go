@@ -171,6 +171,30 @@ func New(pool *pgxpool.Pool, logger *slog.Logger, cfg Config) *Service {
 type txn struct {
 	*queries.Queries
 	changes [][2]order.Status
+	// autocommit: no transaction around the statements (inStatement), so apply takes one
+	// order's change at a time, which writes all or nothing without a rollback.
+	autocommit bool
+}
+
+// inStatement runs fn on the pool, each statement committing on its own, for a step
+// whose only write is one order's change: apply checks it against the version the step
+// read, so it is written whole or not at all, as in a transaction, for two round trips
+// (BEGIN, COMMIT) fewer.
+func (s *Service) inStatement(ctx context.Context, fn func(tx *txn) error) error {
+	tx := &txn{Queries: s.q, autocommit: true}
+	if err := fn(tx); err != nil {
+		return err
+	}
+	s.observe(tx)
+	return nil
+}
+
+func (s *Service) observe(tx *txn) {
+	if s.observer != nil {
+		for _, c := range tx.changes {
+			s.observer.ObserveTransition(string(c[0]), string(c[1]))
+		}
+	}
 }
 
 // inTx runs fn in one transaction and commits it if fn succeeds.
@@ -187,11 +211,7 @@ func (s *Service) inTx(ctx context.Context, fn func(tx *txn) error) error {
 	if err := pgtx.Commit(ctx); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
-	if s.observer != nil {
-		for _, c := range tx.changes {
-			s.observer.ObserveTransition(string(c[0]), string(c[1]))
-		}
-	}
+	s.observe(tx)
 	return nil
 }
 

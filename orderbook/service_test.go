@@ -6,10 +6,12 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/shopspring/decimal"
 
@@ -87,6 +89,20 @@ func (b *book) run(user, inst int64, side order.Side, price string, qty int64) q
 	return res.Order
 }
 
+// statuses returns order id's timeline as the statuses its events moved it to.
+func (b *book) statuses(id int64) []string {
+	b.t.Helper()
+	rows, err := b.pool.Query(b.ctx, `SELECT to_status FROM order_events WHERE order_id = $1 ORDER BY seq`, id)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return out
+}
+
 func (b *book) order(id int64) queries.Order {
 	b.t.Helper()
 	o, err := b.svc.Order(b.ctx, id)
@@ -152,7 +168,7 @@ func TestValidateChecksTheInstrumentsRulesAndChangesNothingTwice(t *testing.T) {
 		status order.Status
 		reason string
 	}{
-		{"an order within the rules is validated", 201, "1.05", 10, order.Validated, ""},
+		{"an order within the rules is validated and handed to matching", 201, "1.05", 10, order.SentToExecutor, ""},
 		{"an unknown instrument is rejected", 999, "1", 1, order.Rejected, order.ReasonUnknownInstrument},
 		{"a halted instrument is rejected", 202, "1", 1, order.Rejected, order.ReasonInstrumentHalted},
 		{"a price off the tick is rejected", 201, "1.01", 10, order.Rejected, order.ReasonTickSize},
@@ -167,6 +183,14 @@ func TestValidateChecksTheInstrumentsRulesAndChangesNothingTwice(t *testing.T) {
 				t.Fatal(err)
 			}
 			wantStatus(t, got, c.status, c.reason)
+			// One write, recording every status it went through.
+			want := []string{"CREATED", string(c.status)}
+			if c.status == order.SentToExecutor {
+				want = []string{"CREATED", "VALIDATED", "SENT_TO_EXECUTOR"}
+			}
+			if got.Version != 1 || !slices.Equal(b.statuses(o.ID), want) {
+				t.Errorf("version %d, timeline %v; want version 1 and %v", got.Version, b.statuses(o.ID), want)
+			}
 			again, err := b.svc.Validate(b.ctx, o.ID)
 			if err != nil || again.Version != got.Version {
 				t.Errorf("second Validate: version %d → %d, %v; want no change", got.Version, again.Version, err)
@@ -185,7 +209,13 @@ func TestDispatchMovesOnlyValidatedOrders(t *testing.T) {
 	if got, err := b.svc.Dispatch(b.ctx, o.ID); err != nil || order.Status(got.Status) != order.Created {
 		t.Fatalf("Dispatch of a CREATED order: %s, %v; want it left CREATED", got.Status, err)
 	}
-	got := b.dispatch(o.ID)
+	// An order an earlier release's Validate left VALIDATED.
+	b.exec(`UPDATE orders SET status = 'VALIDATED', version = version + 1 WHERE id = $1`, o.ID)
+	b.exec(`INSERT INTO order_events (order_id, seq, event_type, from_status, to_status) VALUES ($1, 2, 'VALIDATED', 'CREATED', 'VALIDATED')`, o.ID)
+	got, err := b.svc.Dispatch(b.ctx, o.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	wantStatus(t, got, order.SentToExecutor, "")
 	if again, err := b.svc.Dispatch(b.ctx, o.ID); err != nil || again.Version != got.Version {
 		t.Errorf("second Dispatch changed the order (version %d → %d) or failed: %v", got.Version, again.Version, err)
@@ -279,7 +309,7 @@ func TestARunActsOnlyOnTheOrderItWasStartedFor(t *testing.T) {
 		t.Fatalf("the order changed: %+v", now)
 	}
 	got, err := b.svc.Validate(orderbook.ActingFor(b.ctx, o.ID, o.RunKey), o.ID)
-	if err != nil || order.Status(got.Status) != order.Validated {
+	if err != nil || order.Status(got.Status) != order.SentToExecutor {
 		t.Errorf("validate as the order's own run: %+v, %v", got, err)
 	}
 }

@@ -168,6 +168,21 @@ func TestMarketOrderHappyPath(t *testing.T) {
 	h.assertCalls("Validate", "SendToExecutor", "Execute")
 }
 
+// Validate hands a valid order to matching in its own write, so the run goes from it
+// straight to Execute, with no SendToExecutor step (one local activity fewer per order).
+func TestAValidatedOrderHandedToMatchingGoesStraightToExecute(t *testing.T) {
+	h := newHarness(t)
+	h.onValidate(step(order.SentToExecutor), nil)
+	h.onExecute(activities.ExecuteResult{StepResult: step(order.Executed)}, nil)
+	h.forbidUnmocked()
+
+	res := h.run()
+	if res.Status != order.Executed {
+		t.Errorf("result = %+v, want EXECUTED", res)
+	}
+	h.assertCalls("Validate", "Execute")
+}
+
 func TestOrderEndsAsExecuteLeavesIt(t *testing.T) {
 	for _, tc := range []struct {
 		name string
