@@ -440,16 +440,23 @@ func (r *runner) shapeMix(ctx context.Context, rep *Report) error {
 	defer tc.Close()
 	r.out.printf("shape mix ceiling: %d concurrent order-shaped runs in the load's mix (%s) for %s…", o.EngineConcurrency, describeMix(mix), o.CeilingDuration)
 	samples := &sampler{r: r, rss: map[string]int64{}, peak: map[string]int64{}}
-	before := samples.take()[ProcTemporal]
+	before := samples.take()
 	c, err := ShapeMixCeiling(ctx, tc, r.runID, mix, o.EngineConcurrency, o.CeilingDuration)
 	if err != nil {
 		return err
 	}
-	after := samples.take()[ProcTemporal]
+	after := samples.take()
 	rep.ShapeMixCeilingPerS = ptr(round2(c.PerSecond))
-	if before.Alive && after.Alive && c.Total > 0 {
-		rep.ShapeMixCPUSPer1k = ptr(round3((after.CPUSeconds - before.CPUSeconds) / float64(c.Total) * 1000))
+	per1k := func(name string) *float64 {
+		a, b := before[name], after[name]
+		if !a.Alive || !b.Alive || c.Total == 0 {
+			return nil
+		}
+		return ptr(round3((b.CPUSeconds - a.CPUSeconds) / float64(c.Total) * 1000))
 	}
+	// The server's work for the mix, and the worker's side of the engine's work: the SDK
+	// running the same runs in this process, with no database, Kafka or HTTP behind them.
+	rep.ShapeMixCPUSPer1k, rep.ShapeMixClientCPUSPer1k = per1k(ProcTemporal), per1k(ProcBench)
 	r.out.printf("shape mix ceiling: %.1f order-shaped runs/s (each p50 %.1f ms, p99 %.1f ms)", c.PerSecond, c.Latency.P50, c.Latency.P99)
 	return nil
 }

@@ -96,9 +96,12 @@ type Report struct {
 	ShapeMix            []MixClass `json:"shape_mix,omitempty"`
 	ShapeMixCeilingPerS *float64   `json:"shape_mix_ceiling_per_s"`
 	ShapeMixCPUSPer1k   *float64   `json:"shape_mix_cpu_s_per_1k"`
-	E2EVsShapeMix       *float64   `json:"e2e_vs_shape_mix"`
-	IngestVsDB          *float64   `json:"ingest_vs_db"`
-	E2EVsEngine         *float64   `json:"e2e_vs_engine"`
+	// The Temporal SDK's CPU per 1,000 runs of the mix on the bench's own worker (the
+	// worker's side of the engine's work), to set against the api+worker's per order.
+	ShapeMixClientCPUSPer1k *float64 `json:"shape_mix_client_cpu_s_per_1k"`
+	E2EVsShapeMix           *float64 `json:"e2e_vs_shape_mix"`
+	IngestVsDB              *float64 `json:"ingest_vs_db"`
+	E2EVsEngine             *float64 `json:"e2e_vs_engine"`
 
 	CPUs            int     `json:"cpus"`
 	LoadAverage     float64 `json:"load_average"`      // one-minute load average when the bench started
@@ -229,6 +232,9 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	}
 	if rep.ShapeMixCPUSPer1k != nil {
 		p("  temporal, shape mix\t%.3f\t\t\t\t(per 1k runs of the load's mix, no database)", *rep.ShapeMixCPUSPer1k)
+	}
+	if rep.ShapeMixClientCPUSPer1k != nil {
+		p("  SDK worker, shape mix\t%.3f\t\t\t\t(the same runs on the bench's worker: the engine's share of a worker's work)", *rep.ShapeMixClientCPUSPer1k)
 	}
 	p("  machine\t\t%.2f of %d\t\t(%.2f by other processes; load average %.2f at the start)", rep.MachineCPUCores, rep.CPUs, rep.OtherCPUCores, rep.LoadAverage)
 	if len(rep.EngineShapes) > 0 {
