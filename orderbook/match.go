@@ -68,6 +68,11 @@ func (s *Service) Match(ctx context.Context, id int64) (res MatchResult, err err
 			return err
 		}
 		written := 0
+		// A first step that wrote no notice leaves none to claim: no earlier step of this
+		// order can have written any (a retry after a commit finds the order past its
+		// first step), which spares the claim's round trip for every order that rests
+		// without trading.
+		first := order.Status(o.Status) == order.SentToExecutor
 		if matchable(o) {
 			if o, res.More, written, err = tx.matchStep(ctx, o, s.maxFills); err != nil {
 				return err
@@ -76,6 +81,9 @@ func (s *Service) Match(ctx context.Context, id int64) (res MatchResult, err err
 		res.Order = o
 		if res.More {
 			left = written > 0
+			return nil
+		}
+		if first && written == 0 {
 			return nil
 		}
 		claimed, err := tx.ClaimFillNotices(ctx, queries.ClaimFillNoticesParams{
