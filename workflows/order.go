@@ -96,6 +96,8 @@ type RetryConfig struct {
 	InitialInterval time.Duration
 	MaximumInterval time.Duration
 	MaximumAttempts int32
+	// StepTimeout bounds one attempt of a lifecycle step (a stuck connection); 0: 15s.
+	StepTimeout time.Duration
 }
 
 // DefaultRetry retries for about two and a half minutes before parking an order.
@@ -156,9 +158,34 @@ const maxSignalsPerRun = 500
 // and the only permanent errors are the non-retryable types below.
 func stepOptions(r RetryConfig) workflow.LocalActivityOptions {
 	return workflow.LocalActivityOptions{
-		StartToCloseTimeout: 15 * time.Second,
-		RetryPolicy:         retryPolicy(r),
+		StartToCloseTimeout: r.stepTimeout(),
+		// The SDK ends a local activity's retries at its ScheduleToClose, which defaults to
+		// one StartToClose: a single timeout would park the order. The whole budget, every
+		// attempt at its timeout plus every backoff, leaves the retry policy to decide.
+		ScheduleToCloseTimeout: r.budget(),
+		RetryPolicy:            retryPolicy(r),
 	}
+}
+
+// stepTimeout is StepTimeout or its default.
+func (r RetryConfig) stepTimeout() time.Duration {
+	if r.StepTimeout <= 0 {
+		return 15 * time.Second
+	}
+	return r.StepTimeout
+}
+
+// budget is the longest a step may take through all of its attempts: each one at its
+// timeout, and the backoffs between them (doubling from InitialInterval, capped at
+// MaximumInterval).
+func (r RetryConfig) budget() time.Duration {
+	total := time.Duration(r.MaximumAttempts) * r.stepTimeout()
+	backoff := r.InitialInterval
+	for range r.MaximumAttempts - 1 {
+		total += backoff
+		backoff = min(2*backoff, r.MaximumInterval)
+	}
+	return total
 }
 
 func retryPolicy(r RetryConfig) *temporal.RetryPolicy {

@@ -604,6 +604,32 @@ func TestAStepThatExhaustsItsRetriesIsParkedUntilAnOperatorRetriesIt(t *testing.
 	h.assertCalls("Validate", "Validate", "MarkStalled", "Resume", "Validate", "SendToExecutor", "Execute")
 }
 
+// A step that times out once is retried like any other failure, within its retry
+// budget, instead of being parked at the first timeout (the SDK bounds a local activity's
+// retries by its ScheduleToClose, which defaults to one StartToClose).
+func TestAStepThatTimesOutOnceIsRetried(t *testing.T) {
+	h := newHarness(t)
+	first := true
+	h.env.OnActivity(h.a.Validate, mock.Anything, orderID).Return(
+		func(ctx context.Context, _ int64) (activities.StepResult, error) {
+			if first {
+				first = false
+				<-ctx.Done() // a stuck connection: the step's timeout ends it
+				return activities.StepResult{}, ctx.Err()
+			}
+			return step(order.SentToExecutor), nil
+		}).Times(2)
+	h.onExecute(activities.ExecuteResult{StepResult: step(order.Executed)}, nil)
+
+	res := h.runWith(workflows.OrderInput{OrderID: orderID, Revision: workflows.CurrentRevision, Retry: workflows.RetryConfig{
+		InitialInterval: time.Millisecond, MaximumInterval: time.Millisecond, MaximumAttempts: 3, StepTimeout: 100 * time.Millisecond,
+	}})
+	if res.Status != order.Executed {
+		t.Errorf("result = %+v, want EXECUTED after the retry", res)
+	}
+	h.assertCalls("Validate", "Validate", "Execute")
+}
+
 func TestAnOperatorFailsAParkedOrder(t *testing.T) {
 	h := newHarness(t)
 	h.onValidate(step(order.Validated), nil)

@@ -40,7 +40,7 @@ import (
 //	CORS_ORIGINS        comma-separated browser origins (default http://localhost:3000)
 //	CANCEL_WAIT         how long a cancel request waits to be applied (default 2s)
 //	DB_MAX_CONNS        PostgreSQL pool size (default 20)
-//	ACTIVITY_RETRY_INITIAL, ACTIVITY_RETRY_MAX_INTERVAL, ACTIVITY_RETRY_MAX_ATTEMPTS
+//	ACTIVITY_RETRY_INITIAL, ACTIVITY_RETRY_MAX_INTERVAL, ACTIVITY_RETRY_MAX_ATTEMPTS, ACTIVITY_STEP_TIMEOUT
 //	                    retry policy of the lifecycle steps: exponential backoff from the
 //	                    initial interval (200ms) to the maximum (30s), this many attempts in
 //	                    all (12, about 2.5 minutes); then the order is parked for an operator
@@ -85,8 +85,8 @@ import (
 //	                    (default 1s; more is 503 OVERLOADED with Retry-After); off for none
 //	ADMISSION_MIN_DRAIN the execution rate assumed when less has been seen (default 20/s)
 //	SHUTDOWN_TIMEOUT    after SIGTERM, how long in-flight HTTP requests and running
-//	                    Temporal tasks may take to finish (default 25s; Kubernetes gives
-//	                    30s unless told otherwise)
+//	                    Temporal tasks may take to finish, the process exiting within it
+//	                    (default 25s; Kubernetes gives 30s unless told otherwise)
 //	LOG_FORMAT          text or json (default text; json in containers)
 //	LOG_LEVEL           debug, info, warn or error (default info)
 //	DATA_DIR            dev only: where the local cluster, Temporal and Kafka keep data (default .orderflow)
@@ -213,6 +213,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		InitialInterval: duration("ACTIVITY_RETRY_INITIAL", workflows.DefaultRetry.InitialInterval),
 		MaximumInterval: duration("ACTIVITY_RETRY_MAX_INTERVAL", workflows.DefaultRetry.MaximumInterval),
 		MaximumAttempts: int32(integer("ACTIVITY_RETRY_MAX_ATTEMPTS", int(workflows.DefaultRetry.MaximumAttempts))),
+		StepTimeout:     duration("ACTIVITY_STEP_TIMEOUT", 15*time.Second),
 	}
 	switch c := str("TEMPORAL_GRPC_COMPRESSION", "none"); c {
 	case "none", "gzip":
