@@ -163,10 +163,11 @@ func (n *waitNotices) waiting(ctx workflow.Context) {
 
 // ShapeMixCeiling measures the Temporal server's rate of order-shaped runs in the mix of
 // classes, with no database: concurrency clients, each starting the next run of the mix's
-// sequence, waking it as many times as its class was woken (each wake-up once the run
-// waits), and waiting for it to end, back to back for d after a short warm-up. A run of a
-// class that was never woken counts once it waits; it is woken after the loop so that it
-// closes. It returns after the server has recorded every run closed, so that their work
+// sequence and waiting until it has settled, as an order settles (ended in its first task,
+// or resting and waiting for a signal), back to back for d after a short warm-up. A
+// resting run is then woken, beside the loop, as many times as its class was (each
+// wake-up once it waits again), which ends it; one never woken is woken after the loop so
+// that it closes. It returns after the server has recorded every run closed, so that their work
 // does not spill into what is measured next.
 func ShapeMixCeiling(ctx context.Context, c client.Client, runID string, mix []MixClass, concurrency int, d time.Duration) (Ceiling, error) {
 	picker, err := newMixPicker(mix)
@@ -196,51 +197,77 @@ func ShapeMixCeiling(ctx context.Context, c client.Client, runID string, mix []M
 		}
 		parkedMu.Unlock()
 	}
-	op := func(ctx context.Context) error {
+	// Wake-ups come from other orders' fills, after an order has settled on the book, so
+	// they are sent beside the loop, as the run waits for each, not by the client that
+	// placed it: a client's order is done once it is settled, as in the load.
+	var wakers sync.WaitGroup
+	var wakeErr error
+	var wakeErrOnce sync.Once
+	wake := func(id string, waits <-chan struct{}, n int) {
+		defer wakers.Done()
+		defer notices.forget(id)
+		for range n {
+			if err := c.SignalWorkflow(ctx, id, "", shapeSignal, nil); err != nil {
+				wakeErrOnce.Do(func() { wakeErr = err })
+				return
+			}
+			// Waits again, or (after the last) ends.
+			select {
+			case <-waits:
+			case <-ctx.Done():
+				return
+			}
+		}
+		park(id, false) // its last wake-up ended it
+	}
+	op := func(opCtx context.Context) error {
 		i := seq.Add(1)
 		class := picker.pick(i)
 		s := shapeOf(class)
 		id := fmt.Sprintf("bench-mix-%s-%d", runID, i)
-		var waits <-chan struct{}
-		if s.Wakeups > 0 {
-			waits = notices.expect(id, s.Wakeups)
-			defer notices.forget(id)
-			park(id, true) // woken after the loop unless this op sees it end
+		if s.Wakeups == 0 {
+			run, err := c.ExecuteWorkflow(opCtx, startOptions(id, queue, s, i), shapeWorkflowName, s)
+			if err != nil {
+				return err
+			}
+			started.Add(1)
+			return run.Get(opCtx, nil)
 		}
-		run, err := c.ExecuteWorkflow(ctx, startOptions(id, queue, s, i), shapeWorkflowName, s)
-		if err != nil {
+		waits := notices.expect(id, s.Wakeups+1)
+		park(id, true) // woken after the loop unless its wake-ups end it first
+		if _, err := c.ExecuteWorkflow(opCtx, startOptions(id, queue, s, i), shapeWorkflowName, s); err != nil {
+			notices.forget(id)
 			return err
 		}
 		started.Add(1)
-		for range class.Wakeups {
-			select {
-			case <-waits:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			if err := c.SignalWorkflow(ctx, id, "", shapeSignal, nil); err != nil {
-				return err
-			}
+		select {
+		case <-waits: // settled: resting on the book
+		case <-opCtx.Done():
+			notices.forget(id)
+			return opCtx.Err()
 		}
-		if s.Wakeups > class.Wakeups {
-			// Never woken in the load: done once it waits.
-			select {
-			case <-waits:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+		if class.Wakeups == 0 {
+			notices.forget(id)
+			return nil
 		}
-		if err := run.Get(ctx, nil); err != nil {
-			return err
-		}
-		park(id, false)
+		wakers.Add(1)
+		go wake(id, waits, class.Wakeups)
 		return nil
 	}
+	began := time.Now()
 	res, err := closedLoop(ctx, concurrency, d, op)
+	wakers.Wait()
+	// The rate is every run settled, warm-up included, over the time until the wake-ups
+	// they were owed had ended them too: a loop that only settled runs faster than the
+	// server could wake them would leave that work queued behind it.
+	elapsed := time.Since(began)
+	if err == nil {
+		err = wakeErr
+	}
 	if err != nil {
 		return Ceiling{}, fmt.Errorf("bench: shape mix ceiling: %w", err)
 	}
+	res.PerSecond = float64(res.Total) / elapsed.Seconds()
 	// Close what still waits; runs that have already ended answer NotFound.
 	for id := range parked {
 		var nf *serviceerror.NotFound

@@ -59,7 +59,7 @@ func waitingStatus(round int) string { return fmt.Sprintf("BENCH_WAITING_%d", ro
 func shapeStep(_ context.Context, n int) (int, error) { return n + 1, nil }
 
 // shapeWorkflow runs a shape. waiting, if not nil, is called each time the run is about to
-// wait for a signal (waitNotices).
+// wait for a signal, and as a run that waited ends (waitNotices).
 func shapeWorkflow(ctx workflow.Context, s shape, waiting func(workflow.Context)) error {
 	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: 10 * time.Second})
 	for i := range s.LAs {
@@ -87,6 +87,9 @@ func shapeWorkflow(ctx workflow.Context, s shape, waiting func(workflow.Context)
 	}
 	if s.Attrs {
 		_ = workflow.UpsertTypedSearchAttributes(ctx, workflows.AttrOrderStatus.ValueSet("EXECUTED"))
+	}
+	if waiting != nil && s.Wakeups > 0 {
+		waiting(ctx) // and once more as it ends
 	}
 	return nil
 }
