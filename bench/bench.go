@@ -58,7 +58,7 @@ const (
 
 // Options configure a run. Zero values take the defaults Defaults returns.
 type Options struct {
-	APIURL            string // base URL of the API, e.g. http://127.0.0.1:8080
+	APIURL            string // base URL of the API, e.g. http://127.0.0.1:8080; several, comma-separated, are used in turn
 	DatabaseURL       string // the system's PostgreSQL, read to follow orders and for the ceiling
 	DBMaxConns        int32  // pool size of the database ceiling: the application's DB_MAX_CONNS
 	TemporalAddress   string // Temporal frontend, for the engine ceiling
@@ -118,13 +118,31 @@ func Defaults() Options {
 	}
 }
 
+// apis are the API replicas' base URLs of APIURL.
+func (o Options) apis() []string {
+	var out []string
+	for _, u := range strings.Split(o.APIURL, ",") {
+		if u = strings.TrimRight(strings.TrimSpace(u), "/"); u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// api returns the API replica the n-th request goes to: each in turn, as a load balancer
+// would spread them.
+func (r *runner) api(n int64) string {
+	apis := r.opts.apis()
+	return apis[int(uint64(n)%uint64(len(apis)))]
+}
+
 // withDefaults fills the zero fields from Defaults. Warmup and Drain may be zero.
 func (o Options) withDefaults() Options {
 	d := Defaults()
 	if o.APIURL == "" {
 		o.APIURL = d.APIURL
 	}
-	o.APIURL = strings.TrimRight(o.APIURL, "/")
+	o.APIURL = strings.Join(o.apis(), ",")
 	if o.DBMaxConns <= 0 {
 		o.DBMaxConns = d.DBMaxConns
 	}
@@ -323,22 +341,31 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	return rep, nil
 }
 
-// checkAPI fails fast, with the address, when the API does not answer.
+// checkAPI fails fast, with the address, when an API replica does not answer.
 func (r *runner) checkAPI(ctx context.Context) error {
+	for _, base := range r.opts.apis() {
+		if err := r.checkOneAPI(ctx, base); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *runner) checkOneAPI(ctx context.Context, base string) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.opts.APIURL+"/readyz", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/readyz", nil)
 	if err != nil {
 		return fmt.Errorf("bench: API URL: %w", err)
 	}
 	resp, err := r.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("bench: the API at %s does not answer (is `make run` running?): %w", r.opts.APIURL, err)
+		return fmt.Errorf("bench: the API at %s does not answer (is `make run` running?): %w", base, err)
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("bench: the API at %s is not ready: /readyz answered %s", r.opts.APIURL, resp.Status)
+		return fmt.Errorf("bench: the API at %s is not ready: /readyz answered %s", base, resp.Status)
 	}
 	return nil
 }
@@ -717,8 +744,9 @@ type placedBody struct {
 // It returns how long the client should wait before its next order: the Retry-After of a
 // refusal (at most a second), else nothing.
 func (r *runner) place(ctx context.Context, o OrderRequest, due time.Time) time.Duration {
-	key := fmt.Sprintf("bench-%s-%d", r.runID, r.seq.Add(1))
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.opts.APIURL+"/api/v1/orders", bytes.NewReader(o.Body()))
+	n := r.seq.Add(1)
+	key := fmt.Sprintf("bench-%s-%d", r.runID, n)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.api(n)+"/api/v1/orders", bytes.NewReader(o.Body()))
 	if err != nil {
 		r.countError("request")
 		return 0
@@ -856,7 +884,7 @@ func (r *runner) cancelLoop(ctx context.Context, done <-chan struct{}) {
 // cancel asks for order id to be cancelled and counts the answer: 200 (applied or
 // filled first), 202 (not yet applied), 409 (it ended before the request).
 func (r *runner) cancel(ctx context.Context, id int64) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, fmt.Sprintf("%s/api/v1/orders/%d/cancel", r.opts.APIURL, id), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, fmt.Sprintf("%s/api/v1/orders/%d/cancel", r.api(id), id), nil)
 	if err != nil || r.creds.authorize(ctx, req, benchOperator) != nil {
 		r.cancels.Add("request")
 		return

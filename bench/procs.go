@@ -193,7 +193,7 @@ func (p procFS) Sample(proc Proc) (s ProcSample) {
 
 // Targets say where the parts of the system listen, for finding their processes.
 type Targets struct {
-	APIURL          string // http://host:port of the API
+	APIURL          string // http://host:port of the API; of several replicas, comma-separated
 	TemporalAddress string // host:port of the Temporal frontend
 	DatabaseURL     string // PostgreSQL URL
 }
@@ -211,9 +211,19 @@ func Discover(t Targets) (procs []Proc, notes []string) {
 func (p procFS) discover(t Targets) ([]Proc, []string) {
 	var notes []string
 	ports := map[string]int{} // part → local port
-	if u, err := url.Parse(t.APIURL); err == nil {
+	replicas := 0             // API replicas after the first, as parts "api 2", "api 3", …
+	for i, raw := range strings.Split(t.APIURL, ",") {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil {
+			continue
+		}
 		if port := localPort(u.Host, u.Scheme); port > 0 {
-			ports[ProcAPI] = port
+			part := ProcAPI
+			if i > 0 {
+				replicas++
+				part = fmt.Sprintf("%s %d", ProcAPI, replicas+1)
+			}
+			ports[part] = port
 		}
 	}
 	if port := localPort(t.TemporalAddress, ""); port > 0 {
@@ -248,7 +258,13 @@ func (p procFS) discover(t Targets) ([]Proc, []string) {
 		if args := p.cmdline(api); len(args) > 1 && args[1] == "dev" {
 			procs = append(procs, Proc{Name: ProcAPIWorker, PIDs: []int{api}})
 		} else {
-			procs = append(procs, Proc{Name: ProcAPI, PIDs: []int{api}})
+			pids := []int{api}
+			for i := range replicas {
+				if pid, ok := listeners[fmt.Sprintf("%s %d", ProcAPI, i+2)]; ok && !slices.Contains(pids, pid) {
+					pids = append(pids, pid)
+				}
+			}
+			procs = append(procs, Proc{Name: ProcAPI, PIDs: pids})
 		}
 	}
 	if api == 0 || procs[0].Name == ProcAPI {

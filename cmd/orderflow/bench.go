@@ -20,7 +20,8 @@ Loads a running OrderFlow (make run, or the addresses given) and reports ingesti
 end-to-end throughput and latency, CPU and memory per process, and the database and
 Temporal ceilings measured in the same run, as a table and (--json) as one line of JSON.
 
-  --api URL              the API (default http://HTTP_ADDR, i.e. http://127.0.0.1:8080)
+  --api URL[,URL…]       the API, or its replicas, used in turn (default http://HTTP_ADDR, i.e.
+                         http://127.0.0.1:8080; make cluster: http://127.0.0.1:18080,http://127.0.0.1:18081)
   --database-url URL     the system's PostgreSQL (default DATABASE_URL, else make run's)
   --temporal HOST:PORT   the Temporal frontend (default TEMPORAL_ADDRESS, else make run's)
   --mode open|closed     open loop at --rate, or closed loop with --concurrency (default closed)
