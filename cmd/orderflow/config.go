@@ -82,7 +82,7 @@ import (
 //	                    SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN (only over TLS) and its user
 //	ADMISSION_MAX_DELAY the longest the orders accepted and not yet executed may take to
 //	                    execute, at the rate they have been, for a new one to be accepted
-//	                    (default 1s; more is 503 OVERLOADED with Retry-After); off for none
+//	                    (default 400ms; more is 503 OVERLOADED with Retry-After); off for none
 //	ADMISSION_MIN_DRAIN the execution rate assumed when less has been seen (default 20/s)
 //	SHUTDOWN_TIMEOUT    after SIGTERM, how long in-flight HTTP requests and running
 //	                    Temporal tasks may take to finish, the process exiting within it
@@ -314,10 +314,10 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		}
 		return l
 	}
-	if v := str("ADMISSION_MAX_DELAY", "1s"); v == "off" {
+	if v := str("ADMISSION_MAX_DELAY", "400ms"); v == "off" {
 		cfg.Admission.MaxDelay = -1
 	} else if d, err := time.ParseDuration(v); err != nil || d <= 0 {
-		errs = append(errs, "ADMISSION_MAX_DELAY must be off or a positive duration such as 1s")
+		errs = append(errs, "ADMISSION_MAX_DELAY must be off or a positive duration such as 400ms")
 	} else {
 		cfg.Admission.MaxDelay = d
 	}
