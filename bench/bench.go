@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"runtime"
@@ -682,7 +683,7 @@ func (r *runner) closedLoop(ctx context.Context) {
 				if !time.Now().Before(r.end) {
 					return
 				}
-				if wait := r.place(ctx, mix.Next(), time.Now()); wait > 0 && !sleepUntil(ctx, time.Now().Add(wait)) {
+				if wait := r.place(ctx, mix.Next(), time.Now()); wait > 0 && !sleepUntil(ctx, time.Now().Add(jitter(wait, rand.Float64()))) {
 					return
 				}
 			}
@@ -810,6 +811,13 @@ func refusal(status int, body []byte) bool {
 
 // retryAfter reads a Retry-After in seconds, at most a second (a client wanting to load
 // the system comes back soon); 100ms when absent.
+// jitter spreads a wait over half to one and a half of it (u uniform in [0, 1)), as a
+// well-behaved client does, so that the clients refused together do not all come back in
+// the same instant.
+func jitter(d time.Duration, u float64) time.Duration {
+	return time.Duration(float64(d) * (0.5 + u))
+}
+
 func retryAfter(v string) time.Duration {
 	n, err := strconv.Atoi(v)
 	if err != nil || n <= 0 {

@@ -22,3 +22,11 @@ func TestRefusalsAreToldApartAndWaitedFor(t *testing.T) {
 		}
 	}
 }
+
+func TestARefusedClientsWaitIsSpreadAroundItsRetryAfter(t *testing.T) {
+	for u, want := range map[float64]time.Duration{0: 500 * time.Millisecond, 0.5: time.Second, 0.999: 1499 * time.Millisecond} {
+		if got := jitter(time.Second, u); got != want {
+			t.Errorf("jitter(1s, %v) = %s, want %s", u, got, want)
+		}
+	}
+}

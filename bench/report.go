@@ -50,7 +50,7 @@ type Report struct {
 	ErrorsByStatus map[string]int `json:"errors_by_status"`
 	OpenDropped    int            `json:"open_dropped,omitempty"`
 	// Admission control's refusals (503 OVERLOADED): not errors, and not in the POST
-	// latencies; a closed-loop client waits their Retry-After (at most 1s).
+	// latencies; a closed-loop client waits their Retry-After (at most 1s), jittered ±50%.
 	Refused      int     `json:"refused"`
 	RefusedPerS  float64 `json:"refused_per_s"`
 	RefusedP99Ms float64 `json:"refused_p99_ms"`
