@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -609,11 +610,10 @@ func TestAStepThatExhaustsItsRetriesIsParkedUntilAnOperatorRetriesIt(t *testing.
 // retries by its ScheduleToClose, which defaults to one StartToClose).
 func TestAStepThatTimesOutOnceIsRetried(t *testing.T) {
 	h := newHarness(t)
-	first := true
+	var attempts atomic.Int32 // each attempt runs on a goroutine of its own
 	h.env.OnActivity(h.a.Validate, mock.Anything, orderID).Return(
 		func(ctx context.Context, _ int64) (activities.StepResult, error) {
-			if first {
-				first = false
+			if attempts.Add(1) == 1 {
 				<-ctx.Done() // a stuck connection: the step's timeout ends it
 				return activities.StepResult{}, ctx.Err()
 			}
