@@ -78,6 +78,9 @@ type Keys struct {
 	ttl time.Duration
 	mu  sync.Mutex
 	hot map[string]cachedKey
+	// revokes counts Revoke calls: a lookup that began before one may have read a key
+	// that is revoked now, so it is not remembered.
+	revokes uint64
 }
 
 // cachedKey is a key found valid, until a time.
@@ -117,12 +120,24 @@ func (k *Keys) cached(id string, hash []byte, now time.Time) (Principal, bool) {
 	return c.principal, true
 }
 
-func (k *Keys) remember(id string, hash []byte, p Principal, now time.Time) {
+// generation returns how many revokes this store has begun.
+func (k *Keys) generation() uint64 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.revokes
+}
+
+// remember caches a key read valid by a lookup that began at generation gen, unless a
+// revoke began since.
+func (k *Keys) remember(id string, hash []byte, p Principal, now time.Time, gen uint64) {
 	if k.ttl <= 0 {
 		return
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if k.revokes != gen {
+		return
+	}
 	if len(k.hot) >= maxCachedKeys {
 		clear(k.hot)
 	}
@@ -130,10 +145,8 @@ func (k *Keys) remember(id string, hash []byte, p Principal, now time.Time) {
 }
 
 func (k *Keys) forget(id string) {
-	if k.ttl <= 0 {
-		return
-	}
 	k.mu.Lock()
+	k.revokes++
 	delete(k.hot, id)
 	k.mu.Unlock()
 }
@@ -190,9 +203,9 @@ func (k *Keys) List(ctx context.Context, user int64) ([]Key, error) {
 // Revoke revokes key id at once: the next request with it is refused. Revoking it again
 // changes nothing; an id no key has is ErrKeyNotFound.
 func (k *Keys) Revoke(ctx context.Context, id string) (Key, error) {
-	k.forget(id)
+	k.forget(id) // before: a lookup under way does not remember the key afterwards
 	row, err := k.q.RevokeAPIKey(ctx, id)
-	k.forget(id) // and anything remembered while the revoke was on its way
+	k.forget(id) // and after: nor one that began while the revoke was on its way
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Key{}, fmt.Errorf("key %q: %w", id, ErrKeyNotFound)
 	}
@@ -213,6 +226,7 @@ func (k *Keys) Authenticate(ctx context.Context, key string) (Principal, error) 
 	if p, ok := k.cached(id, hash, now); ok {
 		return p, nil
 	}
+	gen := k.generation()
 	row, err := k.q.GetAPIKey(ctx, id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Principal{}, ErrUnknownKey
@@ -232,6 +246,6 @@ func (k *Keys) Authenticate(ctx context.Context, key string) (Principal, error) 
 		_ = k.q.TouchAPIKey(ctx, id)
 	}
 	p := Principal{UserID: row.UserID, Scopes: keyOf(row).Scopes, KeyID: row.ID}
-	k.remember(id, hash, p, now)
+	k.remember(id, hash, p, now, gen)
 	return p, nil
 }
