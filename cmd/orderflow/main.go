@@ -24,20 +24,14 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 )
 
-// defaultGCPercent is the garbage collector's target when GOGC is not set: twice the
-// runtime's 100, which halves the collector's CPU for a few tens of megabytes more heap
-// (BENCHMARKS.md, "What was changed"). GOMEMLIMIT, when set (the Kubernetes manifests set
-// it from the memory limit), still bounds the heap.
-const defaultGCPercent = 200
-
 func main() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(defaultGCPercent)
+	if err := tuneRuntime(os.Getenv); err != nil {
+		fmt.Fprintln(os.Stderr, "orderflow:", err)
+		os.Exit(1)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout)
