@@ -3,6 +3,7 @@ package orderbook
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/shopspring/decimal"
@@ -125,9 +126,10 @@ func (cs *changeSet) notice(id int64, status order.Status) {
 // changed orders by id. If any order changed since it was read, nothing is written
 // (the caller's transaction must be rolled back) and the error wraps ErrStale.
 func (tx *txn) apply(ctx context.Context, cs *changeSet) (map[int64]queries.Order, error) {
-	if tx.autocommit && (cs.changes != 1 || len(cs.arg.TradeBuyIds) > 0 || len(cs.arg.NoticeOrderIds) > 0) {
-		return nil, fmt.Errorf("orderbook: a set of %d changes with trades or notices needs a transaction", cs.changes)
+	if tx.autocommit && (tx.applied > 0 || cs.changes != 1 || len(cs.arg.TradeBuyIds) > 0 || len(cs.arg.NoticeOrderIds) > 0) {
+		return nil, fmt.Errorf("orderbook: a second write, or one of %d changes with trades or notices, needs a transaction", cs.changes)
 	}
+	tx.applied++
 	a := cs.arg
 	// Empty groups still need typed, non-NULL arrays.
 	a.TradeBuyIds, a.TradeSellIds = orEmpty(a.TradeBuyIds), orEmpty(a.TradeSellIds)
@@ -173,6 +175,9 @@ func (tx *txn) transition(ctx context.Context, o queries.Order, m move, details 
 // status). The caller must have updated, and so locked, the order's row in the same
 // transaction, which keeps seq free of races.
 func (tx *txn) annotate(ctx context.Context, o queries.Order, e order.EventType, details map[string]any) error {
+	if tx.autocommit {
+		return errors.New("orderbook: an annotation needs the transaction that locked its order")
+	}
 	body, err := json.Marshal(details)
 	if err != nil {
 		return fmt.Errorf("event details: %w", err)

@@ -70,11 +70,11 @@ func (s *Service) Match(ctx context.Context, id int64) (res MatchResult, err err
 		written := 0
 		// A first step that wrote no notice leaves none to claim: no earlier step of this
 		// order can have written any (a retry after a commit finds the order past its
-		// first step), which spares the claim's round trip for every order that rests
-		// without trading.
-		first := order.Status(o.Status) == order.SentToExecutor
+		// first step under the lock), which spares the claim's round trip for every
+		// order that rests without trading.
+		first := false
 		if matchable(o) {
-			if o, res.More, written, err = tx.matchStep(ctx, o, s.maxFills); err != nil {
+			if o, res.More, written, first, err = tx.matchStep(ctx, o, s.maxFills); err != nil {
 				return err
 			}
 		}
@@ -118,40 +118,41 @@ func matchable(o queries.Order) bool {
 }
 
 // matchStep is one step of Match for o, which matchable accepted, in tx. It returns the
-// order as it left it, whether the sweep continues, and how many fill notices it wrote.
-func (tx *txn) matchStep(ctx context.Context, o queries.Order, maxFills int) (_ queries.Order, more bool, notices int, err error) {
+// order as it left it, whether the sweep continues, how many fill notices it wrote, and
+// whether it was the order's first step (SENT_TO_EXECUTOR under the lock).
+func (tx *txn) matchStep(ctx context.Context, o queries.Order, maxFills int) (_ queries.Order, more bool, notices int, first bool, err error) {
 	inst, found, err := tx.lockInstrument(ctx, o.InstrumentID)
 	if err != nil {
-		return o, false, 0, err
+		return o, false, 0, false, err
 	}
 	if !found {
-		return o, false, 0, fmt.Errorf("order %d: instrument %d: %w", o.ID, o.InstrumentID, ErrInstrumentNotFound)
+		return o, false, 0, false, fmt.Errorf("order %d: instrument %d: %w", o.ID, o.InstrumentID, ErrInstrumentNotFound)
 	}
 	// Re-read under the lock: a cancel or another step may have committed meanwhile.
 	if o, err = tx.getOrder(ctx, o.ID, true); err != nil || !matchable(o) {
-		return o, false, 0, err
+		return o, false, 0, false, err
 	}
 	st := order.Status(o.Status)
 	if o.CancelRequested {
 		o, err = tx.cancel(ctx, o, CancelRequest{OrderID: o.ID})
-		return o, false, 0, err
+		return o, false, 0, false, err
 	}
 	if inst.Status != InstrumentActive {
 		o, err = tx.transition(ctx, o, move{to: remainderCancelled(st), reason: order.ReasonInstrumentHalted}, nil)
-		return o, false, 0, err
+		return o, false, 0, false, err
 	}
 
 	cs := changeSet{arg: queries.ApplyChangesParams{InstrumentID: o.InstrumentID, AggressorSide: o.Side, AggressorID: o.ID}}
-	first := st == order.SentToExecutor
+	first = st == order.SentToExecutor
 	if first {
 		if err := cs.event(event{orderID: o.ID, typ: order.EventExecuting, from: st, to: order.Executing}); err != nil {
-			return o, false, 0, err
+			return o, false, 0, false, err
 		}
 		st = order.Executing
 	}
 	book, truncated, err := tx.loadBook(ctx, o, maxFills)
 	if err != nil {
-		return o, false, 0, err
+		return o, false, 0, false, err
 	}
 	in := order.Incoming{
 		ID: o.ID, UserID: o.UserID, Side: order.Side(o.Side), Kind: order.Kind(o.Kind),
@@ -170,7 +171,7 @@ func (tx *txn) matchStep(ctx context.Context, o queries.Order, maxFills int) (_ 
 	for _, f := range outcome.Fills {
 		r := byID[f.RestingID]
 		if err := cs.fill(o, st, remaining, r, f); err != nil {
-			return o, false, 0, err
+			return o, false, 0, false, err
 		}
 		remaining -= f.Quantity
 		st = filledStatus(remaining)
@@ -178,16 +179,16 @@ func (tx *txn) matchStep(ctx context.Context, o queries.Order, maxFills int) (_ 
 	if st != outcome.Status {
 		if err := cs.event(event{orderID: o.ID, typ: order.EventFor(outcome.Status), from: st, to: outcome.Status,
 			details: reasonDetails(outcome.Reason)}); err != nil {
-			return o, false, 0, err
+			return o, false, 0, false, err
 		}
 	}
 	rests := !outcome.More && outcome.Status.Resting()
 	cs.setStatus(o, outcome.Status, outcome.Remaining, outcome.Reason, rests, first)
 	rows, err := tx.apply(ctx, &cs)
 	if err != nil {
-		return o, false, 0, fmt.Errorf("match order %d: %w", o.ID, err)
+		return o, false, 0, false, fmt.Errorf("match order %d: %w", o.ID, err)
 	}
-	return rows[o.ID], outcome.More, len(cs.arg.NoticeOrderIds), nil
+	return rows[o.ID], outcome.More, len(cs.arg.NoticeOrderIds), first, nil
 }
 
 // fill adds one fill of the aggressor o (in status st with remaining left before it)

@@ -1,5 +1,6 @@
 // Package orderbook is OrderFlow's order-book service: every state change of an order
-// and of an instrument's book happens here, each in one PostgreSQL transaction, in the
+// and of an instrument's book happens here, each in one PostgreSQL transaction (or, for
+// a single order's change, one statement), in the
 // domain's words. Read it to learn what can happen to an order:
 //
 //   - Place writes a new order (CREATED), its ORDER_PLACED event and the outbox message
@@ -7,8 +8,9 @@
 //     callers (group commit).
 //   - RecordCancel records a client's cancel request and takes the order off the book at
 //     once; Cancel applies it (CANCELLED or PARTIALLY_CANCELLED).
-//   - Validate checks the instrument's rules (VALIDATED or REJECTED); Dispatch hands the
-//     order to matching (SENT_TO_EXECUTOR).
+//   - Validate checks the instrument's rules and hands a valid order to matching in the
+//     same write (VALIDATED, then SENT_TO_EXECUTOR), or rejects it (REJECTED); Dispatch
+//     moves on an order an earlier release left VALIDATED.
 //   - Match runs one step of matching under the instrument's lock: it draws the order's
 //     book sequence (its time priority) on the first step, trades with the book in
 //     price-time priority and leaves the order resting, done, or mid-sweep (More) when
@@ -172,8 +174,10 @@ type txn struct {
 	*queries.Queries
 	changes [][2]order.Status
 	// autocommit: no transaction around the statements (inStatement), so apply takes one
-	// order's change at a time, which writes all or nothing without a rollback.
+	// order's change, once: that one statement writes all or nothing without a rollback.
+	// Locking reads are refused too (their locks would end with the statement).
 	autocommit bool
+	applied    int
 }
 
 // inStatement runs fn on the pool, each statement committing on its own, for a step
@@ -218,6 +222,9 @@ func (s *Service) inTx(ctx context.Context, fn func(tx *txn) error) error {
 // getOrder reads order id in tx, or returns ErrNotFound.
 func (tx *txn) getOrder(ctx context.Context, id int64, forUpdate bool) (queries.Order, error) {
 	get := tx.GetOrder
+	if forUpdate && tx.autocommit {
+		return queries.Order{}, errors.New("orderbook: a locking read needs a transaction")
+	}
 	if forUpdate {
 		get = tx.GetOrderForUpdate
 	}
