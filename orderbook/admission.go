@@ -15,7 +15,7 @@ import (
 // AdmissionConfig tunes admission control. The zero value of a field is its default:
 //
 //   - MaxDelay: the longest the orders already accepted may take to execute, at the
-//     rate they have been executing, for a new one to be accepted; default 400ms (so that
+//     rate they have been executing, for a new one to be accepted; default 1s (so that
 //     an order executes within about a second of its 201 however hard clients push).
 //     Negative: no admission control.
 //   - Every: how often the backlog is counted; default 200ms.
@@ -58,7 +58,7 @@ type Admission struct {
 // anything.
 func NewAdmission(pool *pgxpool.Pool, logger *slog.Logger, cfg AdmissionConfig) *Admission {
 	if cfg.MaxDelay == 0 {
-		cfg.MaxDelay = 400 * time.Millisecond
+		cfg.MaxDelay = time.Second
 	}
 	if cfg.Every <= 0 {
 		cfg.Every = 200 * time.Millisecond

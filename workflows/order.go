@@ -100,7 +100,8 @@ type RetryConfig struct {
 	StepTimeout time.Duration
 }
 
-// DefaultRetry retries for about two and a half minutes before parking an order.
+// DefaultRetry retries for about two and a half minutes before parking an order when
+// attempts fail fast, about five and a half when each one times out.
 var DefaultRetry = RetryConfig{InitialInterval: 200 * time.Millisecond, MaximumInterval: 30 * time.Second, MaximumAttempts: 12}
 
 func (r RetryConfig) orDefault() RetryConfig {
@@ -178,15 +179,26 @@ func (r RetryConfig) stepTimeout() time.Duration {
 // budget is the longest a step may take through all of its attempts: each one at its
 // timeout, and the backoffs between them (doubling from InitialInterval, capped at
 // MaximumInterval).
+// It is capped at maxStepBudget, which also keeps the sum from overflowing.
 func (r RetryConfig) budget() time.Duration {
-	total := time.Duration(r.MaximumAttempts) * r.stepTimeout()
+	total := time.Duration(0)
 	backoff := r.InitialInterval
-	for range r.MaximumAttempts - 1 {
-		total += backoff
-		backoff = min(2*backoff, r.MaximumInterval)
+	for i := range r.MaximumAttempts {
+		total += r.stepTimeout()
+		if i > 0 {
+			total += backoff
+			backoff = min(2*backoff, r.MaximumInterval)
+		}
+		if total >= maxStepBudget {
+			return maxStepBudget
+		}
 	}
 	return total
 }
+
+// maxStepBudget bounds a step's retries however its policy is set: past it, the order is
+// parked for an operator.
+const maxStepBudget = 24 * time.Hour
 
 func retryPolicy(r RetryConfig) *temporal.RetryPolicy {
 	return &temporal.RetryPolicy{

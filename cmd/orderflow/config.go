@@ -43,7 +43,8 @@ import (
 //	ACTIVITY_RETRY_INITIAL, ACTIVITY_RETRY_MAX_INTERVAL, ACTIVITY_RETRY_MAX_ATTEMPTS, ACTIVITY_STEP_TIMEOUT
 //	                    retry policy of the lifecycle steps: exponential backoff from the
 //	                    initial interval (200ms) to the maximum (30s), this many attempts in
-//	                    all (12, about 2.5 minutes); then the order is parked for an operator
+//	                    all (12, at most 1000: about 2.5 minutes when attempts fail fast, 5.5
+//	                    when each times out); then the order is parked for an operator
 //	STUCK_AFTER         orders stuck: non-terminal, not resting and unchanged this long (default 5m)
 //	RECONCILE_INTERVAL  how often the worker's reconciler schedule gives a new run to open
 //	                    orders whose run was terminated or failed (default 30s)
@@ -82,7 +83,9 @@ import (
 //	                    SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN (only over TLS) and its user
 //	ADMISSION_MAX_DELAY the longest the orders accepted and not yet executed may take to
 //	                    execute, at the rate they have been, for a new one to be accepted
-//	                    (default 400ms; more is 503 OVERLOADED with Retry-After); off for none
+//	                    (default 1s; make run sets 400ms; more is 503 OVERLOADED with Retry-After);
+//	                    off for none. It counts orders in transit too, so it must exceed
+//	                    their 201 → book time when the system is not loaded
 //	ADMISSION_MIN_DRAIN the execution rate assumed when less has been seen (default 20/s)
 //	SHUTDOWN_TIMEOUT    after SIGTERM, how long in-flight HTTP requests and running
 //	                    Temporal tasks may take to finish, the process exiting within it
@@ -136,6 +139,10 @@ type Config struct {
 	DevTemporalUIPort    int
 	DevKafkaPort         int
 }
+
+// maxRetryAttempts bounds ACTIVITY_RETRY_MAX_ATTEMPTS: a step's retries run inside its
+// workflow task, and past a few hundred an operator should decide.
+const maxRetryAttempts = 1000
 
 // The authentication modes (AUTH_MODE).
 const (
@@ -209,10 +216,14 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	cfg.StuckAfter = duration("STUCK_AFTER", 5*time.Minute)
 	cfg.ShutdownTimeout = duration("SHUTDOWN_TIMEOUT", 25*time.Second)
 	cfg.ReconcileInterval = duration("RECONCILE_INTERVAL", 30*time.Second)
+	attempts := integer("ACTIVITY_RETRY_MAX_ATTEMPTS", int(workflows.DefaultRetry.MaximumAttempts))
+	if attempts > maxRetryAttempts {
+		errs = append(errs, fmt.Sprintf("ACTIVITY_RETRY_MAX_ATTEMPTS must be at most %d", maxRetryAttempts))
+	}
 	cfg.Retry = workflows.RetryConfig{
 		InitialInterval: duration("ACTIVITY_RETRY_INITIAL", workflows.DefaultRetry.InitialInterval),
 		MaximumInterval: duration("ACTIVITY_RETRY_MAX_INTERVAL", workflows.DefaultRetry.MaximumInterval),
-		MaximumAttempts: int32(integer("ACTIVITY_RETRY_MAX_ATTEMPTS", int(workflows.DefaultRetry.MaximumAttempts))),
+		MaximumAttempts: int32(min(attempts, maxRetryAttempts)),
 		StepTimeout:     duration("ACTIVITY_STEP_TIMEOUT", 15*time.Second),
 	}
 	switch c := str("TEMPORAL_GRPC_COMPRESSION", "none"); c {
@@ -314,10 +325,10 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		}
 		return l
 	}
-	if v := str("ADMISSION_MAX_DELAY", "400ms"); v == "off" {
+	if v := str("ADMISSION_MAX_DELAY", "1s"); v == "off" {
 		cfg.Admission.MaxDelay = -1
 	} else if d, err := time.ParseDuration(v); err != nil || d <= 0 {
-		errs = append(errs, "ADMISSION_MAX_DELAY must be off or a positive duration such as 400ms")
+		errs = append(errs, "ADMISSION_MAX_DELAY must be off or a positive duration such as 1s")
 	} else {
 		cfg.Admission.MaxDelay = d
 	}

@@ -73,12 +73,15 @@ func TestSecuritySettingsAreCheckedAtStart(t *testing.T) {
 		"HTTP_TLS_CERT_FILE=/c":                      "HTTP_TLS_KEY_FILE",
 		"KAFKA_SASL_MECHANISM=GSSAPI":                "KAFKA_SASL_MECHANISM",
 		"KAFKA_SASL_MECHANISM=PLAIN KAFKA_SASL_USER=u KAFKA_SASL_PASSWORD=p KAFKA_TLS=off": "KAFKA_TLS",
-		"KAFKA_SASL_USER=u":                     "KAFKA_SASL_MECHANISM",
-		"TEMPORAL_TLS_CA_FILE=" + dir + "/none": "TEMPORAL",
-		"TEMPORAL_TLS_CERT_FILE=" + secret:      "TEMPORAL",
-		"OIDC_JWKS_URL=https://idp/keys":        "OIDC_ISSUER",
-		"ADMISSION_MAX_DELAY=soon":              "ADMISSION_MAX_DELAY",
-		"ADMISSION_MIN_DRAIN=-3":                "ADMISSION_MIN_DRAIN",
+		"KAFKA_SASL_USER=u":                      "KAFKA_SASL_MECHANISM",
+		"TEMPORAL_TLS_CA_FILE=" + dir + "/none":  "TEMPORAL",
+		"TEMPORAL_TLS_CERT_FILE=" + secret:       "TEMPORAL",
+		"OIDC_JWKS_URL=https://idp/keys":         "OIDC_ISSUER",
+		"ADMISSION_MAX_DELAY=soon":               "ADMISSION_MAX_DELAY",
+		"ADMISSION_MIN_DRAIN=-3":                 "ADMISSION_MIN_DRAIN",
+		"ACTIVITY_RETRY_MAX_ATTEMPTS=3000000000": "ACTIVITY_RETRY_MAX_ATTEMPTS",
+		"ACTIVITY_STEP_TIMEOUT=0s":               "ACTIVITY_STEP_TIMEOUT",
+		"AUTH_KEY_CACHE_TTL=2m":                  "AUTH_KEY_CACHE_TTL",
 	} {
 		vars := map[string]string{}
 		for _, kv := range strings.Fields(env) {

@@ -295,11 +295,13 @@ func runWorker(ctx context.Context, g *errgroup.Group, cfg Config, logger *slog.
 	w := worker.New(tc, workflows.TaskQueue, worker.Options{
 		Interceptors: []interceptor.WorkerInterceptor{m.WorkerInterceptor()},
 		// The drain: on SIGTERM the worker stops polling and lets running tasks finish
-		// before cancelling them. The SDK waits this long twice over, first for the
-		// workflow tasks, then for the local activities they wait on (our steps), so half
-		// of SHUTDOWN_TIMEOUT keeps the whole drain within it. A step that commits after the
-		// workflow task was given up is run again by the next worker, as a no-op.
-		WorkerStopTimeout: cfg.ShutdownTimeout / 2,
+		// before cancelling them. The SDK waits this long up to three times over: for the
+		// workflow tasks, for the local activities they wait on (our steps), then for
+		// regular activities (bookkeeping, the reconciler), so a third of SHUTDOWN_TIMEOUT
+		// keeps the whole drain within it. A step's result that comes after its workflow
+		// task was given up is dropped, and the next worker runs the step again once the
+		// server times the task out: a no-op if it had committed.
+		WorkerStopTimeout: cfg.ShutdownTimeout / 3,
 	})
 	w.RegisterWorkflowWithOptions(orderWorkflow(), workflow.RegisterOptions{Name: "OrderWorkflow"})
 	w.RegisterWorkflow(workflows.ReconcileWorkflow)
