@@ -27,6 +27,9 @@ type MixClass struct {
 	Orders  int  `json:"orders"`
 }
 
+// wakeTimeout bounds the wait for a woken run to wait again or end.
+const wakeTimeout = 30 * time.Second
+
 // maxMixWakeups bounds the wake-ups of a class: beyond it, orders are rare.
 const maxMixWakeups = 3
 
@@ -201,20 +204,34 @@ func ShapeMixCeiling(ctx context.Context, c client.Client, runID string, mix []M
 	// they are sent beside the loop, as the run waits for each, not by the client that
 	// placed it: a client's order is done once it is settled, as in the load.
 	var wakers sync.WaitGroup
+	wakeCtx, stopWaking := context.WithCancel(ctx)
+	defer stopWaking()
 	var wakeErr error
 	var wakeErrOnce sync.Once
+	failWake := func(err error) {
+		wakeErrOnce.Do(func() { wakeErr = err })
+		stopWaking()
+	}
 	wake := func(id string, waits <-chan struct{}, n int) {
 		defer wakers.Done()
 		defer notices.forget(id)
 		for range n {
-			if err := c.SignalWorkflow(ctx, id, "", shapeSignal, nil); err != nil {
-				wakeErrOnce.Do(func() { wakeErr = err })
+			if err := c.SignalWorkflow(wakeCtx, id, "", shapeSignal, nil); err != nil {
+				if wakeCtx.Err() == nil {
+					failWake(err)
+				}
 				return
 			}
 			// Waits again, or (after the last) ends.
+			t := time.NewTimer(wakeTimeout)
 			select {
 			case <-waits:
-			case <-ctx.Done():
+				t.Stop()
+			case <-t.C:
+				failWake(fmt.Errorf("run %s did not take its wake-up within %s", id, wakeTimeout))
+				return
+			case <-wakeCtx.Done():
+				t.Stop()
 				return
 			}
 		}
@@ -256,10 +273,14 @@ func ShapeMixCeiling(ctx context.Context, c client.Client, runID string, mix []M
 	}
 	began := time.Now()
 	res, err := closedLoop(ctx, concurrency, d, op)
+	if err != nil {
+		stopWaking()
+	}
 	wakers.Wait()
-	// The rate is every run settled, warm-up included, over the time until the wake-ups
-	// they were owed had ended them too: a loop that only settled runs faster than the
-	// server could wake them would leave that work queued behind it.
+	// The rate is every run started, warm-up included (also those the loop's end cut
+	// short, whose work the server has mostly done), over the time until the wake-ups the
+	// settled ones were owed had ended them too: a loop that only settled runs faster
+	// than the server could wake them would leave that work queued behind it.
 	elapsed := time.Since(began)
 	if err == nil {
 		err = wakeErr
@@ -267,7 +288,7 @@ func ShapeMixCeiling(ctx context.Context, c client.Client, runID string, mix []M
 	if err != nil {
 		return Ceiling{}, fmt.Errorf("bench: shape mix ceiling: %w", err)
 	}
-	res.PerSecond = float64(res.Total) / elapsed.Seconds()
+	res.PerSecond = float64(started.Load()) / elapsed.Seconds()
 	// Close what still waits; runs that have already ended answer NotFound.
 	for id := range parked {
 		var nf *serviceerror.NotFound
