@@ -25,8 +25,10 @@ var recordHistories = flag.Bool("record-histories", false, "write the order runs
 // release that changes OrderWorkflow records a new set and keeps every older one, since
 // the runs those releases left open must still replay (the files without a set are the
 // first releases'; the 2026-11 set was recorded with the release before run keys, on the
-// paths this one changed: a stale fail signal, an unknown order, a parked run cancelled).
-const recordedSet = "2026-12"
+// paths this one changed: a stale fail signal, an unknown order, a parked run cancelled;
+// the 2026-12 set, with three lifecycle steps, before Validate handed orders to matching
+// in its own write, which the 2026-12b set records).
+const recordedSet = "2026-12b"
 
 // recordHistory saves the history of the order's run, once it has closed, when
 // -record-histories is given.
