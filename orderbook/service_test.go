@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/shopspring/decimal"
 
@@ -92,13 +91,9 @@ func (b *book) run(user, inst int64, side order.Side, price string, qty int64) q
 // statuses returns order id's timeline as the statuses its events moved it to.
 func (b *book) statuses(id int64) []string {
 	b.t.Helper()
-	rows, err := b.pool.Query(b.ctx, `SELECT to_status FROM order_events WHERE order_id = $1 ORDER BY seq`, id)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		b.t.Fatal(err)
+	var out []string
+	for _, e := range b.events(id) {
+		out = append(out, e.ToStatus)
 	}
 	return out
 }
