@@ -3,7 +3,8 @@ package bench
 import "testing"
 
 func TestSeveralAPIReplicasAreUsedInTurn(t *testing.T) {
-	r := &runner{opts: Options{APIURL: " http://a:1/, http://b:2,,"}.withDefaults()}
+	o := Options{APIURL: " http://a:1/, http://b:2,,"}.withDefaults()
+	r := &runner{opts: o, apis: o.apis()}
 	if got := r.opts.APIURL; got != "http://a:1,http://b:2" {
 		t.Errorf("APIURL = %q, want the two replicas without slashes or blanks", got)
 	}

@@ -133,8 +133,7 @@ func (o Options) apis() []string {
 // api returns the API replica the n-th request goes to: each in turn, as a load balancer
 // would spread them.
 func (r *runner) api(n int64) string {
-	apis := r.opts.apis()
-	return apis[int(uint64(n)%uint64(len(apis)))]
+	return r.apis[int(uint64(n)%uint64(len(r.apis)))]
 }
 
 // withDefaults fills the zero fields from Defaults. Warmup and Drain may be zero.
@@ -222,6 +221,7 @@ type runner struct {
 	http    *http.Client
 	tracker *Tracker
 	creds   *credentials
+	apis    []string // opts.apis(), split once
 	procs   []Proc
 	fs      procFS
 	out     *lineWriter
@@ -260,6 +260,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	r := &runner{
 		opts:      opts,
+		apis:      opts.apis(),
 		runID:     strconv.FormatInt(time.Now().UnixNano(), 36),
 		out:       &lineWriter{w: opts.Progress},
 		fs:        procFS{root: "/proc"},
