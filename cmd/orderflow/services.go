@@ -287,7 +287,7 @@ func runWorker(ctx context.Context, g *errgroup.Group, cfg Config, logger *slog.
 		producer.Close()
 		return nil, err
 	}
-	consumerClient, err := kgo.NewClient(append(append(kafka.ConsumerOptions(), cfg.kafkaOptions()...), kgo.WithLogger(klog))...)
+	consumer, err := kafka.NewConsumer(starter, logger.With("component", "consumer"), append(cfg.kafkaOptions(), kgo.WithLogger(klog))...)
 	if err != nil {
 		producer.Close()
 		return nil, fmt.Errorf("kafka consumer: %w", err)
@@ -310,25 +310,21 @@ func runWorker(ctx context.Context, g *errgroup.Group, cfg Config, logger *slog.
 	w.RegisterActivity(reconcile.NewActivities(reconcile.New(tc, starter, book, logger.With("component", "reconcile"))))
 	if err := w.Start(); err != nil {
 		producer.Close()
-		consumerClient.Close()
+		consumer.Close()
 		return nil, fmt.Errorf("temporal worker: %w", err)
 	}
 	if err := m.WatchConsumerLag(producer, kafka.ConsumerGroup); err != nil {
 		w.Stop()
 		producer.Close()
-		consumerClient.Close()
+		consumer.Close()
 		return nil, err
 	}
 	relay := kafka.NewRelay(pool, producer, logger.With("component", "relay")).WithObserver(m)
-	consumer := kafka.NewConsumer(consumerClient, starter, logger.With("component", "consumer")).WithObserver(m)
 	g.Go(func() error {
 		defer producer.Close()
 		return relay.Run(ctx)
 	})
-	g.Go(func() error {
-		defer consumerClient.Close()
-		return consumer.Run(ctx)
-	})
+	g.Go(func() error { return consumer.WithObserver(m).Run(ctx) })
 	g.Go(func() error { return book.FoldOrderCountsEvery(ctx, time.Minute) })
 	g.Go(func() error { return book.DeliverFillNotices(ctx, starter) })
 	g.Go(func() error { ensureReconcileSchedule(ctx, tc, cfg.ReconcileInterval, logger); return nil })
