@@ -28,7 +28,8 @@ run: tools-run postgres ## Start everything (PostgreSQL, Temporal + UI, Kafka, A
 
 cluster: tools-cluster postgres ## Start the production topology here: Temporal server on PostgreSQL + UI, broker, 2 APIs, 2 workers.
 	$(GO) build -o $(BIN)/orderflow ./cmd/orderflow
-	$(BIN)/orderflow cluster
+	# Every process of it is on this box too (see run).
+	ADMISSION_MAX_DELAY=$${ADMISSION_MAX_DELAY:-400ms} $(BIN)/orderflow cluster
 
 test: tools-run tools-cluster postgres ## Run every test (unit, workflow, integration, end to end) with -race.
 	@# -p 1: the end-to-end and chaos packages each run a whole system; on a 2-core
