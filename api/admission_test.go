@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"strconv"
@@ -34,6 +35,7 @@ func TestNewOrdersAreRefusedWhileTheBacklogCannotDrainInTime(t *testing.T) {
 	first := h.mustPlace(limitBody(1, `"10"`, 1))
 	accepted := []int64{first.OrderID}
 	var refused response
+	var firstAnswer []byte // k-0's
 	for i := 0; i < 20; i++ {
 		res := h.place("k-"+strconv.Itoa(i), limitBody(1, `"10"`, 1))
 		if res.status == http.StatusServiceUnavailable {
@@ -42,6 +44,9 @@ func TestNewOrdersAreRefusedWhileTheBacklogCannotDrainInTime(t *testing.T) {
 		}
 		if res.status != http.StatusCreated {
 			t.Fatalf("placement %d: %d %s", i, res.status, res.body)
+		}
+		if i == 0 {
+			firstAnswer = res.body
 		}
 		accepted = append(accepted, decode[orderBody](t, res).OrderID)
 	}
@@ -68,8 +73,8 @@ func TestNewOrdersAreRefusedWhileTheBacklogCannotDrainInTime(t *testing.T) {
 	if after := h.orderRows(); after != before {
 		t.Errorf("refused orders wrote %v → %v", before, after)
 	}
-	if res := h.place("k-0", limitBody(1, `"10"`, 1)); res.status != http.StatusOK || !decode[orderBody](t, res).Duplicate {
-		t.Errorf("a replay of an accepted order while overloaded: %d %s, want 200 duplicate", res.status, res.body)
+	if res := h.place("k-0", limitBody(1, `"10"`, 1)); res.status != http.StatusCreated || res.header.Get("Idempotent-Replayed") != "true" || !bytes.Equal(res.body, firstAnswer) {
+		t.Errorf("a replay of an accepted order while overloaded: %d %s, want its first answer replayed: %s", res.status, res.body, firstAnswer)
 	}
 	wantProblem(t, h.place("k-0", limitBody(1, `"11"`, 1)), http.StatusUnprocessableEntity, "IDEMPOTENCY_KEY_REUSED", "")
 

@@ -66,6 +66,8 @@ type Canceller interface {
 //   - Limits: the rate limits (see Limits).
 //   - Admission: refuses new orders the system could not execute in bounded time (its
 //     Run must be running); nil, none.
+//   - IdempotencyTTL: how long an Idempotency-Key replays its first answer; default
+//     orderbook.DefaultIdempotencyTTL (24h).
 type Config struct {
 	AllowedOrigins []string
 	CancelWait     time.Duration
@@ -78,6 +80,7 @@ type Config struct {
 	TrustBody      bool
 	Limits         Limits
 	Admission      *orderbook.Admission
+	IdempotencyTTL time.Duration
 }
 
 // withDefaults returns cfg with every unset field given its documented default.
@@ -121,7 +124,7 @@ func NewServer(pool *pgxpool.Pool, cancels Canceller, logger *slog.Logger, cfg C
 	cfg = cfg.withDefaults()
 	book := orderbook.New(pool, logger, orderbook.Config{
 		Waker: kafka.NewOutboxWaker(pool, logger), Batches: cfg.Batches, PlaceTimeout: cfg.RequestTimeout,
-		PlaceQueue: cfg.PlaceQueue,
+		PlaceQueue: cfg.PlaceQueue, IdempotencyTTL: cfg.IdempotencyTTL,
 	})
 	s := &server{pool: pool, book: book, cancels: cancels, logger: logger, cfg: cfg,
 		trades:      newLimiter("trade", cfg.Limits.Trade),

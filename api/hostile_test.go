@@ -217,15 +217,15 @@ func TestOddButHarmlessOrderRequestsAreAccepted(t *testing.T) {
 		if stored != key {
 			t.Errorf("stored key = %q, want %q", stored, key)
 		}
-		for _, table := range []string{"orders", "order_events", "outbox", "instruments"} {
+		for _, table := range []string{"orders", "order_events", "outbox", "instruments", "idempotency_keys"} {
 			var exists bool
 			if err := h.pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", table).Scan(&exists); err != nil || !exists {
 				t.Errorf("table %s is gone (err %v)", table, err)
 			}
 		}
 		replay := h.place(key, body)
-		if replay.status != http.StatusOK || decode[orderBody](t, replay).OrderID != o.OrderID {
-			t.Errorf("a replay with the same key answered %d %s, want 200 with order %d", replay.status, replay.body, o.OrderID)
+		if replay.status != http.StatusCreated || replay.header.Get("Idempotent-Replayed") != "true" || decode[orderBody](t, replay).OrderID != o.OrderID {
+			t.Errorf("a replay with the same key answered %d %s, want order %d's answer replayed", replay.status, replay.body, o.OrderID)
 		}
 	})
 

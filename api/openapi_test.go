@@ -197,7 +197,7 @@ func TestEveryRouteAnswersAsTheSpecSays(t *testing.T) {
 		wantStatus int
 	}{
 		{"a replayed order", http.MethodPost, "/api/v1/orders", limitBody(1, `"100.25"`, 10), []string{"Content-Type", "application/json", "Idempotency-Key", "replay"}, http.StatusCreated},
-		{"the replay itself", http.MethodPost, "/api/v1/orders", limitBody(1, `"100.25"`, 10), []string{"Content-Type", "application/json", "Idempotency-Key", "replay"}, http.StatusOK},
+		{"the replay itself", http.MethodPost, "/api/v1/orders", limitBody(1, `"100.25"`, 10), []string{"Content-Type", "application/json", "Idempotency-Key", "replay"}, http.StatusCreated},
 		{"a reused key", http.MethodPost, "/api/v1/orders", limitBody(1, `"100.26"`, 10), []string{"Content-Type", "application/json", "Idempotency-Key", "replay"}, http.StatusUnprocessableEntity},
 		{"an invalid order", http.MethodPost, "/api/v1/orders", limitBody(0, `"1"`, 1), []string{"Content-Type", "application/json", "Idempotency-Key", "bad"}, http.StatusBadRequest},
 		{"a missing key", http.MethodPost, "/api/v1/orders", limitBody(1, `"1"`, 1), []string{"Content-Type", "application/json"}, http.StatusBadRequest},

@@ -35,10 +35,11 @@ const (
 )
 
 // placeOrder handles POST /api/v1/orders: the order-book service writes the order, its
-// ORDER_PLACED event and the outbox message that starts its execution in one statement
-// (shared with concurrent requests: group commit), and the 201 comes only after its
-// commit. A replay of the user's Idempotency-Key answers 200 with the order it placed;
-// the same key with a different order, 422.
+// ORDER_PLACED event, the outbox message that starts its execution and this answer in
+// one transaction (shared with concurrent requests: group commit), and the 201 comes
+// only after its commit. A replay of the user's Idempotency-Key gets the first answer
+// byte for byte, marked Idempotent-Replayed; the same key with a different order, 422;
+// while the first request is still being written, 409.
 func (s *server) placeOrder(w http.ResponseWriter, r *http.Request) error {
 	if err := requireJSON(r); err != nil {
 		return err
@@ -66,11 +67,14 @@ func (s *server) placeOrder(w http.ResponseWriter, r *http.Request) error {
 	res, err := s.book.Place(r.Context(), orderbook.NewOrder{
 		UserID: req.userID, InstrumentID: req.instrumentID, Side: req.side, Kind: req.kind, Price: req.price,
 		Quantity: req.quantity, TimeInForce: req.timeInForce, IdempotencyKey: key, RequestHash: req.hash(),
-		Details: c.details(),
+		Details: c.details(), Answer: s.placedAnswer,
 	})
 	switch {
 	case errors.Is(err, orderbook.ErrKeyReused):
 		return newError(codeKeyReused, "Idempotency-Key %q was already used by this user for a different order request; use a new key for a new order", key)
+	case errors.Is(err, orderbook.ErrKeyInFlight):
+		return &apiError{code: codeKeyInFlight, retryAfter: time.Second,
+			message: fmt.Sprintf("a request with Idempotency-Key %q is still being processed; retry shortly to get its answer", key)}
 	case errors.Is(err, orderbook.ErrBusy):
 		return &apiError{code: codeUnavailable, retryAfter: time.Second, cause: err,
 			message: "too many orders are waiting to be written; nothing was placed: retry shortly"}
@@ -82,22 +86,57 @@ func (s *server) placeOrder(w http.ResponseWriter, r *http.Request) error {
 			message: "the order's write was not confirmed in time; it may have been placed: retry with the same Idempotency-Key to learn its outcome"}
 	case err != nil:
 		return fmt.Errorf("api: %w", err)
-	case !res.Created:
-		s.respond(w, r, http.StatusOK, placedView{orderView: s.orderView(res.Order), Message: msgDuplicate, Duplicate: true})
-		return nil
-	}
-	if s.cfg.Admission != nil {
+	case res.Created && s.cfg.Admission != nil:
 		s.cfg.Admission.Accepted(1)
 	}
-	w.Header().Set("Location", "/api/v1/orders/"+strconv.FormatInt(res.Order.ID, 10))
-	s.respond(w, r, http.StatusCreated, placedView{orderView: s.orderView(res.Order), Message: msgAccepted})
+	s.replay(w, r, res)
 	return nil
 }
 
+// placedAnswer renders the answer to the request that placed o, which is stored with it
+// and is what every replay of its key gets.
+func (s *server) placedAnswer(o queries.Order) orderbook.Answer {
+	body, err := json.Marshal(placedView{orderView: s.orderView(o), Message: msgAccepted})
+	if err != nil {
+		panic(fmt.Sprintf("api: encode a placed order: %v", err)) // plain fields: cannot fail
+	}
+	return orderbook.Answer{
+		Status: http.StatusCreated,
+		Headers: map[string]string{
+			"Content-Type": "application/json",
+			"Location":     "/api/v1/orders/" + strconv.FormatInt(o.ID, 10),
+		},
+		Body: append(body, '\n'),
+	}
+}
+
+// replay writes what placing res's order answered: the stored answer, marked
+// Idempotent-Replayed unless this request placed it. An order placed before answers were
+// stored is answered as it was then: 200, the order as it is now, duplicate: true.
+func (s *server) replay(w http.ResponseWriter, r *http.Request, res orderbook.Placed) {
+	if !res.Created {
+		w.Header().Set(replayedHeader, "true")
+	}
+	a := res.Answer
+	if a == nil {
+		s.respond(w, r, http.StatusOK, placedView{orderView: s.orderView(res.Order), Message: msgDuplicate, Duplicate: true})
+		return
+	}
+	for k, v := range a.Headers {
+		w.Header().Set(k, v)
+	}
+	w.WriteHeader(a.Status)
+	_, _ = w.Write(a.Body)
+}
+
+// replayedHeader marks an answer that is a replay of an earlier request's (as Stripe's
+// API does).
+const replayedHeader = "Idempotent-Replayed"
+
 // admit applies admission control to a new order: while the system could not execute it
 // in bounded time, it is refused (an error: 503 OVERLOADED with Retry-After) and nothing
-// is written. A replay of an order already accepted asks for no new work and is answered
-// as ever (answered: admit wrote the answer). Otherwise the order may be placed.
+// is written. A replay of an order already accepted asks for no new work and gets its
+// answer as ever (answered: admit wrote it). Otherwise the order may be placed.
 func (s *server) admit(w http.ResponseWriter, r *http.Request, req orderRequest, key string) (answered bool, err error) {
 	if s.cfg.Admission == nil {
 		return false, nil
@@ -106,17 +145,17 @@ func (s *server) admit(w http.ResponseWriter, r *http.Request, req orderRequest,
 	if ok {
 		return false, nil
 	}
-	existing, err := s.book.OrderByIdempotencyKey(r.Context(), req.userID, key)
+	res, err := s.book.Replay(r.Context(), req.userID, key, req.hash())
 	switch {
 	case errors.Is(err, orderbook.ErrNotFound):
 		return false, &apiError{code: codeOverloaded, retryAfter: retry,
 			message: fmt.Sprintf("the system is executing as many orders as it can; nothing was placed: retry in %d seconds", max(1, seconds(retry)))}
+	case errors.Is(err, orderbook.ErrKeyReused):
+		return false, newError(codeKeyReused, "Idempotency-Key %q was already used by this user for a different order request; use a new key for a new order", key)
 	case err != nil:
 		return false, fmt.Errorf("api: %w", err)
-	case existing.RequestHash != req.hash():
-		return false, newError(codeKeyReused, "Idempotency-Key %q was already used by this user for a different order request; use a new key for a new order", key)
 	}
-	s.respond(w, r, http.StatusOK, placedView{orderView: s.orderView(existing), Message: msgDuplicate, Duplicate: true})
+	s.replay(w, r, res)
 	return true, nil
 }
 

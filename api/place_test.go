@@ -1,8 +1,8 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -278,12 +278,9 @@ func TestPlacingWritesTheOrderItsEventAndItsOutboxMessage(t *testing.T) {
 		t.Errorf("%d outbox rows, want 1", n)
 	}
 
-	res = h.place(idemKey, body)
-	if res.status != http.StatusOK {
-		t.Fatalf("replay: status %d, want 200; body %s", res.status, res.body)
-	}
-	if again := decode[orderBody](t, res); again.OrderID != o.OrderID || !again.Duplicate {
-		t.Errorf("replay = order %d duplicate %v; want order %d duplicate", again.OrderID, again.Duplicate, o.OrderID)
+	again := h.place(idemKey, body)
+	if again.status != http.StatusCreated || !bytes.Equal(again.body, res.body) || again.header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("replay: status %d, body %s; want the first answer (201, %s) replayed", again.status, again.body, res.body)
 	}
 	for _, table := range []string{"orders", "order_events", "outbox"} {
 		if n := h.count(table); n != 1 {
@@ -321,16 +318,70 @@ func TestPlacingIsIdempotent(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 
-	t.Run("a replay answers 200 with the same order marked duplicate", func(t *testing.T) {
+	t.Run("a replay answers the first answer byte for byte, however the order changed since", func(t *testing.T) {
 		key := newKey()
-		first := decode[orderBody](t, h.place(key, limitBody(1, `"100.5"`, 10)))
-		res := h.place(key, limitBody(1, `100.50`, 10)) // the same request, written differently
-		if res.status != http.StatusOK {
-			t.Fatalf("status = %d, want 200; body %s", res.status, res.body)
+		first := h.place(key, limitBody(1, `"100.5"`, 10))
+		if first.status != http.StatusCreated || first.header.Get("Idempotent-Replayed") != "" {
+			t.Fatalf("first answer: %d %v %s", first.status, first.header, first.body)
 		}
+		o := decode[orderBody](t, first)
+		h.exec(`UPDATE orders SET status = 'EXECUTING', version = version + 2, updated_at = now() + interval '1 second' WHERE id = $1`, o.OrderID)
+		res := h.place(key, limitBody(1, `100.50`, 10)) // the same request, written differently
+		if res.status != http.StatusCreated || !bytes.Equal(res.body, first.body) {
+			t.Fatalf("replay: %d %s; want 201 and the first body %s", res.status, res.body, first.body)
+		}
+		if got := res.header.Get("Idempotent-Replayed"); got != "true" {
+			t.Errorf("replay's Idempotent-Replayed = %q, want true", got)
+		}
+		for _, name := range []string{"Content-Type", "Location"} {
+			if got, want := res.header.Get(name), first.header.Get(name); got != want {
+				t.Errorf("replay's %s = %q, want the first answer's %q", name, got, want)
+			}
+		}
+		if n := h.count("orders"); n < 1 {
+			t.Fatal("no order")
+		}
+	})
+
+	t.Run("a request that failed stored nothing: its key places the order once it is right", func(t *testing.T) {
+		key := newKey()
+		wantProblem(t, h.place(key, limitBody(1, `"-1"`, 10)), http.StatusBadRequest, "VALIDATION_FAILED", "price")
+		if res := h.place(key, limitBody(1, `"1"`, 10)); res.status != http.StatusCreated || res.header.Get("Idempotent-Replayed") != "" {
+			t.Errorf("the corrected request: %d %v %s, want a new order", res.status, res.header, res.body)
+		}
+	})
+
+	t.Run("an order placed before answers were stored is replayed as it is now", func(t *testing.T) {
+		key := newKey()
+		first := decode[orderBody](t, h.place(key, limitBody(1, `"7"`, 1)))
+		h.exec(`DELETE FROM idempotency_keys WHERE order_id = $1`, first.OrderID)
+		res := h.place(key, limitBody(1, `"7"`, 1))
 		again := decode[orderBody](t, res)
-		if again.OrderID != first.OrderID || !again.Duplicate || again.Message != "Duplicate request: returning the existing order" {
-			t.Errorf("replay = order %d duplicate %v %q; want order %d", again.OrderID, again.Duplicate, again.Message, first.OrderID)
+		if res.status != http.StatusOK || again.OrderID != first.OrderID || !again.Duplicate || res.header.Get("Idempotent-Replayed") != "true" {
+			t.Errorf("replay: %d %v %s; want 200, order %d, duplicate, replayed", res.status, res.header, res.body, first.OrderID)
+		}
+	})
+
+	t.Run("an expired key places a new order", func(t *testing.T) {
+		for _, stored := range []bool{true, false} {
+			key := newKey()
+			first := decode[orderBody](t, h.place(key, limitBody(1, `"8"`, 1)))
+			if !stored {
+				h.exec(`DELETE FROM idempotency_keys WHERE order_id = $1`, first.OrderID)
+			}
+			h.exec(`UPDATE orders SET created_at = now() - interval '25 hours' WHERE id = $1`, first.OrderID)
+			h.exec(`UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE order_id = $1`, first.OrderID)
+			res := h.place(key, limitBody(1, `"8"`, 1))
+			again := decode[orderBody](t, res)
+			if res.status != http.StatusCreated || res.header.Get("Idempotent-Replayed") != "" || again.OrderID == first.OrderID {
+				t.Fatalf("stored %v: after the expiry: %d %v %s; want a new order", stored, res.status, res.header, res.body)
+			}
+			// And the new order's key replays the new order.
+			if replay := h.place(key, limitBody(1, `"8"`, 1)); !bytes.Equal(replay.body, res.body) {
+				t.Errorf("stored %v: replay of the renewed key: %s, want %s", stored, replay.body, res.body)
+			}
+			// A different request with the renewed key is refused against the new order.
+			wantProblem(t, h.place(key, limitBody(1, `"9"`, 1)), http.StatusUnprocessableEntity, "IDEMPOTENCY_KEY_REUSED", "")
 		}
 	})
 
@@ -375,32 +426,85 @@ func TestConcurrentIdenticalRequestsPlaceOneOrder(t *testing.T) {
 	close(start)
 	wg.Wait()
 
-	created := 0
-	ids := map[int64]bool{}
+	// Each request either placed the order, replays its answer, or was told that the
+	// key's first request is in flight (409) and wrote nothing.
+	created, inFlight := 0, 0
+	bodies := map[string]bool{}
 	for _, res := range results {
-		switch res.status {
-		case http.StatusCreated:
+		switch {
+		case res.status == http.StatusCreated && res.header.Get("Idempotent-Replayed") == "":
 			created++
-		case http.StatusOK:
-			var o orderBody
-			if err := json.Unmarshal(res.body, &o); err != nil || !o.Duplicate {
-				t.Errorf("200 answer is not a duplicate: %s", res.body)
+			bodies[string(res.body)] = true
+		case res.status == http.StatusCreated:
+			bodies[string(res.body)] = true
+		case res.status == http.StatusConflict:
+			inFlight++
+			if p := wantProblem(t, res, http.StatusConflict, "IDEMPOTENCY_KEY_IN_FLIGHT", ""); res.header.Get("Retry-After") == "" {
+				t.Errorf("409 without Retry-After: %+v", p)
 			}
 		default:
 			t.Errorf("status = %d; body %s", res.status, res.body)
-			continue
-		}
-		var o orderBody
-		if err := json.Unmarshal(res.body, &o); err == nil {
-			ids[o.OrderID] = true
 		}
 	}
-	if created != 1 || len(ids) != 1 {
-		t.Errorf("%d answers were 201 and they named %d orders; want exactly one of each", created, len(ids))
+	if created != 1 || len(bodies) != 1 {
+		t.Errorf("%d answers placed the order and the 201s had %d different bodies; want exactly one of each", created, len(bodies))
 	}
+	t.Logf("%d placed, %d replayed, %d in flight", created, n-created-inFlight, inFlight)
 	for table, want := range map[string]int{"orders": 1, "order_events": 1, "outbox": 1} {
 		if got := h.count(table); got != want {
 			t.Errorf("%s has %d rows, want %d", table, got, want)
 		}
+	}
+}
+
+func TestAKeyWhoseFirstRequestIsStillBeingWrittenGets409(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	key := newKey()
+	body := limitBody(5, `"12"`, 2)
+
+	// Hold the first request inside its transaction: its order is written and its key's
+	// lock taken, and storing its answer waits for this lock.
+	hold, err := h.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = hold.Rollback(ctx) }()
+	if _, err := hold.Exec(ctx, `LOCK TABLE idempotency_keys IN EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	firstDone := make(chan response, 1)
+	go func() { firstDone <- h.place(key, body) }()
+	waitFor(t, "the first request to wait inside its transaction", func() bool {
+		var waiting bool
+		err := h.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO idempotency_keys%')`).Scan(&waiting)
+		return err == nil && waiting
+	})
+
+	second := h.place(key, body)
+	wantProblem(t, second, http.StatusConflict, "IDEMPOTENCY_KEY_IN_FLIGHT", "")
+	if second.header.Get("Retry-After") == "" {
+		t.Error("the 409 has no Retry-After")
+	}
+	// A different request with the key is in flight too, not yet a reuse: the first one
+	// has not been answered.
+	wantProblem(t, h.place(key, limitBody(5, `"13"`, 2)), http.StatusConflict, "IDEMPOTENCY_KEY_IN_FLIGHT", "")
+
+	if err := hold.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first := <-firstDone
+	if first.status != http.StatusCreated || first.header.Get("Idempotent-Replayed") != "" {
+		t.Fatalf("the first request: %d %s, want it placed", first.status, first.body)
+	}
+	third := h.place(key, body)
+	if third.status != http.StatusCreated || !bytes.Equal(third.body, first.body) || third.header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("a request after the first was answered: %d %s, want its answer replayed", third.status, third.body)
+	}
+	if n := h.count("orders"); n != 1 {
+		t.Errorf("%d orders, want the first request's alone", n)
 	}
 }

@@ -30,6 +30,7 @@ const (
 	codeUnsupportedMedia   errorCode = "UNSUPPORTED_MEDIA_TYPE"
 	codeMissingKey         errorCode = "MISSING_IDEMPOTENCY_KEY"
 	codeKeyReused          errorCode = "IDEMPOTENCY_KEY_REUSED"
+	codeKeyInFlight        errorCode = "IDEMPOTENCY_KEY_IN_FLIGHT"
 	codeOrderNotFound      errorCode = "ORDER_NOT_FOUND"
 	codeOrderTerminal      errorCode = "ORDER_TERMINAL"
 	codeOrderNotParked     errorCode = "ORDER_NOT_PARKED"
@@ -77,6 +78,8 @@ func (c errorCode) describe() (status int, title string) {
 		return http.StatusTooManyRequests, "Too many requests"
 	case codeOverloaded:
 		return http.StatusServiceUnavailable, "Overloaded"
+	case codeKeyInFlight:
+		return http.StatusConflict, "Idempotency-Key in flight"
 	case codeOrderTerminal:
 		return http.StatusConflict, "Order is terminal"
 	case codeOrderNotParked:

@@ -105,8 +105,8 @@ func clusterAPIKilled(ctx context.Context, r *run) error {
 			return err
 		}
 	}
-	r.note("%d requests failed while a replica was dead, each retried on the other; %d orders were acknowledged by a replay (200)",
-		r.l.failureCount(), r.l.codeCount("POST 200"))
+	r.note("%d requests failed while a replica was dead, each retried on the other; %d orders were acknowledged by a replay (Idempotent-Replayed)",
+		r.l.failureCount(), r.l.codeCount("POST replayed"))
 	return nil
 }
 

@@ -190,12 +190,17 @@ func (l *load) placeOnce(body map[string]any, key string, rng *rand.Rand, replic
 	case err != nil:
 		l.count("POST transport error", true)
 		return false
-	case code == http.StatusServiceUnavailable:
-		l.count("POST 503", true)
+	case code == http.StatusServiceUnavailable, code == http.StatusConflict:
+		// Refused, or the key's first attempt (cut off, perhaps on another replica) is
+		// still being written: nothing of this one was, and a retry gets the answer.
+		l.count(fmt.Sprintf("POST %d", code), true)
 		l.checkProblem("POST /api/v1/orders", code, hdr, resp)
 		return false
 	}
 	l.count(fmt.Sprintf("POST %d", code), false)
+	if hdr.Get("Idempotent-Replayed") == "true" {
+		l.count("POST replayed", false)
+	}
 	if code != http.StatusCreated && code != http.StatusOK {
 		l.violate("POST /api/v1/orders %s answered %d: %s", b, code, excerpt(resp))
 		return true
@@ -329,10 +334,10 @@ func (l *load) slowestAnswer() answer {
 	return l.slowest
 }
 
-// checkProblem records a violation unless a 5xx answer is a 503 with an RFC 9457
-// problem+json body carrying the seed's error fields.
+// checkProblem records a violation unless a retryable answer is a 503 or 409 with an
+// RFC 9457 problem+json body carrying the seed's error fields.
 func (l *load) checkProblem(what string, code int, hdr http.Header, body []byte) {
-	if code != http.StatusServiceUnavailable {
+	if code != http.StatusServiceUnavailable && code != http.StatusConflict {
 		l.violate("%s answered %d: %s", what, code, excerpt(body))
 		return
 	}
@@ -344,11 +349,11 @@ func (l *load) checkProblem(what string, code int, hdr http.Header, body []byte)
 		Message   string `json:"message"`
 	}
 	if mt != "application/problem+json" || json.Unmarshal(body, &p) != nil || p.Status != code || p.ErrorCode == "" || p.Title == "" {
-		l.violate("%s answered 503 without a problem+json body (Content-Type %q): %s", what, hdr.Get("Content-Type"), excerpt(body))
+		l.violate("%s answered %d without a problem+json body (Content-Type %q): %s", what, code, hdr.Get("Content-Type"), excerpt(body))
 		return
 	}
 	if strings.Contains(p.Message, "goroutine ") || strings.Contains(p.Message, ".go:") {
-		l.violate("%s answered 503 with internals in its message: %s", what, excerpt(body))
+		l.violate("%s answered %d with internals in its message: %s", what, code, excerpt(body))
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/orderflow/orderflow/order"
-	"github.com/orderflow/orderflow/queries"
 )
 
 // TestPlacer exposes a placer to the package's tests, which hold its writers on a lock
@@ -18,7 +17,7 @@ type TestPlacer struct{ p *placer }
 // NewTestPlacer returns a placer writing through pool, whose statements time out after
 // timeout and whose queue holds at most maxQueue orders.
 func NewTestPlacer(pool *pgxpool.Pool, timeout time.Duration, maxQueue int) *TestPlacer {
-	return &TestPlacer{newPlacer(queries.New(pool), nil, timeout, nil, maxQueue)}
+	return &TestPlacer{newPlacer(pool, nil, timeout, nil, maxQueue)}
 }
 
 // Place places a limit buy of quantity at 10 on instrument 101 for user under key, for

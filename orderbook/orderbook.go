@@ -54,6 +54,9 @@ var (
 	ErrStale = errors.New("order changed concurrently (stale version)")
 	// ErrKeyReused: the user's Idempotency-Key was used for a different order.
 	ErrKeyReused = errors.New("idempotency key already used for a different order")
+	// ErrKeyInFlight: another request with the user's Idempotency-Key is being placed
+	// (or has just failed); nothing of this one was written.
+	ErrKeyInFlight = errors.New("another request with this idempotency key is in flight")
 	// ErrInvalidTransition: the transition table forbids the move (a bug, never a
 	// client's fault); it wraps order.ErrInvalidTransition.
 	ErrInvalidTransition = order.ErrInvalidTransition
@@ -123,6 +126,7 @@ type Service struct {
 	// DeliverFillNotices.
 	noticeLease time.Duration
 	noticeWake  chan struct{}
+	keyTTL      time.Duration // how long an Idempotency-Key keeps its first answer
 }
 
 // Config tunes the service; the zero value of a field means its default.
@@ -136,6 +140,8 @@ type Service struct {
 //     the instrument's lock); default DefaultMaxFillsPerStep.
 //   - NoticeLease is how long a claimed fill notice is left to its sender before another
 //     may send it; default 10s.
+//   - IdempotencyTTL is how long an Idempotency-Key answers replays with its first
+//     answer; after it, the key places a new order. Default DefaultIdempotencyTTL.
 //   - PlaceQueue bounds the new orders waiting to be written; Place refuses more with
 //     ErrBusy; default 1024.
 type Config struct {
@@ -146,6 +152,7 @@ type Config struct {
 	PlaceTimeout    time.Duration
 	MaxFillsPerStep int
 	NoticeLease     time.Duration
+	IdempotencyTTL  time.Duration
 }
 
 // New returns the service over pool; a nil logger discards logs.
@@ -162,10 +169,13 @@ func New(pool *pgxpool.Pool, logger *slog.Logger, cfg Config) *Service {
 	if cfg.NoticeLease <= 0 {
 		cfg.NoticeLease = 10 * time.Second
 	}
+	if cfg.IdempotencyTTL <= 0 {
+		cfg.IdempotencyTTL = DefaultIdempotencyTTL
+	}
 	q := queries.New(pool)
 	return &Service{pool: pool, q: q, log: logger, observer: cfg.Observer, maxFills: cfg.MaxFillsPerStep,
-		noticeLease: cfg.NoticeLease, noticeWake: make(chan struct{}, 1),
-		placer: newPlacer(q, cfg.Waker, cfg.PlaceTimeout, cfg.Batches, cfg.PlaceQueue)}
+		noticeLease: cfg.NoticeLease, noticeWake: make(chan struct{}, 1), keyTTL: cfg.IdempotencyTTL,
+		placer: newPlacer(pool, cfg.Waker, cfg.PlaceTimeout, cfg.Batches, cfg.PlaceQueue)}
 }
 
 // txn is one method's transaction: its queries, and the status changes it made, which

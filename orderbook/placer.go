@@ -3,6 +3,7 @@ package orderbook
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -10,7 +11,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/shopspring/decimal"
 
 	"github.com/orderflow/orderflow/order"
@@ -29,7 +32,8 @@ const (
 
 // placer writes new orders in batches: group commit. A request queues its order and waits;
 // a writer takes what is queued (up to placeMaxBatch) and writes it with one PlaceOrders
-// statement, so one round trip and one commit for the batch. Under light load a writer is
+// statement and one statement storing the orders' answers, in one transaction, so one
+// commit for the batch. Under light load a writer is
 // free and an order is written alone as soon as it arrives; under heavy load the orders
 // that arrive while the writers wait for their commits share the next one, which is what
 // lets ingestion outgrow one transaction per order.
@@ -39,7 +43,7 @@ const (
 // happen under mu, so an order is never queued with no writer to take it, and an idle
 // API runs no goroutine. It needs no Close.
 type placer struct {
-	q       *queries.Queries
+	pool    *pgxpool.Pool
 	waker   Waker // nil: none
 	timeout time.Duration
 	batches BatchObserver // nil: none
@@ -93,39 +97,57 @@ type NewOrder struct {
 	IdempotencyKey string
 	RequestHash    string
 	Details        []byte
+	// Answer renders the answer to the request that placed the order, which is stored
+	// with it, in its transaction, for replays of the key; nil stores none.
+	Answer func(queries.Order) Answer
 }
 
 // Placed is what Place did: Created is false when the order is the one an earlier
-// request with the same Idempotency-Key placed.
+// request with the same Idempotency-Key placed. Answer is the answer stored for the
+// order: rendered now if Created, else the first request's (nil for an order placed
+// before answers were stored; Order is then the order as it is now).
 type Placed struct {
 	Order   queries.Order
 	Created bool
+	Answer  *Answer
 }
 
-// Place writes a new order (CREATED) with its ORDER_PLACED event and the outbox message
-// that starts its execution, in one statement shared with concurrent callers and
-// committed before Place returns. Idempotency rests on UNIQUE (user_id,
-// idempotency_key): of concurrent requests with one key exactly one writes; the others
-// write nothing and get the winner's order, or ErrKeyReused when their request differs
-// from the winner's. Once queued, the order is written or fails with its batch whatever
-// becomes of ctx, as a statement already sent would be; ctx bounds the look-up of a
-// duplicate.
+// Place writes a new order (CREATED) with its ORDER_PLACED event, the outbox message
+// that starts its execution and its answer, in one transaction shared with concurrent
+// callers and committed before Place returns. Of concurrent requests with one key
+// exactly one writes: UNIQUE (user_id, idempotency_key) decides, and a request whose key
+// another transaction is writing at that moment gets ErrKeyInFlight without waiting. A
+// later one gets the first answer, or ErrKeyReused when its request differs; once the
+// key has expired, it places a new order. Once queued, the order is written or fails
+// with its batch whatever becomes of ctx, as a statement already sent would be; ctx
+// bounds the look-up of the first answer.
 func (s *Service) Place(ctx context.Context, no NewOrder) (Placed, error) {
-	res := s.placer.place(ctx, no)
-	if res.err != nil {
-		return Placed{}, fmt.Errorf("place order: %w", res.err)
+	// The second round is for a key that had expired: released, it places anew (a third
+	// would only mean another request is racing for the same released key).
+	for range 2 {
+		res := s.placer.place(ctx, no)
+		if res.err != nil {
+			return Placed{}, fmt.Errorf("place order: %w", res.err)
+		}
+		if res.created {
+			return Placed{Order: res.order, Created: true, Answer: res.answer}, nil
+		}
+		p, err := s.replay(ctx, no.UserID, no.IdempotencyKey, no.RequestHash)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			// The key is taken, yet nothing with it has committed: its request is in flight.
+			return Placed{}, ErrKeyInFlight
+		case errors.Is(err, errKeyExpired):
+			if _, err := s.q.ReleaseIdempotencyKey(ctx, queries.ReleaseIdempotencyKeyParams{
+				OrderID: p.Order.ID, UsedKey: no.IdempotencyKey, TtlSeconds: s.keyTTL.Seconds(),
+			}); err != nil {
+				return Placed{}, fmt.Errorf("place order: release expired idempotency key: %w", err)
+			}
+			continue
+		}
+		return p, err
 	}
-	if res.created {
-		return Placed{Order: res.order, Created: true}, nil
-	}
-	existing, err := s.q.GetOrderByIdempotencyKey(ctx, queries.GetOrderByIdempotencyKeyParams{UserID: no.UserID, IdempotencyKey: no.IdempotencyKey})
-	if err != nil {
-		return Placed{}, fmt.Errorf("place order: load the order of its idempotency key: %w", err)
-	}
-	if existing.RequestHash != no.RequestHash {
-		return Placed{Order: existing}, ErrKeyReused
-	}
-	return Placed{Order: existing}, nil
+	return Placed{}, ErrKeyInFlight
 }
 
 // placement is one order waiting to be written.
@@ -134,12 +156,17 @@ type placement struct {
 	done chan placeResult
 }
 
+// idempotencyLockClass is the first half of the advisory lock of a key being placed
+// (PlaceOrders), so that those locks cannot collide with any other advisory lock.
+const idempotencyLockClass = 0x1de7
+
 // placeResult is what became of a placement. created is false, with no error, when the
 // user's Idempotency-Key was already taken, by an earlier order or by another request in
 // the same batch; nothing of this request was written then.
 type placeResult struct {
 	order   queries.Order
 	created bool
+	answer  *Answer
 	err     error
 }
 
@@ -149,11 +176,11 @@ type placeResult struct {
 //
 // At most maxQueue orders wait for a writer (0: defaultMaxQueue); beyond that, place
 // refuses at once with ErrBusy.
-func newPlacer(q *queries.Queries, waker Waker, timeout time.Duration, batches BatchObserver, maxQueue int) *placer {
+func newPlacer(pool *pgxpool.Pool, waker Waker, timeout time.Duration, batches BatchObserver, maxQueue int) *placer {
 	if maxQueue <= 0 {
 		maxQueue = defaultMaxQueue
 	}
-	return &placer{q: q, waker: waker, timeout: timeout, batches: batches, maxQueue: maxQueue}
+	return &placer{pool: pool, waker: waker, timeout: timeout, batches: batches, maxQueue: maxQueue}
 }
 
 // place writes the order of req and returns what became of it, or, once ctx is done,
@@ -228,7 +255,7 @@ type idemKey struct {
 	key    string
 }
 
-// write writes batch in one statement and gives every placement its result. If the
+// write writes batch in one transaction and gives every placement its result. If the
 // statement fails, each order is written again on its own, so a fault of one order fails
 // that order alone.
 func (p *placer) write(batch []*placement) {
@@ -250,7 +277,7 @@ func (p *placer) write(batch []*placement) {
 		return cmp.Or(cmp.Compare(a.req.UserID, b.req.UserID), cmp.Compare(a.req.IdempotencyKey, b.req.IdempotencyKey))
 	})
 
-	rows, err := p.insert(unique)
+	written, err := p.insert(unique)
 	if err != nil {
 		if len(batch) > 1 && refusedStatement(err) {
 			// PostgreSQL refused the statement, perhaps for one order's sake. An error
@@ -268,18 +295,14 @@ func (p *placer) write(batch []*placement) {
 		}
 		return
 	}
-	written := make(map[idemKey]queries.Order, len(rows))
-	for _, row := range rows {
-		written[idemKey{row.UserID, row.IdempotencyKey}] = queries.Order(row) // sqlc types a CTE's rows apart, but they are the orders row
-	}
 	if len(written) > 0 && p.waker != nil {
 		p.waker.Wake()
 	}
 	for _, pl := range batch {
 		k := idemKey{pl.req.UserID, pl.req.IdempotencyKey}
-		o, ok := written[k]
+		w, ok := written[k]
 		if ok && first[k] == pl {
-			pl.done <- placeResult{order: o, created: true}
+			pl.done <- w
 		} else {
 			pl.done <- placeResult{}
 		}
@@ -298,9 +321,11 @@ func refusedStatement(err error) bool {
 	return !strings.HasPrefix(pgErr.Code, "08") && !slices.Contains([]string{"57P01", "57P02", "57P03"}, pgErr.Code)
 }
 
-// insert runs PlaceOrders for the placements, in their order.
-func (p *placer) insert(pls []*placement) ([]queries.PlaceOrdersRow, error) {
-	arg := queries.PlaceOrdersParams{EventType: string(order.EventOrderPlaced), Topic: ExecutionTopic}
+// insert runs PlaceOrders for the placements, in their order, and stores the answers of
+// the orders it wrote, in one transaction. It returns what each written order's
+// placement gets, by its key.
+func (p *placer) insert(pls []*placement) (map[idemKey]placeResult, error) {
+	arg := queries.PlaceOrdersParams{EventType: string(order.EventOrderPlaced), Topic: ExecutionTopic, IdempotencyLockClass: idempotencyLockClass}
 	for _, pl := range pls {
 		r := pl.req
 		price := ""
@@ -324,12 +349,49 @@ func (p *placer) insert(pls []*placement) ([]queries.PlaceOrdersRow, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
 	defer cancel()
-	rows, err := p.q.PlaceOrders(ctx, arg)
 	if p.batches != nil {
 		p.batches.ObserveOrderBatch(len(pls))
 	}
+	var written map[idemKey]placeResult
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		q := queries.New(tx)
+		rows, err := q.PlaceOrders(ctx, arg)
+		if err != nil {
+			return err
+		}
+		byKey := make(map[idemKey]*placement, len(pls))
+		for _, pl := range pls {
+			byKey[idemKey{pl.req.UserID, pl.req.IdempotencyKey}] = pl
+		}
+		written = make(map[idemKey]placeResult, len(rows))
+		var answers queries.StoreIdempotentAnswersParams
+		for _, row := range rows {
+			k := idemKey{row.UserID, row.IdempotencyKey}
+			res := placeResult{order: queries.Order(row), created: true} // sqlc types a CTE's rows apart, but they are the orders row
+			if render := byKey[k].req.Answer; render != nil {
+				a := render(res.order)
+				headers, err := json.Marshal(a.Headers)
+				if err != nil {
+					return fmt.Errorf("encode the answer's headers: %w", err)
+				}
+				res.answer = &a
+				answers.UserIds = append(answers.UserIds, row.UserID)
+				answers.IdempotencyKeys = append(answers.IdempotencyKeys, row.IdempotencyKey)
+				answers.RequestHashes = append(answers.RequestHashes, row.RequestHash)
+				answers.OrderIds = append(answers.OrderIds, row.ID)
+				answers.StatusCodes = append(answers.StatusCodes, int32(a.Status))
+				answers.Headers = append(answers.Headers, headers)
+				answers.Bodies = append(answers.Bodies, a.Body)
+			}
+			written[k] = res
+		}
+		if len(answers.OrderIds) == 0 {
+			return nil
+		}
+		return q.StoreIdempotentAnswers(ctx, answers)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("place %d orders: %w", len(pls), err)
 	}
-	return rows, nil
+	return written, nil
 }

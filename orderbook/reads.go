@@ -2,7 +2,6 @@ package orderbook
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -26,18 +25,6 @@ func (s *Service) Events(ctx context.Context, id int64) ([]queries.OrderEvent, e
 		}
 	}
 	return ev, nil
-}
-
-// OrderByIdempotencyKey returns the order user placed with key, or ErrNotFound.
-func (s *Service) OrderByIdempotencyKey(ctx context.Context, user int64, key string) (queries.Order, error) {
-	o, err := s.q.GetOrderByIdempotencyKey(ctx, queries.GetOrderByIdempotencyKeyParams{UserID: user, IdempotencyKey: key})
-	if errors.Is(err, pgx.ErrNoRows) {
-		return queries.Order{}, ErrNotFound
-	}
-	if err != nil {
-		return queries.Order{}, fmt.Errorf("order of idempotency key: %w", err)
-	}
-	return o, nil
 }
 
 // Trades returns the trades of order id, oldest first, or ErrNotFound; only an order

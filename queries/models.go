@@ -30,6 +30,17 @@ type FillNotice struct {
 	ClaimedUntil time.Time
 }
 
+type IdempotencyKey struct {
+	UserID         int64
+	IdempotencyKey string
+	RequestHash    string
+	OrderID        int64
+	StatusCode     int32
+	Headers        []byte
+	Body           []byte
+	CreatedAt      time.Time
+}
+
 type Instrument struct {
 	ID          int64
 	Symbol      string

@@ -17,8 +17,12 @@ RETURNING *;
 -- because only here is the order's id known; it must decode to what kafka.ExecutionMessage
 -- encodes. seq 1 needs no lock: no one else can see an order before this statement
 -- commits. Returns the orders written; an order whose (user_id, idempotency_key) already
--- exists gets no row, and nothing of it is written. It does not NOTIFY the relay (schema
--- 0003 says why); the API wakes it once the statement has committed.
+-- exists gets no row, and nothing of it is written. Neither does one whose key another
+-- transaction is placing right now: each key's transaction-level advisory lock (class
+-- idempotency_lock_class, the key's hash) is tried, never waited for, and held until the
+-- commit, so the caller can answer "in flight" instead of blocking behind the other
+-- request. It does not NOTIFY the relay (schema 0003 says why); the API wakes it once the
+-- statement has committed.
 WITH input AS (
     -- Set-returning functions in one select list advance together, so each row is one
     -- element of every array, and ord numbers them in array order.
@@ -33,6 +37,11 @@ WITH input AS (
            unnest(@idempotency_keys::text[]) AS idempotency_key,
            unnest(@request_hashes::text[]) AS request_hash,
            unnest(@event_details::text[]) AS event_details
+), claimed AS (
+    -- A volatile function keeps this CTE from being folded into the insert: each lock is
+    -- tried exactly once.
+    SELECT * FROM input
+    WHERE pg_try_advisory_xact_lock(@idempotency_lock_class::integer, hashtext(user_id::text || ' ' || idempotency_key))
 ), placed AS (
     -- run_key: 48 random bits (the first twelve hex digits of a version 4 UUID are
     -- random), see schema 0007.
@@ -41,7 +50,7 @@ WITH input AS (
     SELECT user_id, instrument_id, side, kind, NULLIF(price, '')::numeric, quantity, quantity,
            'CREATED', time_in_force, idempotency_key, request_hash,
            replace(left(gen_random_uuid()::text, 13), '-', '')
-    FROM input
+    FROM claimed
     ORDER BY ord
     ON CONFLICT (user_id, idempotency_key) DO NOTHING
     RETURNING *
@@ -61,6 +70,47 @@ SELECT * FROM placed;
 
 -- name: GetOrderByIdempotencyKey :one
 SELECT * FROM orders WHERE user_id = @user_id AND idempotency_key = @idempotency_key;
+
+-- name: StoreIdempotentAnswers :exec
+-- Keeps the first answers of orders just placed, in the transaction that placed them.
+INSERT INTO idempotency_keys (user_id, idempotency_key, request_hash, order_id, status_code, headers, body)
+SELECT unnest(@user_ids::bigint[]), unnest(@idempotency_keys::text[]), unnest(@request_hashes::text[]),
+       unnest(@order_ids::bigint[]), unnest(@status_codes::integer[]), unnest(@headers::jsonb[]),
+       unnest(@bodies::bytea[]);
+
+-- name: GetIdempotentReplay :one
+-- The order placed with the user's key, whether the key has expired, and the first
+-- answer, in one snapshot: an answer commits with its order, so an order seen without
+-- one was placed before answers were stored.
+SELECT o.id AS order_id, o.request_hash,
+       o.created_at <= now() - make_interval(secs => @ttl_seconds::float8) AS expired,
+       k.status_code, k.headers, k.body
+FROM orders o
+LEFT JOIN idempotency_keys k ON k.user_id = o.user_id AND k.idempotency_key = o.idempotency_key
+WHERE o.user_id = @user_id AND o.idempotency_key = @idempotency_key;
+
+-- name: ReleaseIdempotencyKey :one
+-- Frees an expired key of the order that used it, so that the key can place a new order:
+-- the order keeps it with a suffix no client can send (keys are printable ASCII), and
+-- its stored answer goes. It releases nothing unless the order still has the key and
+-- was placed before the expiry.
+WITH released AS (
+    UPDATE orders o SET idempotency_key = o.idempotency_key || E'\n' || o.id::text
+    WHERE o.id = @order_id AND o.idempotency_key = @used_key::text
+      AND o.created_at <= now() - make_interval(secs => @ttl_seconds::float8)
+    RETURNING o.user_id, o.id
+), forgotten AS (
+    DELETE FROM idempotency_keys k USING released r
+    WHERE k.user_id = r.user_id AND k.order_id = r.id
+)
+SELECT count(*) AS released FROM released;
+
+-- name: DeleteExpiredIdempotentAnswers :execrows
+-- Removes up to max_rows answers of expired keys, oldest first.
+DELETE FROM idempotency_keys
+WHERE ctid IN (SELECT ctid FROM idempotency_keys
+               WHERE created_at <= now() - make_interval(secs => @ttl_seconds::float8)
+               ORDER BY created_at LIMIT @max_rows::integer);
 
 -- name: GetOrder :one
 SELECT * FROM orders WHERE id = @id;

@@ -32,6 +32,68 @@ func (q *Queries) CountOrders(ctx context.Context, arg CountOrdersParams) (int64
 	return count, err
 }
 
+const deleteExpiredIdempotentAnswers = `-- name: DeleteExpiredIdempotentAnswers :execrows
+DELETE FROM idempotency_keys
+WHERE ctid IN (SELECT ctid FROM idempotency_keys
+               WHERE created_at <= now() - make_interval(secs => $1::float8)
+               ORDER BY created_at LIMIT $2::integer)
+`
+
+type DeleteExpiredIdempotentAnswersParams struct {
+	TtlSeconds float64
+	MaxRows    int32
+}
+
+// Removes up to max_rows answers of expired keys, oldest first.
+func (q *Queries) DeleteExpiredIdempotentAnswers(ctx context.Context, arg DeleteExpiredIdempotentAnswersParams) (int64, error) {
+	result, err := q.db.Exec(ctx, deleteExpiredIdempotentAnswers, arg.TtlSeconds, arg.MaxRows)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const getIdempotentReplay = `-- name: GetIdempotentReplay :one
+SELECT o.id AS order_id, o.request_hash,
+       o.created_at <= now() - make_interval(secs => $1::float8) AS expired,
+       k.status_code, k.headers, k.body
+FROM orders o
+LEFT JOIN idempotency_keys k ON k.user_id = o.user_id AND k.idempotency_key = o.idempotency_key
+WHERE o.user_id = $2 AND o.idempotency_key = $3
+`
+
+type GetIdempotentReplayParams struct {
+	TtlSeconds     float64
+	UserID         int64
+	IdempotencyKey string
+}
+
+type GetIdempotentReplayRow struct {
+	OrderID     int64
+	RequestHash string
+	Expired     bool
+	StatusCode  *int32
+	Headers     []byte
+	Body        []byte
+}
+
+// The order placed with the user's key, whether the key has expired, and the first
+// answer, in one snapshot: an answer commits with its order, so an order seen without
+// one was placed before answers were stored.
+func (q *Queries) GetIdempotentReplay(ctx context.Context, arg GetIdempotentReplayParams) (GetIdempotentReplayRow, error) {
+	row := q.db.QueryRow(ctx, getIdempotentReplay, arg.TtlSeconds, arg.UserID, arg.IdempotencyKey)
+	var i GetIdempotentReplayRow
+	err := row.Scan(
+		&i.OrderID,
+		&i.RequestHash,
+		&i.Expired,
+		&i.StatusCode,
+		&i.Headers,
+		&i.Body,
+	)
+	return i, err
+}
+
 const getOrder = `-- name: GetOrder :one
 SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key FROM orders WHERE id = $1
 `
@@ -354,6 +416,11 @@ WITH input AS (
            unnest($8::text[]) AS idempotency_key,
            unnest($9::text[]) AS request_hash,
            unnest($10::text[]) AS event_details
+), claimed AS (
+    -- A volatile function keeps this CTE from being folded into the insert: each lock is
+    -- tried exactly once.
+    SELECT ord, user_id, instrument_id, side, kind, price, quantity, time_in_force, idempotency_key, request_hash, event_details FROM input
+    WHERE pg_try_advisory_xact_lock($11::integer, hashtext(user_id::text || ' ' || idempotency_key))
 ), placed AS (
     -- run_key: 48 random bits (the first twelve hex digits of a version 4 UUID are
     -- random), see schema 0007.
@@ -362,17 +429,17 @@ WITH input AS (
     SELECT user_id, instrument_id, side, kind, NULLIF(price, '')::numeric, quantity, quantity,
            'CREATED', time_in_force, idempotency_key, request_hash,
            replace(left(gen_random_uuid()::text, 13), '-', '')
-    FROM input
+    FROM claimed
     ORDER BY ord
     ON CONFLICT (user_id, idempotency_key) DO NOTHING
     RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key
 ), event AS (
     INSERT INTO order_events (order_id, seq, event_type, to_status, details)
-    SELECT p.id, 1, $11::text, p.status, i.event_details::jsonb
+    SELECT p.id, 1, $12::text, p.status, i.event_details::jsonb
     FROM placed p JOIN input i ON i.user_id = p.user_id AND i.idempotency_key = p.idempotency_key
 ), message AS (
     INSERT INTO outbox (topic, key, payload)
-    SELECT $12::text, id::text,
+    SELECT $13::text, id::text,
            jsonb_build_object('orderId', id, 'userId', user_id, 'instrumentId', instrument_id,
                               'orderType', side, 'orderKind', kind, 'runKey', run_key)
     FROM placed
@@ -382,18 +449,19 @@ SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quanti
 `
 
 type PlaceOrdersParams struct {
-	UserIds         []int64
-	InstrumentIds   []int64
-	Sides           []string
-	Kinds           []string
-	Prices          []string
-	Quantities      []int64
-	TimeInForces    []string
-	IdempotencyKeys []string
-	RequestHashes   []string
-	EventDetails    []string
-	EventType       string
-	Topic           string
+	UserIds              []int64
+	InstrumentIds        []int64
+	Sides                []string
+	Kinds                []string
+	Prices               []string
+	Quantities           []int64
+	TimeInForces         []string
+	IdempotencyKeys      []string
+	RequestHashes        []string
+	EventDetails         []string
+	IdempotencyLockClass int32
+	EventType            string
+	Topic                string
 }
 
 type PlaceOrdersRow struct {
@@ -430,8 +498,12 @@ type PlaceOrdersRow struct {
 // because only here is the order's id known; it must decode to what kafka.ExecutionMessage
 // encodes. seq 1 needs no lock: no one else can see an order before this statement
 // commits. Returns the orders written; an order whose (user_id, idempotency_key) already
-// exists gets no row, and nothing of it is written. It does not NOTIFY the relay (schema
-// 0003 says why); the API wakes it once the statement has committed.
+// exists gets no row, and nothing of it is written. Neither does one whose key another
+// transaction is placing right now: each key's transaction-level advisory lock (class
+// idempotency_lock_class, the key's hash) is tried, never waited for, and held until the
+// commit, so the caller can answer "in flight" instead of blocking behind the other
+// request. It does not NOTIFY the relay (schema 0003 says why); the API wakes it once the
+// statement has committed.
 func (q *Queries) PlaceOrders(ctx context.Context, arg PlaceOrdersParams) ([]PlaceOrdersRow, error) {
 	rows, err := q.db.Query(ctx, placeOrders,
 		arg.UserIds,
@@ -444,6 +516,7 @@ func (q *Queries) PlaceOrders(ctx context.Context, arg PlaceOrdersParams) ([]Pla
 		arg.IdempotencyKeys,
 		arg.RequestHashes,
 		arg.EventDetails,
+		arg.IdempotencyLockClass,
 		arg.EventType,
 		arg.Topic,
 	)
@@ -487,4 +560,65 @@ func (q *Queries) PlaceOrders(ctx context.Context, arg PlaceOrdersParams) ([]Pla
 		return nil, err
 	}
 	return items, nil
+}
+
+const releaseIdempotencyKey = `-- name: ReleaseIdempotencyKey :one
+WITH released AS (
+    UPDATE orders o SET idempotency_key = o.idempotency_key || E'\n' || o.id::text
+    WHERE o.id = $1 AND o.idempotency_key = $2::text
+      AND o.created_at <= now() - make_interval(secs => $3::float8)
+    RETURNING o.user_id, o.id
+), forgotten AS (
+    DELETE FROM idempotency_keys k USING released r
+    WHERE k.user_id = r.user_id AND k.order_id = r.id
+)
+SELECT count(*) AS released FROM released
+`
+
+type ReleaseIdempotencyKeyParams struct {
+	OrderID    int64
+	UsedKey    string
+	TtlSeconds float64
+}
+
+// Frees an expired key of the order that used it, so that the key can place a new order:
+// the order keeps it with a suffix no client can send (keys are printable ASCII), and
+// its stored answer goes. It releases nothing unless the order still has the key and
+// was placed before the expiry.
+func (q *Queries) ReleaseIdempotencyKey(ctx context.Context, arg ReleaseIdempotencyKeyParams) (int64, error) {
+	row := q.db.QueryRow(ctx, releaseIdempotencyKey, arg.OrderID, arg.UsedKey, arg.TtlSeconds)
+	var released int64
+	err := row.Scan(&released)
+	return released, err
+}
+
+const storeIdempotentAnswers = `-- name: StoreIdempotentAnswers :exec
+INSERT INTO idempotency_keys (user_id, idempotency_key, request_hash, order_id, status_code, headers, body)
+SELECT unnest($1::bigint[]), unnest($2::text[]), unnest($3::text[]),
+       unnest($4::bigint[]), unnest($5::integer[]), unnest($6::jsonb[]),
+       unnest($7::bytea[])
+`
+
+type StoreIdempotentAnswersParams struct {
+	UserIds         []int64
+	IdempotencyKeys []string
+	RequestHashes   []string
+	OrderIds        []int64
+	StatusCodes     []int32
+	Headers         [][]byte
+	Bodies          [][]byte
+}
+
+// Keeps the first answers of orders just placed, in the transaction that placed them.
+func (q *Queries) StoreIdempotentAnswers(ctx context.Context, arg StoreIdempotentAnswersParams) error {
+	_, err := q.db.Exec(ctx, storeIdempotentAnswers,
+		arg.UserIds,
+		arg.IdempotencyKeys,
+		arg.RequestHashes,
+		arg.OrderIds,
+		arg.StatusCodes,
+		arg.Headers,
+		arg.Bodies,
+	)
+	return err
 }

@@ -55,6 +55,9 @@ import (
 //	                    key or (when OIDC_JWKS_URL is set) a JWT; trust-body: none, the body's
 //	                    userId is believed and every route is open (local experiments and the
 //	                    seed's web client only; logged as a warning at every start)
+//	IDEMPOTENCY_KEY_TTL how long an Idempotency-Key replays its first answer (24h, from 1m
+//	                    to 720h); after it the key places a new order. Give the API and the
+//	                    worker (whose job removes expired answers) the same value
 //	AUTH_KEY_CACHE_TTL  how long a replica remembers an API key it found valid (5s): a key
 //	                    revoked through another replica or the CLI keeps working here for up
 //	                    to that long; 0 reads the key on every request
@@ -117,6 +120,7 @@ type Config struct {
 	StuckAfter           time.Duration
 	ShutdownTimeout      time.Duration
 	KeyCacheTTL          time.Duration
+	IdempotencyTTL       time.Duration
 	ReconcileInterval    time.Duration
 	MatchFillsPerStep    int
 	DBMaxConns           int32
@@ -280,6 +284,11 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	case authKeys, authTrustBody:
 	default:
 		errs = append(errs, "AUTH_MODE must be keys or trust-body")
+	}
+	if ttl, err := time.ParseDuration(str("IDEMPOTENCY_KEY_TTL", "24h")); err != nil || ttl < time.Minute || ttl > 720*time.Hour {
+		errs = append(errs, "IDEMPOTENCY_KEY_TTL must be a duration from 1m to 720h, such as 24h")
+	} else {
+		cfg.IdempotencyTTL = ttl
 	}
 	if ttl, err := time.ParseDuration(str("AUTH_KEY_CACHE_TTL", "5s")); err != nil || ttl < 0 || ttl > time.Minute {
 		errs = append(errs, "AUTH_KEY_CACHE_TTL must be a duration from 0 to 1m, such as 5s (a key revoked elsewhere works for up to that long)")

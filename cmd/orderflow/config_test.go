@@ -82,6 +82,8 @@ func TestSecuritySettingsAreCheckedAtStart(t *testing.T) {
 		"ACTIVITY_RETRY_MAX_ATTEMPTS=3000000000": "ACTIVITY_RETRY_MAX_ATTEMPTS",
 		"ACTIVITY_STEP_TIMEOUT=0s":               "ACTIVITY_STEP_TIMEOUT",
 		"AUTH_KEY_CACHE_TTL=2m":                  "AUTH_KEY_CACHE_TTL",
+		"IDEMPOTENCY_KEY_TTL=30s":                "IDEMPOTENCY_KEY_TTL",
+		"IDEMPOTENCY_KEY_TTL=soon":               "IDEMPOTENCY_KEY_TTL",
 	} {
 		vars := map[string]string{}
 		for _, kv := range strings.Fields(env) {

@@ -163,7 +163,7 @@ func runServices(ctx context.Context, cfg Config, logger *slog.Logger, roles rol
 		acfg := api.Config{
 			AllowedOrigins: cfg.CORSOrigins, CancelWait: cfg.CancelWait,
 			TemporalUIURL: cfg.TemporalUIURL, Namespace: cfg.TemporalNamespace,
-			Batches: m, Limits: cfg.Limits,
+			Batches: m, Limits: cfg.Limits, IdempotencyTTL: cfg.IdempotencyTTL,
 		}
 		if cfg.Admission.MaxDelay >= 0 {
 			acfg.Admission = orderbook.NewAdmission(pool, logger, cfg.Admission)
@@ -305,7 +305,7 @@ func runWorker(ctx context.Context, g *errgroup.Group, cfg Config, logger *slog.
 	})
 	w.RegisterWorkflowWithOptions(orderWorkflow(), workflow.RegisterOptions{Name: "OrderWorkflow"})
 	w.RegisterWorkflow(workflows.ReconcileWorkflow)
-	book := orderbook.New(pool, logger, orderbook.Config{Observer: m, MaxFillsPerStep: cfg.MatchFillsPerStep})
+	book := orderbook.New(pool, logger, orderbook.Config{Observer: m, MaxFillsPerStep: cfg.MatchFillsPerStep, IdempotencyTTL: cfg.IdempotencyTTL})
 	w.RegisterActivity(activities.New(book, logger, starter))
 	w.RegisterActivity(reconcile.NewActivities(reconcile.New(tc, starter, book, logger.With("component", "reconcile"))))
 	if err := w.Start(); err != nil {
@@ -326,6 +326,7 @@ func runWorker(ctx context.Context, g *errgroup.Group, cfg Config, logger *slog.
 	})
 	g.Go(func() error { return consumer.WithObserver(m).Run(ctx) })
 	g.Go(func() error { return book.FoldOrderCountsEvery(ctx, time.Minute) })
+	g.Go(func() error { return book.ExpireIdempotencyKeys(ctx, time.Minute) })
 	g.Go(func() error { return book.DeliverFillNotices(ctx, starter) })
 	g.Go(func() error { ensureReconcileSchedule(ctx, tc, cfg.ReconcileInterval, logger); return nil })
 	g.Go(func() error {
