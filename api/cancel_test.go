@@ -143,3 +143,52 @@ func applyCancel(pool *pgxpool.Pool) func(context.Context, int64) (bool, error) 
 		return err == nil, err
 	}
 }
+
+func TestAnOrdersETagIsItsVersionAndACancelCanBeConditionalOnIt(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.cancels.answer(func(context.Context, int64) (bool, error) { return false, nil })
+	o := h.mustPlace(limitBody(1, `"10"`, 2))
+	path := fmt.Sprintf("/api/v1/orders/%d", o.OrderID)
+
+	got := h.get(path)
+	tag := got.header.Get("ETag")
+	if got.status != http.StatusOK || tag != `"0"` {
+		t.Fatalf("GET: %d, ETag %q; want 200 and \"0\"", got.status, tag)
+	}
+	if res := h.do(http.MethodGet, path, "", "If-None-Match", tag); res.status != http.StatusNotModified || len(res.body) != 0 || res.header.Get("ETag") != tag {
+		t.Errorf("GET If-None-Match the current tag: %d %q %s, want 304 with the tag and no body", res.status, res.header.Get("ETag"), res.body)
+	}
+
+	// The order changes (as its run would move it): the old tag is stale.
+	h.exec(`UPDATE orders SET status = 'EXECUTING', version = version + 1 WHERE id = $1`, o.OrderID)
+	if res := h.do(http.MethodGet, path, "", "If-None-Match", tag); res.status != http.StatusOK || res.header.Get("ETag") != `"1"` {
+		t.Errorf("GET If-None-Match a stale tag: %d %q, want 200 with \"1\"", res.status, res.header.Get("ETag"))
+	}
+	stale := h.do(http.MethodPost, path+"/cancel", "", "If-Match", tag)
+	wantProblem(t, stale, http.StatusPreconditionFailed, "PRECONDITION_FAILED", "")
+	if stale.header.Get("ETag") != `"1"` {
+		t.Errorf("412's ETag = %q, want the current \"1\"", stale.header.Get("ETag"))
+	}
+	if now := decode[orderBody](t, h.get(path)); now.CancelRequested {
+		t.Fatal("a cancel whose If-Match failed was recorded")
+	}
+	var events int
+	if err := h.pool.QueryRow(context.Background(), `SELECT count(*) FROM order_events WHERE order_id = $1 AND event_type = 'CANCEL_REQUESTED'`, o.OrderID).Scan(&events); err != nil || events != 0 {
+		t.Fatalf("%d CANCEL_REQUESTED events (%v) after a failed If-Match, want 0", events, err)
+	}
+	if calls := h.cancels.recorded(); len(calls) != 0 {
+		t.Errorf("the workflow was signalled for a cancel whose If-Match failed: %+v", calls)
+	}
+
+	wantProblem(t, h.do(http.MethodPost, path+"/cancel", "", "If-Match", `2`), http.StatusBadRequest, "VALIDATION_FAILED", "If-Match")
+	// A weak tag never matches If-Match (strong comparison); the current strong one does.
+	wantProblem(t, h.do(http.MethodPost, path+"/cancel", "", "If-Match", `W/"1"`), http.StatusPreconditionFailed, "PRECONDITION_FAILED", "")
+	res := h.do(http.MethodPost, path+"/cancel", "", "If-Match", `"0", "1"`)
+	if res.status != http.StatusAccepted || !decode[orderBody](t, res).CancelRequested || res.header.Get("ETag") != `"2"` {
+		t.Errorf("cancel If-Match the current tag: %d %q %s, want 202, recorded, ETag \"3\"", res.status, res.header.Get("ETag"), res.body)
+	}
+	if res := h.do(http.MethodPost, path+"/cancel", "", "If-Match", "*"); res.status != http.StatusAccepted {
+		t.Errorf("cancel If-Match *: %d %s, want 202", res.status, res.body)
+	}
+}

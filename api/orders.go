@@ -193,6 +193,11 @@ func (s *server) getOrder(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	w.Header().Set("ETag", etag(o))
+	if notModified(r, o) {
+		w.WriteHeader(http.StatusNotModified)
+		return nil
+	}
 	s.respond(w, r, http.StatusOK, s.orderView(o))
 	return nil
 }
@@ -358,12 +363,19 @@ func (s *server) cancelOrder(w http.ResponseWriter, r *http.Request) error {
 		return &apiError{code: codeForbidden, message: "cancelling your own order needs the trade scope",
 			challenge: challenge + `, error="insufficient_scope", scope="trade"`}
 	}
+	match, err := ifMatch(r)
+	if err != nil {
+		return err
+	}
 	id, ctx := o.ID, r.Context()
-	rec, err := s.book.RecordCancel(ctx, id, c.name())
+	rec, err := s.book.RecordCancel(ctx, id, c.name(), match)
 	var st *orderbook.StatusError
 	switch {
 	case errors.Is(err, orderbook.ErrNotFound):
 		return orderNotFound(id)
+	case errors.Is(err, orderbook.ErrPrecondition):
+		w.Header().Set("ETag", etag(rec))
+		return newError(codePreconditionFailed, "order %d has changed (its ETag is now %s); nothing was done: read it again and decide", id, etag(rec))
 	case errors.As(err, &st) && errors.Is(err, orderbook.ErrTerminal):
 		return newError(codeOrderTerminal, "order %d is %s and can no longer be cancelled", id, st.Status)
 	case err != nil:
@@ -381,6 +393,7 @@ func (s *server) cancelOrder(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("api: cancel order %d: re-read: %w", id, err)
 	}
+	w.Header().Set("ETag", etag(o))
 	status := order.Status(o.Status)
 	if !status.Terminal() {
 		s.respond(w, r, http.StatusAccepted, cancelView{orderView: s.orderView(o), Message: msgCancelAccepted})

@@ -31,6 +31,7 @@ const (
 	codeMissingKey         errorCode = "MISSING_IDEMPOTENCY_KEY"
 	codeKeyReused          errorCode = "IDEMPOTENCY_KEY_REUSED"
 	codeKeyInFlight        errorCode = "IDEMPOTENCY_KEY_IN_FLIGHT"
+	codePreconditionFailed errorCode = "PRECONDITION_FAILED"
 	codeOrderNotFound      errorCode = "ORDER_NOT_FOUND"
 	codeOrderTerminal      errorCode = "ORDER_TERMINAL"
 	codeOrderNotParked     errorCode = "ORDER_NOT_PARKED"
@@ -78,6 +79,8 @@ func (c errorCode) describe() (status int, title string) {
 		return http.StatusTooManyRequests, "Too many requests"
 	case codeOverloaded:
 		return http.StatusServiceUnavailable, "Overloaded"
+	case codePreconditionFailed:
+		return http.StatusPreconditionFailed, "Precondition failed"
 	case codeKeyInFlight:
 		return http.StatusConflict, "Idempotency-Key in flight"
 	case codeOrderTerminal:

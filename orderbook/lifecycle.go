@@ -96,14 +96,21 @@ type CancelRequest struct {
 // cancel-requested, which takes it off the book at once (it never trades again, as a
 // resting order or as an aggressor, though a fill already committed stands), and, the
 // first time only, CANCEL_REQUESTED joins its timeline. The run applies the cancel with
-// Cancel. requestedBy is recorded in the event; empty means the order's own user. It
-// returns ErrNotFound, or a *StatusError wrapping ErrTerminal for an order that has ended.
-func (s *Service) RecordCancel(ctx context.Context, id int64, requestedBy string) (o queries.Order, err error) {
+// Cancel. requestedBy is recorded in the event; empty means the order's own user. A
+// precondition (the request's If-Match), if not nil, is checked against the order under
+// its row lock: an order that fails it is left alone and returned with ErrPrecondition.
+// It returns ErrNotFound, or a *StatusError wrapping ErrTerminal for an order that has
+// ended.
+func (s *Service) RecordCancel(ctx context.Context, id int64, requestedBy string, precondition func(queries.Order) bool) (o queries.Order, err error) {
 	err = s.inTx(ctx, func(tx *txn) error {
 		// The row lock makes "first time" exact under concurrent cancels.
 		before, err := tx.getOrder(ctx, id, true)
 		if err != nil {
 			return err
+		}
+		if precondition != nil && !precondition(before) {
+			o = before
+			return ErrPrecondition
 		}
 		if st := order.Status(before.Status); st.Terminal() {
 			return &StatusError{OrderID: id, Status: st, Err: ErrTerminal}

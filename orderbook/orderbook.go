@@ -47,6 +47,9 @@ var (
 	ErrInstrumentNotFound = errors.New("instrument not found")
 	// ErrTerminal: the order has ended and the request no longer applies to it.
 	ErrTerminal = errors.New("order is terminal")
+	// ErrPrecondition: the order is not in the state the request was conditional on (its
+	// If-Match); nothing was done.
+	ErrPrecondition = errors.New("order does not match the request's precondition")
 	// ErrNotParked: an operator's decision was asked for an order that is not parked.
 	ErrNotParked = errors.New("order is not parked")
 	// ErrStale: the order changed since it was read (optimistic lock); the caller

@@ -34,7 +34,7 @@ func TestACancelRacingAFillEitherWinsOrComesAfterTheCommittedFill(t *testing.T) 
 		b.dispatch(buy.ID)
 		var wg sync.WaitGroup
 		var cancelErr, matchErr error
-		wg.Go(func() { _, cancelErr = b.svc.RecordCancel(b.ctx, rest.ID, "") })
+		wg.Go(func() { _, cancelErr = b.svc.RecordCancel(b.ctx, rest.ID, "", nil) })
 		wg.Go(func() { _, matchErr = b.matchRetrying(buy.ID) })
 		wg.Wait()
 		if cancelErr != nil || matchErr != nil {
@@ -186,7 +186,7 @@ func TestAHaltedInstrumentMatchesNothingAndKeepsItsBookUntilResumed(t *testing.T
 	if o := b.order(resting.ID); !o.OnBook {
 		t.Error("the halt took a resting order off the book")
 	}
-	if _, err := b.svc.RecordCancel(b.ctx, doomed.ID, ""); err != nil {
+	if _, err := b.svc.RecordCancel(b.ctx, doomed.ID, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := b.svc.Cancel(b.ctx, orderbook.CancelRequest{OrderID: doomed.ID}); err != nil || order.Status(got.Status) != order.Cancelled {

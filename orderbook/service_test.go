@@ -455,7 +455,7 @@ func TestADeepSweepRunsInBoundedStepsAndFillsEveryRestingOrderOnce(t *testing.T)
 func TestACancelRecordedTakesTheOrderOffTheBookAtOnce(t *testing.T) {
 	b := newBook(t)
 	s := b.run(1, 101, order.Sell, "100", 1)
-	if _, err := b.svc.RecordCancel(b.ctx, s.ID, ""); err != nil {
+	if _, err := b.svc.RecordCancel(b.ctx, s.ID, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	// Its run has not applied the cancel yet, but nothing may trade with it any more.
@@ -468,7 +468,7 @@ func TestACancelRecordedTakesTheOrderOffTheBookAtOnce(t *testing.T) {
 		t.Errorf("the cancelled order traded: %+v", tr)
 	}
 	// Repeated, the request is recorded once; the run then applies it.
-	if _, err := b.svc.RecordCancel(b.ctx, s.ID, "user:1"); err != nil {
+	if _, err := b.svc.RecordCancel(b.ctx, s.ID, "user:1", nil); err != nil {
 		t.Fatal(err)
 	}
 	got, err := b.svc.Cancel(b.ctx, orderbook.CancelRequest{OrderID: s.ID, RequestedBy: "client"})
@@ -486,10 +486,10 @@ func TestACancelRecordedTakesTheOrderOffTheBookAtOnce(t *testing.T) {
 		t.Errorf("%d CANCEL_REQUESTED events, want 1", requests)
 	}
 	var st *orderbook.StatusError
-	if _, err := b.svc.RecordCancel(b.ctx, s.ID, ""); !errors.As(err, &st) || !errors.Is(err, orderbook.ErrTerminal) || st.Status != order.Cancelled {
+	if _, err := b.svc.RecordCancel(b.ctx, s.ID, "", nil); !errors.As(err, &st) || !errors.Is(err, orderbook.ErrTerminal) || st.Status != order.Cancelled {
 		t.Errorf("cancel of a cancelled order: %v, want ErrTerminal naming CANCELLED", err)
 	}
-	if _, err := b.svc.RecordCancel(b.ctx, 999999, ""); !errors.Is(err, orderbook.ErrNotFound) {
+	if _, err := b.svc.RecordCancel(b.ctx, 999999, "", nil); !errors.Is(err, orderbook.ErrNotFound) {
 		t.Errorf("cancel of an unknown order: %v, want ErrNotFound", err)
 	}
 	b.audited()
@@ -500,7 +500,7 @@ func TestAnAggressorWhoseCancelWasRecordedNeverTrades(t *testing.T) {
 	b.run(1, 101, order.Sell, "100", 5)
 	buy := b.place(2, 101, order.Buy, "", 5)
 	b.dispatch(buy.ID)
-	if _, err := b.svc.RecordCancel(b.ctx, buy.ID, ""); err != nil {
+	if _, err := b.svc.RecordCancel(b.ctx, buy.ID, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	res, _ := b.match(buy.ID)
@@ -520,7 +520,7 @@ func TestAnOperatorRetryOfAParkedMatchAppliesTheCancelRecordedMeanwhile(t *testi
 		t.Fatal(err)
 	}
 	// Hours later its owner cancels it, and then an operator retries the parked step.
-	if _, err := b.svc.RecordCancel(b.ctx, buy.ID, ""); err != nil {
+	if _, err := b.svc.RecordCancel(b.ctx, buy.ID, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := b.svc.Resume(b.ctx, orderbook.ResumeRequest{OrderID: buy.ID, Step: "Execute", RequestedBy: "operator"}); err != nil {
