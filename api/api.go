@@ -184,6 +184,7 @@ func (s *server) routes() http.Handler {
 		admin := s.guard(s.reads, auth.ScopeAdmin)
 		r.With(trade).Post("/orders", s.handle(s.placeOrder))
 		r.With(read).Get("/orders", s.handle(s.listOrders))
+		r.With(read).Get("/orders/by-client-order-id", s.handle(s.getOrderByClientID))
 		r.With(read).Get("/orders/{id}", s.handle(s.getOrder))
 		// An operator (admin) cancels any user's order; a trader, their own.
 		r.With(s.guard(s.trades, auth.ScopeTrade, auth.ScopeAdmin)).Post("/orders/{id}/cancel", s.handle(s.cancelOrder))

@@ -311,6 +311,7 @@ type orderBody struct {
 	FilledQuantity    int64           `json:"filledQuantity"`
 	OrderStatus       string          `json:"orderStatus"`
 	TimeInForce       string          `json:"timeInForce"`
+	ClientOrderID     string          `json:"clientOrderId"`
 	Reason            string          `json:"reason"`
 	CancelRequested   bool            `json:"cancelRequested"`
 	CreatedAt         string          `json:"createdAt"`

@@ -67,9 +67,12 @@ func (s *server) placeOrder(w http.ResponseWriter, r *http.Request) error {
 	res, err := s.book.Place(r.Context(), orderbook.NewOrder{
 		UserID: req.userID, InstrumentID: req.instrumentID, Side: req.side, Kind: req.kind, Price: req.price,
 		Quantity: req.quantity, TimeInForce: req.timeInForce, IdempotencyKey: key, RequestHash: req.hash(),
-		Details: c.details(), Answer: s.placedAnswer,
+		ClientOrderID: req.clientID, Details: c.details(), Answer: s.placedAnswer,
 	})
 	switch {
+	case errors.Is(err, orderbook.ErrClientOrderIDInUse):
+		return &apiError{code: codeClientOrderIDInUse, fields: []fieldError{{"clientOrderId", "is the id of another of your orders"}},
+			message: fmt.Sprintf("clientOrderId %q is already the id of another of your orders; nothing was placed", req.clientID)}
 	case errors.Is(err, orderbook.ErrKeyReused):
 		return newError(codeKeyReused, "Idempotency-Key %q was already used by this user for a different order request; use a new key for a new order", key)
 	case errors.Is(err, orderbook.ErrKeyInFlight):
@@ -185,6 +188,38 @@ func (s *server) loadOrder(r *http.Request) (queries.Order, error) {
 		return queries.Order{}, fmt.Errorf("api: %w", err)
 	}
 	return o, nil
+}
+
+// getOrderByClientID handles GET /api/v1/orders/by-client-order-id?clientOrderId=…: the
+// caller's order with that client order id. A caller who sees every user's orders names
+// the user (userId), since the id is unique only among one user's orders.
+func (s *server) getOrderByClientID(w http.ResponseWriter, r *http.Request) error {
+	c, q := callerOf(r), r.URL.Query()
+	cid := q.Get("clientOrderId")
+	if err := printableID(cid, maxClientOrderIDLen); err != nil {
+		return invalid(fieldError{"clientOrderId", err.Error()})
+	}
+	user := c.UserID
+	if c.seesAll() {
+		id, err := strconv.ParseInt(q.Get("userId"), 10, 64)
+		if err != nil || id <= 0 {
+			return invalid(fieldError{"userId", "is required (a positive integer) for a caller who sees every user's orders: a client order id is unique only among one user's orders"})
+		}
+		user = id
+	} else if v := q.Get("userId"); v != "" && v != strconv.FormatInt(c.UserID, 10) {
+		return &apiError{code: codeForbidden, fields: []fieldError{{"userId", "is not the user of this credential"}},
+			message: "userId names another user; omit it, or send your own"}
+	}
+	o, err := s.book.OrderByClientOrderID(r.Context(), user, cid)
+	if errors.Is(err, orderbook.ErrNotFound) {
+		return newError(codeOrderNotFound, "no order of user %d has clientOrderId %q", user, cid)
+	}
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	w.Header().Set("ETag", etag(o))
+	s.respond(w, r, http.StatusOK, s.orderView(o))
+	return nil
 }
 
 // getOrder handles GET /api/v1/orders/{id}.

@@ -32,6 +32,7 @@ const (
 	codeKeyReused          errorCode = "IDEMPOTENCY_KEY_REUSED"
 	codeKeyInFlight        errorCode = "IDEMPOTENCY_KEY_IN_FLIGHT"
 	codePreconditionFailed errorCode = "PRECONDITION_FAILED"
+	codeClientOrderIDInUse errorCode = "CLIENT_ORDER_ID_IN_USE"
 	codeOrderNotFound      errorCode = "ORDER_NOT_FOUND"
 	codeOrderTerminal      errorCode = "ORDER_TERMINAL"
 	codeOrderNotParked     errorCode = "ORDER_NOT_PARKED"
@@ -79,6 +80,8 @@ func (c errorCode) describe() (status int, title string) {
 		return http.StatusTooManyRequests, "Too many requests"
 	case codeOverloaded:
 		return http.StatusServiceUnavailable, "Overloaded"
+	case codeClientOrderIDInUse:
+		return http.StatusConflict, "Client order id in use"
 	case codePreconditionFailed:
 		return http.StatusPreconditionFailed, "Precondition failed"
 	case codeKeyInFlight:

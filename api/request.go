@@ -40,12 +40,18 @@ type orderRequest struct {
 	price        decimal.NullDecimal // Valid only for LIMIT orders
 	quantity     int64
 	timeInForce  order.TimeInForce
+	clientID     string // clientOrderId; "" for none
 }
+
+// maxClientOrderIDLen bounds clientOrderId, as Alpaca's 128 and Binance's 36 do.
+const maxClientOrderIDLen = 64
 
 // hash returns the request's fingerprint, stored with the order so that a replay of
 // the same Idempotency-Key can be told apart from a different order reusing it. It
 // hashes the normalised values, so 100.5 and "100.50" are the same request. Every part
-// is a number or a fixed token, so "|" cannot occur inside one.
+// but the client order id is a number or a fixed token, so "|" cannot occur inside one;
+// the client order id comes last, after its length. A request without one hashes as it
+// did before client order ids, so keys used then replay alike.
 func (o orderRequest) hash() string {
 	price := ""
 	if o.price.Valid {
@@ -53,6 +59,9 @@ func (o orderRequest) hash() string {
 	}
 	canonical := fmt.Sprintf("v1|%d|%d|%s|%s|%s|%d|%s",
 		o.userID, o.instrumentID, o.side, o.kind, price, o.quantity, o.timeInForce)
+	if o.clientID != "" {
+		canonical += fmt.Sprintf("|c%d:%s", len(o.clientID), o.clientID)
+	}
 	sum := sha256.Sum256([]byte(canonical))
 	return hex.EncodeToString(sum[:])
 }
@@ -60,7 +69,7 @@ func (o orderRequest) hash() string {
 // orderFields lists the body fields of an order placement, in the order their errors
 // are reported.
 func orderFields() []string {
-	return []string{"userId", "instrumentId", "orderType", "orderKind", "price", "quantity", "timeInForce"}
+	return []string{"userId", "instrumentId", "orderType", "orderKind", "price", "quantity", "timeInForce", "clientOrderId"}
 }
 
 // requireJSON refuses a request whose body is not declared as JSON. A charset parameter
@@ -89,13 +98,8 @@ func idempotencyKey(r *http.Request) (string, error) {
 			fields:  []fieldError{{Field: idempotencyKeyHeader, Message: "is required"}},
 		}
 	}
-	if len(key) > maxIdempotencyKeyLen {
-		return "", invalid(fieldError{idempotencyKeyHeader, fmt.Sprintf("must be at most %d characters", maxIdempotencyKeyLen)})
-	}
-	for i := 0; i < len(key); i++ {
-		if key[i] < 0x20 || key[i] > 0x7e {
-			return "", invalid(fieldError{idempotencyKeyHeader, "must contain printable ASCII characters only"})
-		}
+	if err := printableID(key, maxIdempotencyKeyLen); err != nil {
+		return "", invalid(fieldError{idempotencyKeyHeader, err.Error()})
 	}
 	return key, nil
 }
@@ -176,10 +180,46 @@ func decodeOrderRequest(r *http.Request, requireUser bool) (orderRequest, error)
 	} else if kindOK {
 		o.timeInForce = order.DefaultTimeInForce(o.kind)
 	}
+	if raw, given := fields["clientOrderId"]; given && string(raw) != "null" {
+		if o.clientID, err = clientOrderID(raw); err != nil {
+			bad("clientOrderId", err.Error())
+		}
+	}
 	if len(errs) > 0 {
 		return orderRequest{}, invalid(errs...)
 	}
 	return o, nil
+}
+
+// clientOrderID parses a clientOrderId: a JSON string of 1 to maxClientOrderIDLen
+// printable ASCII characters, so it can be logged, put in a URL and compared byte for
+// byte.
+func clientOrderID(raw json.RawMessage) (string, error) {
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", errors.New("must be a string")
+	}
+	if err := printableID(s, maxClientOrderIDLen); err != nil {
+		return "", err
+	}
+	return s, nil
+}
+
+// printableID checks an identifier a client chose: 1 to maxLen printable ASCII
+// characters.
+func printableID(s string, maxLen int) error {
+	if s == "" {
+		return errors.New("must not be empty")
+	}
+	if len(s) > maxLen {
+		return fmt.Errorf("must be at most %d characters", maxLen)
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return errors.New("must contain printable ASCII characters only")
+		}
+	}
+	return nil
 }
 
 // readObject reads the request's body (PAYLOAD_TOO_LARGE past maxBodyBytes) and parses it

@@ -34,6 +34,7 @@ type orderView struct {
 	FilledQuantity    int64        `json:"filledQuantity"`
 	OrderStatus       string       `json:"orderStatus"`
 	TimeInForce       string       `json:"timeInForce"`
+	ClientOrderID     string       `json:"clientOrderId,omitempty"`
 	Reason            string       `json:"reason,omitempty"`
 	CancelRequested   bool         `json:"cancelRequested"`
 	NeedsAttention    bool         `json:"needsAttention"`
@@ -66,6 +67,9 @@ func (s *server) orderView(o queries.Order) orderView {
 	if o.Price.Valid {
 		p := number(o.Price.Decimal)
 		v.Price = &p
+	}
+	if o.ClientOrderID != nil {
+		v.ClientOrderID = *o.ClientOrderID
 	}
 	if s.cfg.TemporalUIURL != "" {
 		v.WorkflowURL = s.cfg.TemporalUIURL + "/namespaces/" + url.PathEscape(s.cfg.Namespace) +

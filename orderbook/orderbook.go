@@ -47,6 +47,8 @@ var (
 	ErrInstrumentNotFound = errors.New("instrument not found")
 	// ErrTerminal: the order has ended and the request no longer applies to it.
 	ErrTerminal = errors.New("order is terminal")
+	// ErrClientOrderIDInUse: another of the user's orders has the client order id.
+	ErrClientOrderIDInUse = errors.New("client order id already used by another of the user's orders")
 	// ErrPrecondition: the order is not in the state the request was conditional on (its
 	// If-Match); nothing was done.
 	ErrPrecondition = errors.New("order does not match the request's precondition")

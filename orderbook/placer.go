@@ -96,6 +96,7 @@ type NewOrder struct {
 	TimeInForce    order.TimeInForce
 	IdempotencyKey string
 	RequestHash    string
+	ClientOrderID  string // "" for none; unique among the user's orders
 	Details        []byte
 	// Answer renders the answer to the request that placed the order, which is stored
 	// with it, in its transaction, for replays of the key; nil stores none.
@@ -118,7 +119,8 @@ type Placed struct {
 // exactly one writes: UNIQUE (user_id, idempotency_key) decides, and a request whose key
 // another transaction is writing at that moment gets ErrKeyInFlight without waiting. A
 // later one gets the first answer, or ErrKeyReused when its request differs; once the
-// key has expired, it places a new order. Once queued, the order is written or fails
+// key has expired, it places a new order. A new order whose ClientOrderID another of the
+// user's orders has gets ErrClientOrderIDInUse, and nothing is written. Once queued, the order is written or fails
 // with its batch whatever becomes of ctx, as a statement already sent would be; ctx
 // bounds the look-up of the first answer.
 func (s *Service) Place(ctx context.Context, no NewOrder) (Placed, error) {
@@ -134,6 +136,12 @@ func (s *Service) Place(ctx context.Context, no NewOrder) (Placed, error) {
 		}
 		p, err := s.replay(ctx, no.UserID, no.IdempotencyKey, no.RequestHash)
 		switch {
+		case errors.Is(err, ErrNotFound) && no.ClientOrderID != "":
+			// Not written, and not for its key: perhaps for its client order id.
+			if _, err := s.OrderByClientOrderID(ctx, no.UserID, no.ClientOrderID); err == nil {
+				return Placed{}, ErrClientOrderIDInUse
+			}
+			return Placed{}, ErrKeyInFlight
 		case errors.Is(err, ErrNotFound):
 			// The key is taken, yet nothing with it has committed: its request is in flight.
 			return Placed{}, ErrKeyInFlight
@@ -346,6 +354,7 @@ func (p *placer) insert(pls []*placement) (map[idemKey]placeResult, error) {
 		arg.IdempotencyKeys = append(arg.IdempotencyKeys, r.IdempotencyKey)
 		arg.RequestHashes = append(arg.RequestHashes, r.RequestHash)
 		arg.EventDetails = append(arg.EventDetails, details)
+		arg.ClientOrderIds = append(arg.ClientOrderIds, r.ClientOrderID)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
 	defer cancel()

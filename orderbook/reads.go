@@ -2,6 +2,7 @@ package orderbook
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -25,6 +26,19 @@ func (s *Service) Events(ctx context.Context, id int64) ([]queries.OrderEvent, e
 		}
 	}
 	return ev, nil
+}
+
+// OrderByClientOrderID returns the user's order with the client order id, or
+// ErrNotFound.
+func (s *Service) OrderByClientOrderID(ctx context.Context, user int64, clientOrderID string) (queries.Order, error) {
+	o, err := s.q.GetOrderByClientOrderID(ctx, queries.GetOrderByClientOrderIDParams{UserID: user, ClientOrderID: clientOrderID})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return queries.Order{}, ErrNotFound
+	}
+	if err != nil {
+		return queries.Order{}, fmt.Errorf("order by client order id: %w", err)
+	}
+	return o, nil
 }
 
 // Trades returns the trades of order id, oldest first, or ErrNotFound; only an order

@@ -75,6 +75,7 @@ type Order struct {
 	BookSeq           *int64
 	OnBook            bool
 	RunKey            string
+	ClientOrderID     *string
 }
 
 type OrderCount struct {

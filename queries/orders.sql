@@ -10,19 +10,19 @@ RETURNING *;
 
 -- name: PlaceOrders :many
 -- Writes new orders, each with its ORDER_PLACED event (seq 1) and the outbox message that
--- starts its execution, in one statement: one round trip and one commit for the whole
--- batch, atomically without an explicit transaction. The arrays are parallel, one element
--- per order, and must not repeat a (user_id, idempotency_key) pair. Orders get their ids
--- in array order. An empty price is a MARKET order's NULL. The message is built here
--- because only here is the order's id known; it must decode to what kafka.ExecutionMessage
--- encodes. seq 1 needs no lock: no one else can see an order before this statement
--- commits. Returns the orders written; an order whose (user_id, idempotency_key) already
--- exists gets no row, and nothing of it is written. Neither does one whose key another
--- transaction is placing right now: each key's transaction-level advisory lock (class
--- idempotency_lock_class, the key's hash) is tried, never waited for, and held until the
--- commit, so the caller can answer "in flight" instead of blocking behind the other
--- request. It does not NOTIFY the relay (schema 0003 says why); the API wakes it once the
--- statement has committed.
+-- starts its execution, in one statement: one round trip for the whole batch (the placer
+-- then stores the orders' answers in the same transaction). The arrays are parallel, one
+-- element per order, and must not repeat a (user_id, idempotency_key) pair. Orders get
+-- their ids in array order. An empty price is a MARKET order's NULL, an empty client
+-- order id none. The message is built here because only here is the order's id known; it
+-- must decode to what kafka.ExecutionMessage encodes. seq 1 needs no lock: no one else
+-- can see an order before it commits. Returns the orders written; an order whose
+-- (user_id, idempotency_key) or (user_id, client_order_id) already exists gets no row,
+-- and nothing of it is written. Neither does one whose key another transaction is placing
+-- right now: each key's transaction-level advisory lock (class idempotency_lock_class,
+-- the key's hash) is tried, never waited for, and held until the commit, so the caller can
+-- answer "in flight" instead of blocking behind the other request. It does not NOTIFY the
+-- relay (schema 0003 says why); the API wakes it once the transaction has committed.
 WITH input AS (
     -- Set-returning functions in one select list advance together, so each row is one
     -- element of every array, and ord numbers them in array order.
@@ -36,7 +36,8 @@ WITH input AS (
            unnest(@time_in_forces::text[]) AS time_in_force,
            unnest(@idempotency_keys::text[]) AS idempotency_key,
            unnest(@request_hashes::text[]) AS request_hash,
-           unnest(@event_details::text[]) AS event_details
+           unnest(@event_details::text[]) AS event_details,
+           unnest(@client_order_ids::text[]) AS client_order_id
 ), claimed AS (
     -- A volatile function keeps this CTE from being folded into the insert: each lock is
     -- tried exactly once.
@@ -46,13 +47,15 @@ WITH input AS (
     -- run_key: 48 random bits (the first twelve hex digits of a version 4 UUID are
     -- random), see schema 0007.
     INSERT INTO orders (user_id, instrument_id, side, kind, price, quantity, remaining_quantity,
-                        status, time_in_force, idempotency_key, request_hash, run_key)
+                        status, time_in_force, idempotency_key, request_hash, run_key, client_order_id)
     SELECT user_id, instrument_id, side, kind, NULLIF(price, '')::numeric, quantity, quantity,
            'CREATED', time_in_force, idempotency_key, request_hash,
-           replace(left(gen_random_uuid()::text, 13), '-', '')
+           replace(left(gen_random_uuid()::text, 13), '-', ''), NULLIF(client_order_id, '')
     FROM claimed
     ORDER BY ord
-    ON CONFLICT (user_id, idempotency_key) DO NOTHING
+    -- Any unique conflict: the idempotency key's, or the client order id's (the caller
+    -- tells them apart).
+    ON CONFLICT DO NOTHING
     RETURNING *
 ), event AS (
     INSERT INTO order_events (order_id, seq, event_type, to_status, details)
@@ -67,6 +70,9 @@ WITH input AS (
     ORDER BY id
 )
 SELECT * FROM placed;
+
+-- name: GetOrderByClientOrderID :one
+SELECT * FROM orders WHERE user_id = @user_id AND client_order_id = @client_order_id::text;
 
 -- name: GetOrderByIdempotencyKey :one
 SELECT * FROM orders WHERE user_id = @user_id AND idempotency_key = @idempotency_key;

@@ -95,7 +95,7 @@ func (q *Queries) GetIdempotentReplay(ctx context.Context, arg GetIdempotentRepl
 }
 
 const getOrder = `-- name: GetOrder :one
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key FROM orders WHERE id = $1
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id FROM orders WHERE id = $1
 `
 
 func (q *Queries) GetOrder(ctx context.Context, id int64) (Order, error) {
@@ -125,12 +125,54 @@ func (q *Queries) GetOrder(ctx context.Context, id int64) (Order, error) {
 		&i.BookSeq,
 		&i.OnBook,
 		&i.RunKey,
+		&i.ClientOrderID,
+	)
+	return i, err
+}
+
+const getOrderByClientOrderID = `-- name: GetOrderByClientOrderID :one
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id FROM orders WHERE user_id = $1 AND client_order_id = $2::text
+`
+
+type GetOrderByClientOrderIDParams struct {
+	UserID        int64
+	ClientOrderID string
+}
+
+func (q *Queries) GetOrderByClientOrderID(ctx context.Context, arg GetOrderByClientOrderIDParams) (Order, error) {
+	row := q.db.QueryRow(ctx, getOrderByClientOrderID, arg.UserID, arg.ClientOrderID)
+	var i Order
+	err := row.Scan(
+		&i.ID,
+		&i.UserID,
+		&i.InstrumentID,
+		&i.Side,
+		&i.Kind,
+		&i.Price,
+		&i.Quantity,
+		&i.RemainingQuantity,
+		&i.Status,
+		&i.TimeInForce,
+		&i.Version,
+		&i.IdempotencyKey,
+		&i.RequestHash,
+		&i.Reason,
+		&i.CancelRequested,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.NeedsAttention,
+		&i.LastError,
+		&i.StalledStep,
+		&i.BookSeq,
+		&i.OnBook,
+		&i.RunKey,
+		&i.ClientOrderID,
 	)
 	return i, err
 }
 
 const getOrderByIdempotencyKey = `-- name: GetOrderByIdempotencyKey :one
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key FROM orders WHERE user_id = $1 AND idempotency_key = $2
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id FROM orders WHERE user_id = $1 AND idempotency_key = $2
 `
 
 type GetOrderByIdempotencyKeyParams struct {
@@ -165,12 +207,13 @@ func (q *Queries) GetOrderByIdempotencyKey(ctx context.Context, arg GetOrderById
 		&i.BookSeq,
 		&i.OnBook,
 		&i.RunKey,
+		&i.ClientOrderID,
 	)
 	return i, err
 }
 
 const getOrderForUpdate = `-- name: GetOrderForUpdate :one
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key FROM orders WHERE id = $1 FOR UPDATE
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id FROM orders WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) GetOrderForUpdate(ctx context.Context, id int64) (Order, error) {
@@ -200,6 +243,7 @@ func (q *Queries) GetOrderForUpdate(ctx context.Context, id int64) (Order, error
 		&i.BookSeq,
 		&i.OnBook,
 		&i.RunKey,
+		&i.ClientOrderID,
 	)
 	return i, err
 }
@@ -210,7 +254,7 @@ INSERT INTO orders (user_id, instrument_id, side, kind, price, quantity, remaini
 VALUES ($1, $2, $3, $4, $5, $6, $6,
         'CREATED', $7, $8, $9)
 ON CONFLICT (user_id, idempotency_key) DO NOTHING
-RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key
+RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id
 `
 
 type InsertOrderParams struct {
@@ -264,12 +308,13 @@ func (q *Queries) InsertOrder(ctx context.Context, arg InsertOrderParams) (Order
 		&i.BookSeq,
 		&i.OnBook,
 		&i.RunKey,
+		&i.ClientOrderID,
 	)
 	return i, err
 }
 
 const listOrders = `-- name: ListOrders :many
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key FROM orders
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id FROM orders
 WHERE ($1::bigint IS NULL OR user_id = $1)
   AND ($2::text IS NULL OR status = $2)
   AND ($3::bigint IS NULL OR instrument_id = $3)
@@ -343,6 +388,7 @@ func (q *Queries) ListOrders(ctx context.Context, arg ListOrdersParams) ([]Order
 			&i.BookSeq,
 			&i.OnBook,
 			&i.RunKey,
+			&i.ClientOrderID,
 		); err != nil {
 			return nil, err
 		}
@@ -357,7 +403,7 @@ func (q *Queries) ListOrders(ctx context.Context, arg ListOrdersParams) ([]Order
 const markCancelRequested = `-- name: MarkCancelRequested :one
 UPDATE orders SET cancel_requested = true, on_book = false, version = version + 1, updated_at = now()
 WHERE id = $1 AND NOT status = ANY($2::text[])
-RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key
+RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id
 `
 
 type MarkCancelRequestedParams struct {
@@ -397,6 +443,7 @@ func (q *Queries) MarkCancelRequested(ctx context.Context, arg MarkCancelRequest
 		&i.BookSeq,
 		&i.OnBook,
 		&i.RunKey,
+		&i.ClientOrderID,
 	)
 	return i, err
 }
@@ -415,37 +462,40 @@ WITH input AS (
            unnest($7::text[]) AS time_in_force,
            unnest($8::text[]) AS idempotency_key,
            unnest($9::text[]) AS request_hash,
-           unnest($10::text[]) AS event_details
+           unnest($10::text[]) AS event_details,
+           unnest($11::text[]) AS client_order_id
 ), claimed AS (
     -- A volatile function keeps this CTE from being folded into the insert: each lock is
     -- tried exactly once.
-    SELECT ord, user_id, instrument_id, side, kind, price, quantity, time_in_force, idempotency_key, request_hash, event_details FROM input
-    WHERE pg_try_advisory_xact_lock($11::integer, hashtext(user_id::text || ' ' || idempotency_key))
+    SELECT ord, user_id, instrument_id, side, kind, price, quantity, time_in_force, idempotency_key, request_hash, event_details, client_order_id FROM input
+    WHERE pg_try_advisory_xact_lock($12::integer, hashtext(user_id::text || ' ' || idempotency_key))
 ), placed AS (
     -- run_key: 48 random bits (the first twelve hex digits of a version 4 UUID are
     -- random), see schema 0007.
     INSERT INTO orders (user_id, instrument_id, side, kind, price, quantity, remaining_quantity,
-                        status, time_in_force, idempotency_key, request_hash, run_key)
+                        status, time_in_force, idempotency_key, request_hash, run_key, client_order_id)
     SELECT user_id, instrument_id, side, kind, NULLIF(price, '')::numeric, quantity, quantity,
            'CREATED', time_in_force, idempotency_key, request_hash,
-           replace(left(gen_random_uuid()::text, 13), '-', '')
+           replace(left(gen_random_uuid()::text, 13), '-', ''), NULLIF(client_order_id, '')
     FROM claimed
     ORDER BY ord
-    ON CONFLICT (user_id, idempotency_key) DO NOTHING
-    RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key
+    -- Any unique conflict: the idempotency key's, or the client order id's (the caller
+    -- tells them apart).
+    ON CONFLICT DO NOTHING
+    RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id
 ), event AS (
     INSERT INTO order_events (order_id, seq, event_type, to_status, details)
-    SELECT p.id, 1, $12::text, p.status, i.event_details::jsonb
+    SELECT p.id, 1, $13::text, p.status, i.event_details::jsonb
     FROM placed p JOIN input i ON i.user_id = p.user_id AND i.idempotency_key = p.idempotency_key
 ), message AS (
     INSERT INTO outbox (topic, key, payload)
-    SELECT $13::text, id::text,
+    SELECT $14::text, id::text,
            jsonb_build_object('orderId', id, 'userId', user_id, 'instrumentId', instrument_id,
                               'orderType', side, 'orderKind', kind, 'runKey', run_key)
     FROM placed
     ORDER BY id
 )
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key FROM placed
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id FROM placed
 `
 
 type PlaceOrdersParams struct {
@@ -459,6 +509,7 @@ type PlaceOrdersParams struct {
 	IdempotencyKeys      []string
 	RequestHashes        []string
 	EventDetails         []string
+	ClientOrderIds       []string
 	IdempotencyLockClass int32
 	EventType            string
 	Topic                string
@@ -488,22 +539,23 @@ type PlaceOrdersRow struct {
 	BookSeq           *int64
 	OnBook            bool
 	RunKey            string
+	ClientOrderID     *string
 }
 
 // Writes new orders, each with its ORDER_PLACED event (seq 1) and the outbox message that
-// starts its execution, in one statement: one round trip and one commit for the whole
-// batch, atomically without an explicit transaction. The arrays are parallel, one element
-// per order, and must not repeat a (user_id, idempotency_key) pair. Orders get their ids
-// in array order. An empty price is a MARKET order's NULL. The message is built here
-// because only here is the order's id known; it must decode to what kafka.ExecutionMessage
-// encodes. seq 1 needs no lock: no one else can see an order before this statement
-// commits. Returns the orders written; an order whose (user_id, idempotency_key) already
-// exists gets no row, and nothing of it is written. Neither does one whose key another
-// transaction is placing right now: each key's transaction-level advisory lock (class
-// idempotency_lock_class, the key's hash) is tried, never waited for, and held until the
-// commit, so the caller can answer "in flight" instead of blocking behind the other
-// request. It does not NOTIFY the relay (schema 0003 says why); the API wakes it once the
-// statement has committed.
+// starts its execution, in one statement: one round trip for the whole batch (the placer
+// then stores the orders' answers in the same transaction). The arrays are parallel, one
+// element per order, and must not repeat a (user_id, idempotency_key) pair. Orders get
+// their ids in array order. An empty price is a MARKET order's NULL, an empty client
+// order id none. The message is built here because only here is the order's id known; it
+// must decode to what kafka.ExecutionMessage encodes. seq 1 needs no lock: no one else
+// can see an order before it commits. Returns the orders written; an order whose
+// (user_id, idempotency_key) or (user_id, client_order_id) already exists gets no row,
+// and nothing of it is written. Neither does one whose key another transaction is placing
+// right now: each key's transaction-level advisory lock (class idempotency_lock_class,
+// the key's hash) is tried, never waited for, and held until the commit, so the caller can
+// answer "in flight" instead of blocking behind the other request. It does not NOTIFY the
+// relay (schema 0003 says why); the API wakes it once the transaction has committed.
 func (q *Queries) PlaceOrders(ctx context.Context, arg PlaceOrdersParams) ([]PlaceOrdersRow, error) {
 	rows, err := q.db.Query(ctx, placeOrders,
 		arg.UserIds,
@@ -516,6 +568,7 @@ func (q *Queries) PlaceOrders(ctx context.Context, arg PlaceOrdersParams) ([]Pla
 		arg.IdempotencyKeys,
 		arg.RequestHashes,
 		arg.EventDetails,
+		arg.ClientOrderIds,
 		arg.IdempotencyLockClass,
 		arg.EventType,
 		arg.Topic,
@@ -551,6 +604,7 @@ func (q *Queries) PlaceOrders(ctx context.Context, arg PlaceOrdersParams) ([]Pla
 			&i.BookSeq,
 			&i.OnBook,
 			&i.RunKey,
+			&i.ClientOrderID,
 		); err != nil {
 			return nil, err
 		}
