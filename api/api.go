@@ -188,6 +188,7 @@ func (s *server) routes() http.Handler {
 		r.With(read).Get("/orders/{id}", s.handle(s.getOrder))
 		// An operator (admin) cancels any user's order; a trader, their own.
 		r.With(s.guard(s.trades, auth.ScopeTrade, auth.ScopeAdmin)).Post("/orders/{id}/cancel", s.handle(s.cancelOrder))
+		r.With(s.guard(s.trades, auth.ScopeTrade, auth.ScopeAdmin)).Delete("/orders", s.handle(s.cancelOrders))
 		r.With(read).Get("/orders/{id}/events", s.handle(s.listOrderEvents))
 		r.With(read).Get("/orders/{id}/trades", s.handle(s.listOrderTrades))
 		r.With(read).Get("/instruments", s.handle(s.listInstruments))

@@ -231,7 +231,7 @@ func TestEveryRouteAnswersAsTheSpecSays(t *testing.T) {
 		{"liveness", http.MethodGet, "/healthz", "", nil, http.StatusOK},
 		{"readiness", http.MethodGet, "/readyz", "", nil, http.StatusOK},
 		{"an unknown route", http.MethodGet, "/api/v1/nothing", "", nil, http.StatusNotFound},
-		{"a wrong method", http.MethodDelete, "/api/v1/orders", "", nil, http.StatusMethodNotAllowed},
+		{"a wrong method", http.MethodPut, "/api/v1/orders", "", nil, http.StatusMethodNotAllowed},
 	}
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -199,16 +200,9 @@ func (s *server) getOrderByClientID(w http.ResponseWriter, r *http.Request) erro
 	if err := printableID(cid, maxClientOrderIDLen); err != nil {
 		return invalid(fieldError{"clientOrderId", err.Error()})
 	}
-	user := c.UserID
-	if c.seesAll() {
-		id, err := strconv.ParseInt(q.Get("userId"), 10, 64)
-		if err != nil || id <= 0 {
-			return invalid(fieldError{"userId", "is required (a positive integer) for a caller who sees every user's orders: a client order id is unique only among one user's orders"})
-		}
-		user = id
-	} else if v := q.Get("userId"); v != "" && v != strconv.FormatInt(c.UserID, 10) {
-		return &apiError{code: codeForbidden, fields: []fieldError{{"userId", "is not the user of this credential"}},
-			message: "userId names another user; omit it, or send your own"}
+	user, err := s.userOf(c, q.Get("userId"))
+	if err != nil {
+		return err
 	}
 	o, err := s.book.OrderByClientOrderID(r.Context(), user, cid)
 	if errors.Is(err, orderbook.ErrNotFound) {
@@ -402,44 +396,65 @@ func (s *server) cancelOrder(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	id, ctx := o.ID, r.Context()
-	rec, err := s.book.RecordCancel(ctx, id, c.name(), match)
+	out := s.cancel(r.Context(), o.ID, c.name(), match, s.cfg.CancelWait)
+	if out.err != nil {
+		if out.current.ID != 0 {
+			w.Header().Set("ETag", etag(out.current))
+		}
+		return out.err
+	}
+	w.Header().Set("ETag", etag(out.current))
+	s.respond(w, r, out.status, cancelView{orderView: s.orderView(out.current), Message: out.message})
+	return nil
+}
+
+// cancelOutcome is what one cancel did: its answer's status and message and the order
+// afterwards, or err, the error to answer with (and current, if known, the order that
+// made it so).
+type cancelOutcome struct {
+	status  int
+	message string
+	current queries.Order
+	err     error
+}
+
+// cancel records the cancel of order id for by (if the order passes match, when not
+// nil), signals its run and waits up to wait for the run to apply it. The caller has
+// checked that by may cancel it.
+func (s *server) cancel(ctx context.Context, id int64, by string, match func(queries.Order) bool, wait time.Duration) cancelOutcome {
+	rec, err := s.book.RecordCancel(ctx, id, by, match)
 	var st *orderbook.StatusError
 	switch {
 	case errors.Is(err, orderbook.ErrNotFound):
-		return orderNotFound(id)
+		return cancelOutcome{err: orderNotFound(id)}
 	case errors.Is(err, orderbook.ErrPrecondition):
-		w.Header().Set("ETag", etag(rec))
-		return newError(codePreconditionFailed, "order %d has changed (its ETag is now %s); nothing was done: read it again and decide", id, etag(rec))
+		return cancelOutcome{current: rec, err: newError(codePreconditionFailed,
+			"order %d has changed (its ETag is now %s); nothing was done: read it again and decide", id, etag(rec))}
 	case errors.As(err, &st) && errors.Is(err, orderbook.ErrTerminal):
-		return newError(codeOrderTerminal, "order %d is %s and can no longer be cancelled", id, st.Status)
+		return cancelOutcome{err: newError(codeOrderTerminal, "order %d is %s and can no longer be cancelled", id, st.Status)}
 	case err != nil:
-		return fmt.Errorf("api: cancel order %d: %w", id, err)
+		return cancelOutcome{err: fmt.Errorf("api: cancel order %d: %w", id, err)}
 	}
-
-	if _, err := s.cancels.RequestCancel(ctx, id, rec.RunKey, c.name(), s.cfg.CancelWait); err != nil {
-		return &apiError{
+	if _, err := s.cancels.RequestCancel(ctx, id, rec.RunKey, by, wait); err != nil {
+		return cancelOutcome{current: rec, err: &apiError{
 			code:    codeUnavailable,
 			message: "the cancel request was recorded, but the order's workflow could not be reached; retry the request",
 			cause:   fmt.Errorf("api: cancel order %d: %w", id, err),
-		}
+		}}
 	}
-	o, err = s.book.Order(ctx, id)
+	o, err := s.book.Order(ctx, id)
 	if err != nil {
-		return fmt.Errorf("api: cancel order %d: re-read: %w", id, err)
+		return cancelOutcome{err: fmt.Errorf("api: cancel order %d: re-read: %w", id, err)}
 	}
-	w.Header().Set("ETag", etag(o))
 	status := order.Status(o.Status)
 	if !status.Terminal() {
-		s.respond(w, r, http.StatusAccepted, cancelView{orderView: s.orderView(o), Message: msgCancelAccepted})
-		return nil
+		return cancelOutcome{status: http.StatusAccepted, message: msgCancelAccepted, current: o}
 	}
 	msg := "Order cancelled"
 	if status != order.Cancelled && status != order.PartiallyCancelled {
 		msg = fmt.Sprintf("Order reached %s before the cancel could be applied", status)
 	}
-	s.respond(w, r, http.StatusOK, cancelView{orderView: s.orderView(o), Message: msg})
-	return nil
+	return cancelOutcome{status: http.StatusOK, message: msg, current: o}
 }
 
 // listOrderEvents handles GET /api/v1/orders/{id}/events: the timeline, oldest first.

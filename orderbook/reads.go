@@ -41,6 +41,21 @@ func (s *Service) OrderByClientOrderID(ctx context.Context, user int64, clientOr
 	return o, nil
 }
 
+// UserOpenOrders returns up to max of user's open orders, oldest first, of instrument
+// and side if not nil.
+func (s *Service) UserOpenOrders(ctx context.Context, user int64, instrument *int64, side *order.Side, max int) ([]queries.Order, error) {
+	arg := queries.ListOpenOrdersOfUserParams{UserID: user, InstrumentID: instrument, MaxOrders: int32(max)}
+	if side != nil {
+		sd := string(*side)
+		arg.Side = &sd
+	}
+	orders, err := s.q.ListOpenOrdersOfUser(ctx, arg)
+	if err != nil {
+		return nil, fmt.Errorf("list open orders of user %d: %w", user, err)
+	}
+	return orders, nil
+}
+
 // Trades returns the trades of order id, oldest first, or ErrNotFound; only an order
 // without trades needs the order looked up.
 func (s *Service) Trades(ctx context.Context, id int64) ([]queries.Trade, error) {

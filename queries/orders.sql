@@ -162,3 +162,14 @@ WHERE (sqlc.narg(user_id)::bigint IS NULL OR user_id = sqlc.narg(user_id))
 UPDATE orders SET cancel_requested = true, on_book = false, version = version + 1, updated_at = now()
 WHERE id = @id AND NOT status = ANY(@terminal_statuses::text[])
 RETURNING *;
+
+-- name: ListOpenOrdersOfUser :many
+-- The user's open orders, oldest first, optionally of one instrument and side (NULL: any),
+-- at most max_orders of them (orders_open_by_user_idx).
+SELECT * FROM orders
+WHERE user_id = @user_id
+  AND status IN ('CREATED', 'VALIDATED', 'SENT_TO_EXECUTOR', 'EXECUTING', 'PARTIALLY_FILLED')
+  AND (sqlc.narg(instrument_id)::bigint IS NULL OR instrument_id = sqlc.narg(instrument_id))
+  AND (sqlc.narg(side)::text IS NULL OR side = sqlc.narg(side))
+ORDER BY id
+LIMIT @max_orders;

@@ -313,6 +313,75 @@ func (q *Queries) InsertOrder(ctx context.Context, arg InsertOrderParams) (Order
 	return i, err
 }
 
+const listOpenOrdersOfUser = `-- name: ListOpenOrdersOfUser :many
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id FROM orders
+WHERE user_id = $1
+  AND status IN ('CREATED', 'VALIDATED', 'SENT_TO_EXECUTOR', 'EXECUTING', 'PARTIALLY_FILLED')
+  AND ($2::bigint IS NULL OR instrument_id = $2)
+  AND ($3::text IS NULL OR side = $3)
+ORDER BY id
+LIMIT $4
+`
+
+type ListOpenOrdersOfUserParams struct {
+	UserID       int64
+	InstrumentID *int64
+	Side         *string
+	MaxOrders    int32
+}
+
+// The user's open orders, oldest first, optionally of one instrument and side (NULL: any),
+// at most max_orders of them (orders_open_by_user_idx).
+func (q *Queries) ListOpenOrdersOfUser(ctx context.Context, arg ListOpenOrdersOfUserParams) ([]Order, error) {
+	rows, err := q.db.Query(ctx, listOpenOrdersOfUser,
+		arg.UserID,
+		arg.InstrumentID,
+		arg.Side,
+		arg.MaxOrders,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []Order{}
+	for rows.Next() {
+		var i Order
+		if err := rows.Scan(
+			&i.ID,
+			&i.UserID,
+			&i.InstrumentID,
+			&i.Side,
+			&i.Kind,
+			&i.Price,
+			&i.Quantity,
+			&i.RemainingQuantity,
+			&i.Status,
+			&i.TimeInForce,
+			&i.Version,
+			&i.IdempotencyKey,
+			&i.RequestHash,
+			&i.Reason,
+			&i.CancelRequested,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+			&i.NeedsAttention,
+			&i.LastError,
+			&i.StalledStep,
+			&i.BookSeq,
+			&i.OnBook,
+			&i.RunKey,
+			&i.ClientOrderID,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const listOrders = `-- name: ListOrders :many
 SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id FROM orders
 WHERE ($1::bigint IS NULL OR user_id = $1)

@@ -1,0 +1,129 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+
+	"github.com/orderflow/orderflow/order"
+	"golang.org/x/sync/errgroup"
+)
+
+// Bounds of one bulk cancel: it answers within the request's deadline however many
+// orders the user has open, and says when more remain.
+const (
+	bulkCancelMax         = 200
+	bulkCancelConcurrency = 8
+)
+
+// bulkCancelResult is one order's outcome in a bulk cancel: the status a cancel of it
+// alone would have answered, with the order afterwards, or the error's code.
+type bulkCancelResult struct {
+	OrderID         int64     `json:"orderId"`
+	Status          int       `json:"status"`
+	OrderStatus     string    `json:"orderStatus,omitempty"`
+	CancelRequested bool      `json:"cancelRequested,omitempty"`
+	ErrorCode       errorCode `json:"errorCode,omitempty"`
+	Message         string    `json:"message"`
+}
+
+// bulkCancelView answers DELETE /api/v1/orders (207 Multi-Status).
+type bulkCancelView struct {
+	Results []bulkCancelResult `json:"results"`
+	// More: other open orders matched the filters beyond this request's bound; repeat
+	// the request to cancel them.
+	More bool `json:"more"`
+}
+
+// cancelOrders handles DELETE /api/v1/orders: the caller's open orders (or, for a caller
+// who sees every user's, those of the userId named), optionally of one instrument and
+// side, are each cancelled as POST /api/v1/orders/{id}/cancel would, without waiting for
+// their runs to apply it. At most bulkCancelMax per request, oldest first.
+func (s *server) cancelOrders(w http.ResponseWriter, r *http.Request) error {
+	c, q := callerOf(r), r.URL.Query()
+	user, err := s.userOf(c, q.Get("userId"))
+	if err != nil {
+		return err
+	}
+	var errs []fieldError
+	var instrument *int64
+	if v := q.Get("instrumentId"); v != "" {
+		id, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || id <= 0 {
+			errs = append(errs, fieldError{"instrumentId", "must be a positive integer"})
+		}
+		instrument = &id
+	}
+	var side *order.Side
+	if v := q.Get("orderType"); v != "" {
+		sd, err := order.ParseSide(v)
+		if err != nil {
+			errs = append(errs, fieldError{"orderType", "must be BUY or SELL"})
+		}
+		side = &sd
+	}
+	if len(errs) > 0 {
+		return invalid(errs...)
+	}
+	ctx := r.Context()
+	open, err := s.book.UserOpenOrders(ctx, user, instrument, side, bulkCancelMax+1)
+	if err != nil {
+		return err
+	}
+	view := bulkCancelView{Results: make([]bulkCancelResult, 0, min(len(open), bulkCancelMax))}
+	if len(open) > bulkCancelMax {
+		open, view.More = open[:bulkCancelMax], true
+	}
+	view.Results = view.Results[:len(open)]
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(bulkCancelConcurrency)
+	for i, o := range open {
+		g.Go(func() error {
+			res := s.bulkCancelOne(gctx, o.ID, c.name())
+			mu.Lock()
+			view.Results[i] = res
+			mu.Unlock()
+			return nil
+		})
+	}
+	_ = g.Wait()
+	s.respond(w, r, http.StatusMultiStatus, view)
+	return nil
+}
+
+// bulkCancelOne cancels one order of a bulk cancel and tells what became of it.
+func (s *server) bulkCancelOne(ctx context.Context, id int64, by string) bulkCancelResult {
+	out := s.cancel(ctx, id, by, nil, 0)
+	if out.err == nil {
+		return bulkCancelResult{OrderID: id, Status: out.status, OrderStatus: out.current.Status,
+			CancelRequested: out.current.CancelRequested, Message: out.message}
+	}
+	var ae *apiError
+	if !errors.As(out.err, &ae) {
+		s.logger.ErrorContext(ctx, "bulk cancel of one order failed", "order_id", id, "error", out.err)
+		ae = &apiError{code: codeInternal, message: "internal error; it has been logged"}
+	}
+	status, _ := ae.code.describe()
+	return bulkCancelResult{OrderID: id, Status: status, ErrorCode: ae.code, Message: ae.message}
+}
+
+// userOf is the user whose orders a request is about: the caller's own, which param (a
+// userId) may name too, or, for a caller who sees every user's orders, the one param
+// names, which it must.
+func (s *server) userOf(c caller, param string) (int64, error) {
+	if c.seesAll() {
+		id, err := strconv.ParseInt(param, 10, 64)
+		if err != nil || id <= 0 {
+			return 0, invalid(fieldError{"userId", "is required (a positive integer) for a caller who sees every user's orders"})
+		}
+		return id, nil
+	}
+	if param != "" && param != strconv.FormatInt(c.UserID, 10) {
+		return 0, &apiError{code: codeForbidden, fields: []fieldError{{"userId", "is not the user of this credential"}},
+			message: "userId names another user; omit it, or send your own"}
+	}
+	return c.UserID, nil
+}
