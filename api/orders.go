@@ -335,19 +335,33 @@ func parseListQuery(v url.Values) (listQuery, error) {
 	return lq, nil
 }
 
-// listOrders handles GET /api/v1/orders: a page, and a total that agrees with it.
+// restrictToCaller keeps a list to the caller's own orders; only one who sees every
+// user's may filter by user.
+func restrictToCaller(r *http.Request, lq *listQuery) error {
+	c := callerOf(r)
+	if c.seesAll() {
+		return nil
+	}
+	if lq.q.UserID != nil && *lq.q.UserID != c.UserID {
+		return &apiError{code: codeForbidden, fields: []fieldError{{"userId", "is not the user of this credential"}},
+			message: fmt.Sprintf("userId %d is not the user of this credential: a list holds your own orders only", *lq.q.UserID)}
+	}
+	lq.q.UserID = &c.UserID
+	return nil
+}
+
+// listOrders handles GET /api/v1/orders: a page, and a total that agrees with it; or, with
+// limit or cursor, a keyset page (listOrdersByCursor).
 func (s *server) listOrders(w http.ResponseWriter, r *http.Request) error {
+	if cursorMode(r.URL.Query()) {
+		return s.listOrdersByCursor(w, r)
+	}
 	lq, err := parseListQuery(r.URL.Query())
 	if err != nil {
 		return err
 	}
-	// A caller lists their own orders; only one who sees every user's may filter by user.
-	if c := callerOf(r); !c.seesAll() {
-		if lq.q.UserID != nil && *lq.q.UserID != c.UserID {
-			return &apiError{code: codeForbidden, fields: []fieldError{{"userId", "is not the user of this credential"}},
-				message: fmt.Sprintf("userId %d is not the user of this credential: a list holds your own orders only", *lq.q.UserID)}
-		}
-		lq.q.UserID = &c.UserID
+	if err := restrictToCaller(r, &lq); err != nil {
+		return err
 	}
 	res, err := s.book.ListOrders(r.Context(), lq.q)
 	if err != nil {

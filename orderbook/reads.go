@@ -179,6 +179,37 @@ func (s *Service) ListOrders(ctx context.Context, lq ListQuery) (OrderPage, erro
 	return page, nil
 }
 
+// ListOrdersByID returns up to lq.Limit orders matching lq's filters, by id (newest
+// first if lq.Desc), after afterID if not nil: a keyset page. Each page reads the primary
+// key (or a filter's (column, id) index) from where the last one ended, so orders placed
+// meanwhile never shift a page: none already listed comes again and none that existed
+// when the walk began is skipped. lq's Sort and Offset are ignored.
+func (s *Service) ListOrdersByID(ctx context.Context, lq ListQuery, afterID *int64) ([]queries.Order, error) {
+	where, args := listFilter(lq)
+	dir, cmp := "ASC", ">"
+	if lq.Desc {
+		dir, cmp = "DESC", "<"
+	}
+	if afterID != nil {
+		args = append(args, *afterID)
+		cond := fmt.Sprintf("id %s $%d", cmp, len(args))
+		if where == "" {
+			where = "WHERE " + cond
+		} else {
+			where += " AND " + cond
+		}
+	}
+	rows, err := s.pool.Query(ctx, fmt.Sprintf(`SELECT * FROM orders %s ORDER BY id %s LIMIT %d`, where, dir, lq.Limit), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list orders by id: %w", err)
+	}
+	orders, err := pgx.CollectRows(rows, pgx.RowToStructByPos[queries.Order])
+	if err != nil {
+		return nil, fmt.Errorf("list orders by id: %w", err)
+	}
+	return orders, nil
+}
+
 // listFilter is lq's WHERE clause and its arguments.
 func listFilter(lq ListQuery) (string, []any) {
 	var conds []string
