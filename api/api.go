@@ -192,6 +192,7 @@ func (s *server) routes() http.Handler {
 		r.With(read).Get("/orders/{id}/events", s.handle(s.listOrderEvents))
 		r.With(read).Get("/orders/{id}/trades", s.handle(s.listOrderTrades))
 		r.With(read).Get("/instruments", s.handle(s.listInstruments))
+		r.With(read).Get("/instruments/{id}/book", s.handle(s.getBook))
 		r.Group(func(r chi.Router) {
 			r.Use(admin)
 			r.Get("/admin/orders/stuck", s.handle(s.listStuck))

@@ -530,6 +530,37 @@ func (s *server) listOrderTrades(w http.ResponseWriter, r *http.Request) error {
 }
 
 // listInstruments handles GET /api/v1/instruments (and the admin view of them).
+// Depth limits of GET /api/v1/instruments/{id}/book.
+const (
+	defaultBookLevels = 10
+	maxBookLevels     = 100
+)
+
+// getBook handles GET /api/v1/instruments/{id}/book?limit=N: the instrument's resting
+// orders aggregated by price level, bids highest first and asks lowest first, at most N
+// levels a side, both sides from one snapshot.
+func (s *server) getBook(w http.ResponseWriter, r *http.Request) error {
+	id, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64)
+	if err != nil || id <= 0 {
+		return invalid(fieldError{"id", "must be a positive integer"})
+	}
+	levels := defaultBookLevels
+	if v := r.URL.Query().Get("limit"); v != "" {
+		if levels, err = strconv.Atoi(v); err != nil || levels < 1 || levels > maxBookLevels {
+			return invalid(fieldError{"limit", fmt.Sprintf("must be an integer from 1 to %d", maxBookLevels)})
+		}
+	}
+	b, err := s.book.Depth(r.Context(), id, levels)
+	if errors.Is(err, orderbook.ErrInstrumentNotFound) {
+		return newError(codeInstrumentNotFound, "no instrument has id %d", id)
+	}
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	s.respond(w, r, http.StatusOK, newBookView(b))
+	return nil
+}
+
 func (s *server) listInstruments(w http.ResponseWriter, r *http.Request) error {
 	instruments, err := s.book.Instruments(r.Context())
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/orderflow/orderflow/order"
+	"github.com/orderflow/orderflow/orderbook"
 	"github.com/orderflow/orderflow/queries"
 )
 
@@ -173,6 +174,32 @@ type instrumentView struct {
 	MinQuantity  int64       `json:"minQuantity"`
 	MaxQuantity  int64       `json:"maxQuantity"`
 	Status       string      `json:"status"`
+}
+
+// bookView answers GET /api/v1/instruments/{id}/book: depth by price level, best first.
+type bookView struct {
+	InstrumentID int64           `json:"instrumentId"`
+	Status       string          `json:"status"`
+	Bids         []bookLevelView `json:"bids"`
+	Asks         []bookLevelView `json:"asks"`
+}
+
+// bookLevelView is one price level: the quantity resting there and how many orders.
+type bookLevelView struct {
+	Price    json.Number `json:"price"`
+	Quantity int64       `json:"quantity"`
+	Orders   int64       `json:"orders"`
+}
+
+func newBookView(b orderbook.Book) bookView {
+	levels := func(rows []queries.GetBookDepthRow) []bookLevelView {
+		out := make([]bookLevelView, len(rows))
+		for i, r := range rows {
+			out[i] = bookLevelView{Price: number(r.Price), Quantity: r.Quantity, Orders: r.Orders}
+		}
+		return out
+	}
+	return bookView{InstrumentID: b.Instrument.ID, Status: b.Instrument.Status, Bids: levels(b.Bids), Asks: levels(b.Asks)}
 }
 
 // newInstrumentView renders i.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/orderflow/orderflow/order"
 	"github.com/orderflow/orderflow/queries"
 )
 
@@ -51,4 +52,34 @@ func (s *Service) setInstrumentStatus(ctx context.Context, id int64, status stri
 	}
 	s.log.Info("instrument status set", "instrument_id", id, "status", status)
 	return in, nil
+}
+
+// Book is an instrument's book aggregated by price level, each side best first, read in
+// one snapshot so the two sides agree.
+type Book struct {
+	Instrument queries.Instrument
+	Bids, Asks []queries.GetBookDepthRow
+}
+
+// Depth returns instrument id's book, at most levels price levels a side, or
+// ErrInstrumentNotFound.
+func (s *Service) Depth(ctx context.Context, id int64, levels int) (Book, error) {
+	var b Book
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		q := queries.New(tx)
+		var err error
+		if b.Instrument, err = q.GetInstrument(ctx, id); errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("instrument %d: %w", id, ErrInstrumentNotFound)
+		} else if err != nil {
+			return fmt.Errorf("read instrument %d: %w", id, err)
+		}
+		if b.Bids, err = q.GetBookDepth(ctx, queries.GetBookDepthParams{InstrumentID: id, Side: string(order.Buy), MaxLevels: int32(levels)}); err != nil {
+			return fmt.Errorf("read the bids of instrument %d: %w", id, err)
+		}
+		if b.Asks, err = q.GetBookDepth(ctx, queries.GetBookDepthParams{InstrumentID: id, Side: string(order.Sell), MaxLevels: int32(levels)}); err != nil {
+			return fmt.Errorf("read the asks of instrument %d: %w", id, err)
+		}
+		return nil
+	})
+	return b, err
 }

@@ -107,3 +107,14 @@ ORDER BY c.id;
 
 -- name: DeleteFillNotices :exec
 DELETE FROM fill_notices WHERE id = ANY(@ids::bigint[]);
+
+-- name: GetBookDepth :many
+-- One side of an instrument's book aggregated by price level, best first, at most
+-- max_levels levels: an ordered scan of orders_book_idx (the priority expression is the
+-- index's), grouped as it goes, so it stops after max_levels.
+SELECT price::numeric AS price, sum(remaining_quantity)::bigint AS quantity, count(*)::bigint AS orders
+FROM orders
+WHERE instrument_id = @instrument_id AND side = @side AND on_book
+GROUP BY (CASE WHEN side = 'BUY' THEN -price ELSE price END), price
+ORDER BY (CASE WHEN side = 'BUY' THEN -price ELSE price END)
+LIMIT @max_levels;

@@ -259,6 +259,50 @@ func (q *Queries) DeleteFillNotices(ctx context.Context, ids []int64) error {
 	return err
 }
 
+const getBookDepth = `-- name: GetBookDepth :many
+SELECT price::numeric AS price, sum(remaining_quantity)::bigint AS quantity, count(*)::bigint AS orders
+FROM orders
+WHERE instrument_id = $1 AND side = $2 AND on_book
+GROUP BY (CASE WHEN side = 'BUY' THEN -price ELSE price END), price
+ORDER BY (CASE WHEN side = 'BUY' THEN -price ELSE price END)
+LIMIT $3
+`
+
+type GetBookDepthParams struct {
+	InstrumentID int64
+	Side         string
+	MaxLevels    int32
+}
+
+type GetBookDepthRow struct {
+	Price    decimal.Decimal
+	Quantity int64
+	Orders   int64
+}
+
+// One side of an instrument's book aggregated by price level, best first, at most
+// max_levels levels: an ordered scan of orders_book_idx (the priority expression is the
+// index's), grouped as it goes, so it stops after max_levels.
+func (q *Queries) GetBookDepth(ctx context.Context, arg GetBookDepthParams) ([]GetBookDepthRow, error) {
+	rows, err := q.db.Query(ctx, getBookDepth, arg.InstrumentID, arg.Side, arg.MaxLevels)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []GetBookDepthRow{}
+	for rows.Next() {
+		var i GetBookDepthRow
+		if err := rows.Scan(&i.Price, &i.Quantity, &i.Orders); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const listBook = `-- name: ListBook :many
 SELECT id, user_id, price, remaining_quantity, version, status, book_seq,
        (CASE WHEN side = 'BUY' THEN -price ELSE price END)::text AS priority_key
