@@ -95,7 +95,11 @@ func (s *server) respondDecided(w http.ResponseWriter, r *http.Request, id int64
 	if !applied {
 		status, msg = http.StatusAccepted, "Decision accepted; the workflow is applying it"
 	}
-	s.respond(w, r, status, operatorView{orderView: s.orderView(o), Message: msg})
+	v, err := s.fullView(r.Context(), o)
+	if err != nil {
+		return err
+	}
+	s.respond(w, r, status, operatorView{orderView: v, Message: msg})
 	return nil
 }
 
@@ -171,9 +175,13 @@ func (s *server) listStuck(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("api: %w", err)
 	}
+	views, err := s.orderViews(r.Context(), rows...)
+	if err != nil {
+		return err
+	}
 	out := make([]stuckView, len(rows))
 	for i, o := range rows {
-		out[i] = stuckView{orderView: s.orderView(o), StalledStep: o.StalledStep, LastError: o.LastError}
+		out[i] = stuckView{orderView: views[i], StalledStep: o.StalledStep, LastError: o.LastError}
 	}
 	s.respond(w, r, http.StatusOK, out)
 	return nil

@@ -52,3 +52,40 @@ func TestTheBookIsAggregatedByPriceLevelBestFirst(t *testing.T) {
 	wantProblem(t, h.get("/api/v1/instruments/102/book?limit=0"), http.StatusBadRequest, "VALIDATION_FAILED", "limit")
 	wantProblem(t, h.get("/api/v1/instruments/x/book"), http.StatusBadRequest, "VALIDATION_FAILED", "id")
 }
+
+func TestEveryOrderShowsItsAverageFillPrice(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	buy := h.mustPlace(`{"userId":1,"instrumentId":101,"orderType":"BUY","orderKind":"LIMIT","price":"11","quantity":3}`)
+	s1 := h.mustPlace(`{"userId":2,"instrumentId":101,"orderType":"SELL","orderKind":"LIMIT","price":"10","quantity":1}`)
+	s2 := h.mustPlace(`{"userId":2,"instrumentId":101,"orderType":"SELL","orderKind":"LIMIT","price":"10.5","quantity":2}`)
+	untraded := h.mustPlace(limitBody(1, `"9"`, 1))
+	if buy.AvgFillPrice != nil {
+		t.Errorf("a new order's avgFillPrice = %s, want null", buy.AvgFillPrice)
+	}
+	// As two matches would leave them: the buy took both sells, at their prices.
+	h.exec(`INSERT INTO trades (instrument_id, buy_order_id, sell_order_id, aggressor_side, price, quantity)
+		VALUES (101, $1, $2, 'BUY', 10, 1), (101, $1, $3, 'BUY', 10.5, 2)`, buy.OrderID, s1.OrderID, s2.OrderID)
+	h.exec(`UPDATE orders SET status = 'EXECUTED', remaining_quantity = 0 WHERE id = ANY($1)`, []int64{buy.OrderID, s1.OrderID, s2.OrderID})
+
+	want := map[int64]string{buy.OrderID: "10.33333333", s1.OrderID: "10", s2.OrderID: "10.5"}
+	for id, avg := range want {
+		o := decode[orderBody](t, h.get(fmt.Sprintf("/api/v1/orders/%d", id)))
+		if o.AvgFillPrice == nil || string(*o.AvgFillPrice) != avg || o.FilledQuantity != o.Quantity {
+			t.Errorf("order %d: avgFillPrice %v filled %d, want %s and all of it", id, o.AvgFillPrice, o.FilledQuantity, avg)
+		}
+	}
+	page := decode[struct{ Content []orderBody }](t, h.get("/api/v1/orders?userId=1&limit=10"))
+	for _, o := range page.Content {
+		switch o.OrderID {
+		case buy.OrderID:
+			if o.AvgFillPrice == nil || string(*o.AvgFillPrice) != "10.33333333" {
+				t.Errorf("the list's buy: avgFillPrice %v", o.AvgFillPrice)
+			}
+		case untraded.OrderID:
+			if o.AvgFillPrice != nil {
+				t.Errorf("the list's untraded order: avgFillPrice %s, want null", *o.AvgFillPrice)
+			}
+		}
+	}
+}

@@ -118,7 +118,7 @@ func (s *server) listOrdersByCursor(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return fmt.Errorf("api: %w", err)
 	}
-	page := cursorPageView{Content: make([]orderView, 0, min(len(orders), limit)), Limit: limit, Order: "asc"}
+	page := cursorPageView{Limit: limit, Order: "asc"}
 	if desc {
 		page.Order = "desc"
 	}
@@ -126,8 +126,8 @@ func (s *server) listOrdersByCursor(w http.ResponseWriter, r *http.Request) erro
 		orders = orders[:limit]
 		page.NextCursor = cursor{desc: desc, lastID: orders[limit-1].ID}.String()
 	}
-	for _, o := range orders {
-		page.Content = append(page.Content, s.orderView(o))
+	if page.Content, err = s.orderViews(r.Context(), orders...); err != nil {
+		return err
 	}
 	s.respond(w, r, http.StatusOK, page)
 	return nil

@@ -309,6 +309,7 @@ type orderBody struct {
 	Quantity          int64           `json:"quantity"`
 	RemainingQuantity int64           `json:"remainingQuantity"`
 	FilledQuantity    int64           `json:"filledQuantity"`
+	AvgFillPrice      *json.Number    `json:"avgFillPrice"`
 	OrderStatus       string          `json:"orderStatus"`
 	TimeInForce       string          `json:"timeInForce"`
 	ClientOrderID     string          `json:"clientOrderId"`

@@ -123,7 +123,12 @@ func (s *server) replay(w http.ResponseWriter, r *http.Request, res orderbook.Pl
 	}
 	a := res.Answer
 	if a == nil {
-		s.respond(w, r, http.StatusOK, placedView{orderView: s.orderView(res.Order), Message: msgDuplicate, Duplicate: true})
+		v, err := s.fullView(r.Context(), res.Order)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		s.respond(w, r, http.StatusOK, placedView{orderView: v, Message: msgDuplicate, Duplicate: true})
 		return
 	}
 	for k, v := range a.Headers {
@@ -212,7 +217,11 @@ func (s *server) getOrderByClientID(w http.ResponseWriter, r *http.Request) erro
 		return fmt.Errorf("api: %w", err)
 	}
 	w.Header().Set("ETag", etag(o))
-	s.respond(w, r, http.StatusOK, s.orderView(o))
+	v, err := s.fullView(r.Context(), o)
+	if err != nil {
+		return err
+	}
+	s.respond(w, r, http.StatusOK, v)
 	return nil
 }
 
@@ -227,7 +236,11 @@ func (s *server) getOrder(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusNotModified)
 		return nil
 	}
-	s.respond(w, r, http.StatusOK, s.orderView(o))
+	v, err := s.fullView(r.Context(), o)
+	if err != nil {
+		return err
+	}
+	s.respond(w, r, http.StatusOK, v)
 	return nil
 }
 
@@ -375,8 +388,8 @@ func (s *server) listOrders(w http.ResponseWriter, r *http.Request) error {
 		Size:             lq.size,
 		NumberOfElements: len(res.Orders),
 	}
-	for i, o := range res.Orders {
-		page.Content[i] = s.orderView(o)
+	if page.Content, err = s.orderViews(r.Context(), res.Orders...); err != nil {
+		return err
 	}
 	page.First = lq.page == 0
 	page.Last = lq.page >= page.TotalPages-1
@@ -418,7 +431,11 @@ func (s *server) cancelOrder(w http.ResponseWriter, r *http.Request) error {
 		return out.err
 	}
 	w.Header().Set("ETag", etag(out.current))
-	s.respond(w, r, out.status, cancelView{orderView: s.orderView(out.current), Message: out.message})
+	v, err := s.fullView(r.Context(), out.current)
+	if err != nil {
+		return err
+	}
+	s.respond(w, r, out.status, cancelView{orderView: v, Message: out.message})
 	return nil
 }
 

@@ -1,7 +1,9 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"time"
 
@@ -33,6 +35,7 @@ type orderView struct {
 	Quantity          int64        `json:"quantity"`
 	RemainingQuantity int64        `json:"remainingQuantity"`
 	FilledQuantity    int64        `json:"filledQuantity"`
+	AvgFillPrice      *json.Number `json:"avgFillPrice"` // null until the order has traded
 	OrderStatus       string       `json:"orderStatus"`
 	TimeInForce       string       `json:"timeInForce"`
 	ClientOrderID     string       `json:"clientOrderId,omitempty"`
@@ -77,6 +80,33 @@ func (s *server) orderView(o queries.Order) orderView {
 			"/workflows/" + url.PathEscape(v.WorkflowID)
 	}
 	return v
+}
+
+// orderViews renders orders with the average price each traded at, read at once for
+// those that traded.
+func (s *server) orderViews(ctx context.Context, orders ...queries.Order) ([]orderView, error) {
+	avg, err := s.book.AvgFillPrices(ctx, orders...)
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	views := make([]orderView, len(orders))
+	for i, o := range orders {
+		views[i] = s.orderView(o)
+		if p, ok := avg[o.ID]; ok {
+			n := number(p)
+			views[i].AvgFillPrice = &n
+		}
+	}
+	return views, nil
+}
+
+// fullView is orderViews of one order.
+func (s *server) fullView(ctx context.Context, o queries.Order) (orderView, error) {
+	v, err := s.orderViews(ctx, o)
+	if err != nil {
+		return orderView{}, err
+	}
+	return v[0], nil
 }
 
 // placedView answers POST /api/v1/orders, with the seed's message and duplicate flag.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/shopspring/decimal"
 
 	"github.com/orderflow/orderflow/order"
 	"github.com/orderflow/orderflow/queries"
@@ -54,6 +55,37 @@ func (s *Service) UserOpenOrders(ctx context.Context, user int64, instrument *in
 		return nil, fmt.Errorf("list open orders of user %d: %w", user, err)
 	}
 	return orders, nil
+}
+
+// AvgFillPriceScale is the decimal places an average fill price is rounded to: the
+// finest price an order may have.
+const AvgFillPriceScale = 8
+
+// AvgFillPrices returns the average price each of orders traded at (the trades' total
+// price × quantity over their quantity, rounded half away from zero to
+// AvgFillPriceScale places), for those that traded; orders that did not are left out
+// without a read.
+func (s *Service) AvgFillPrices(ctx context.Context, orders ...queries.Order) (map[int64]decimal.Decimal, error) {
+	var ids []int64
+	for _, o := range orders {
+		if o.RemainingQuantity < o.Quantity {
+			ids = append(ids, o.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err := s.q.FillTotals(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("fill totals of %d orders: %w", len(ids), err)
+	}
+	avg := make(map[int64]decimal.Decimal, len(rows))
+	for _, r := range rows {
+		if r.Quantity > 0 {
+			avg[r.OrderID] = r.Notional.DivRound(decimal.NewFromInt(r.Quantity), AvgFillPriceScale)
+		}
+	}
+	return avg, nil
 }
 
 // Trades returns the trades of order id, oldest first, or ErrNotFound; only an order

@@ -14,3 +14,14 @@ WHERE (t.aggressor_side = 'BUY' AND t.buy_order_id = @order_id)
    OR (t.aggressor_side = 'SELL' AND t.sell_order_id = @order_id)
 GROUP BY o.id, o.status
 ORDER BY o.id;
+
+-- name: FillTotals :many
+-- The notional (sum of price × quantity) and quantity each of the orders traded, for
+-- their average fill price (trades_buy_idx and trades_sell_idx).
+SELECT order_id, sum(price * quantity)::numeric AS notional, sum(quantity)::bigint AS quantity
+FROM (
+    SELECT buy_order_id AS order_id, price, quantity FROM trades WHERE buy_order_id = ANY(@ids::bigint[])
+    UNION ALL
+    SELECT sell_order_id, price, quantity FROM trades WHERE sell_order_id = ANY(@ids::bigint[])
+) t
+GROUP BY order_id;

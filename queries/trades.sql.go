@@ -11,6 +11,44 @@ import (
 	"github.com/shopspring/decimal"
 )
 
+const fillTotals = `-- name: FillTotals :many
+SELECT order_id, sum(price * quantity)::numeric AS notional, sum(quantity)::bigint AS quantity
+FROM (
+    SELECT buy_order_id AS order_id, price, quantity FROM trades WHERE buy_order_id = ANY($1::bigint[])
+    UNION ALL
+    SELECT sell_order_id, price, quantity FROM trades WHERE sell_order_id = ANY($1::bigint[])
+) t
+GROUP BY order_id
+`
+
+type FillTotalsRow struct {
+	OrderID  int64
+	Notional decimal.Decimal
+	Quantity int64
+}
+
+// The notional (sum of price × quantity) and quantity each of the orders traded, for
+// their average fill price (trades_buy_idx and trades_sell_idx).
+func (q *Queries) FillTotals(ctx context.Context, ids []int64) ([]FillTotalsRow, error) {
+	rows, err := q.db.Query(ctx, fillTotals, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []FillTotalsRow{}
+	for rows.Next() {
+		var i FillTotalsRow
+		if err := rows.Scan(&i.OrderID, &i.Notional, &i.Quantity); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const insertTrade = `-- name: InsertTrade :one
 INSERT INTO trades (instrument_id, buy_order_id, sell_order_id, aggressor_side, price, quantity)
 VALUES ($1, $2, $3, $4, $5, $6)
