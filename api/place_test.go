@@ -157,6 +157,7 @@ func TestPlacingRejectsInvalidRequestsAndWritesNothing(t *testing.T) {
 		{"a MARKET order with a price is refused", nil, `{"userId":1,"instrumentId":101,"orderType":"BUY","orderKind":"MARKET","price":"100","quantity":1}`, 400, "VALIDATION_FAILED", "price"},
 		{"a MARKET order that is GTC is refused", nil, `{"userId":1,"instrumentId":101,"orderType":"BUY","orderKind":"MARKET","quantity":1,"timeInForce":"GTC"}`, 400, "VALIDATION_FAILED", "timeInForce"},
 		{"an unknown timeInForce is refused", nil, body(`"quantity":1,"timeInForce":"DAY"`), 400, "VALIDATION_FAILED", "timeInForce"},
+		{"a MARKET order that is FOK is refused", nil, `{"userId":1,"instrumentId":101,"orderType":"BUY","orderKind":"MARKET","quantity":1,"timeInForce":"FOK"}`, 400, "VALIDATION_FAILED", "timeInForce"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -506,5 +507,14 @@ func TestAKeyWhoseFirstRequestIsStillBeingWrittenGets409(t *testing.T) {
 	}
 	if n := h.count("orders"); n != 1 {
 		t.Errorf("%d orders, want the first request's alone", n)
+	}
+}
+
+func TestAFillOrKillLimitOrderIsAccepted(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	o := h.mustPlace(`{"userId":1,"instrumentId":101,"orderType":"BUY","orderKind":"LIMIT","price":"10","quantity":2,"timeInForce":"FOK"}`)
+	if o.TimeInForce != "FOK" || o.OrderStatus != "CREATED" {
+		t.Errorf("placed FOK: %+v", o)
 	}
 }

@@ -169,12 +169,12 @@ func decodeOrderRequest(r *http.Request, requireUser bool) (orderRequest, error)
 	if o.quantity, err = positiveInt(fields["quantity"]); err != nil {
 		bad("quantity", err.Error())
 	}
-	if s, err := enumString(fields["timeInForce"], false, "GTC or IOC"); err != nil {
+	if s, err := enumString(fields["timeInForce"], false, "GTC, IOC or FOK"); err != nil {
 		bad("timeInForce", err.Error())
 	} else if s != "" {
 		if o.timeInForce, err = order.ParseTimeInForce(s); err != nil {
-			bad("timeInForce", "must be GTC or IOC")
-		} else if kindOK && o.kind == order.Market && o.timeInForce == order.GTC {
+			bad("timeInForce", "must be GTC, IOC or FOK")
+		} else if kindOK && o.kind == order.Market && o.timeInForce != order.IOC {
 			bad("timeInForce", "must be IOC (or omitted) for MARKET orders, which never rest on the book")
 		}
 	} else if kindOK {

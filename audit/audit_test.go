@@ -205,6 +205,13 @@ func TestEachCheckReportsTheOrderThatBreaksIt(t *testing.T) {
 			},
 		},
 		{
+			name: "a FOK order filled in part is reported", check: audit.CheckBook,
+			corrupt: func(t *testing.T, db *pgxpool.Pool, d dataset) int64 {
+				exec(t, db, `UPDATE orders SET time_in_force = 'FOK' WHERE id = $1`, d.p1) // p1 traded 1 of 4
+				return d.p1
+			},
+		},
+		{
 			name: "an aggressor that passed over an order that arrived first breaks time priority", check: audit.CheckPriority,
 			corrupt: func(t *testing.T, db *pgxpool.Pool, d dataset) int64 {
 				// A sell at s1's price that reached the book before everyone, still resting:

@@ -208,7 +208,8 @@ WHERE (f.bad_buy_side OR f.bad_sell_side OR f.bad_instrument OR f.bad_self_trade
 // crossed when the bid reaches the ask. The newer of the two is named, because its
 // arrival should have traded. It also finds orders on the book that cannot rest there
 // ($2: the resting statuses): the constraint orders_on_book_rests forbids them, so this
-// checks that it is still in place.
+// checks that it is still in place. And it finds FOK orders that traded in part: a FOK
+// fills entirely in its first match or not at all.
 const bookSQL = `
 WITH scope AS (SELECT o.* FROM orders o WHERE {{scope}}),
 book AS (
@@ -227,7 +228,12 @@ SELECT s.id, format('order is on the book, but it is a %s %s %s order, %s, with 
                     s.remaining_quantity, CASE WHEN s.book_seq IS NULL THEN ' and no book sequence' ELSE '' END)
 FROM scope s
 WHERE s.on_book AND (NOT s.status = ANY($2::text[]) OR s.kind <> 'LIMIT' OR s.time_in_force <> 'GTC'
-                     OR s.remaining_quantity <= 0 OR s.book_seq IS NULL OR s.cancel_requested)`
+                     OR s.remaining_quantity <= 0 OR s.book_seq IS NULL OR s.cancel_requested)
+UNION ALL
+SELECT s.id, format('FOK order is %s with %s of %s left: a FOK fills entirely or not at all',
+                    s.status, s.remaining_quantity, s.quantity)
+FROM scope s
+WHERE s.time_in_force = 'FOK' AND s.remaining_quantity NOT IN (0, s.quantity)`
 
 // prioritySQL checks time priority by the book sequence, for the trades of the audited
 // orders. The priority key is the price for sells and the negated price for buys, so on

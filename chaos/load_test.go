@@ -175,8 +175,11 @@ func (l *load) order(rng *rand.Rand) map[string]any {
 	}
 	body["orderKind"] = "LIMIT"
 	body["price"] = fmt.Sprintf("%d.%02d", 98+rng.IntN(5), rng.IntN(4)*25)
-	if rng.IntN(6) == 0 {
+	switch rng.IntN(12) {
+	case 0, 1:
 		body["timeInForce"] = "IOC"
+	case 2:
+		body["timeInForce"] = "FOK" // the auditor checks none is ever filled in part
 	}
 	return body
 }

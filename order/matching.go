@@ -86,8 +86,8 @@ func (LimitStrategy) Accepts(in Incoming, p decimal.Decimal) bool {
 	return p.GreaterThanOrEqual(in.Price)
 }
 
-// Rests implements ExecutionStrategy.
-func (LimitStrategy) Rests(in Incoming) bool { return in.TimeInForce != IOC }
+// Rests implements ExecutionStrategy: only a GTC remainder rests.
+func (LimitStrategy) Rests(in Incoming) bool { return in.TimeInForce == GTC }
 
 // RemainderReason implements ExecutionStrategy.
 func (LimitStrategy) RemainderReason() string { return ReasonIOCRemainder }
@@ -146,6 +146,16 @@ func MatchPart(in Incoming, book []Resting, truncated bool) Outcome {
 		out.Remaining -= q
 	}
 
+	if in.TimeInForce == FOK && out.Remaining > 0 {
+		// All or nothing, decided here, under the instrument's lock, before anything is
+		// written: what the book shown cannot fill now is not filled at all, and a FOK
+		// never continues into a deeper part of the book in a later step.
+		reason := ReasonFOKNotFilled
+		if selfTrade {
+			reason = ReasonSelfTrade
+		}
+		return Outcome{Remaining: in.Remaining, Status: Cancelled, Reason: reason}
+	}
 	filled := out.Remaining < in.Remaining || in.Filled
 	switch {
 	case truncated && !selfTrade && out.Remaining > 0:

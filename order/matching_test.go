@@ -672,3 +672,46 @@ func checkMatch(in order.Incoming, before, book []order.Resting, out order.Outco
 	}
 	return ""
 }
+
+func fok(in order.Incoming) order.Incoming {
+	in.TimeInForce = order.FOK
+	return in
+}
+
+func TestMatchFillOrKill(t *testing.T) {
+	runMatchCases(t, []matchCase{
+		{
+			name: "a FOK the book fills exactly is executed",
+			in:   fok(buyLimit("101", 3)),
+			book: []order.Resting{ask(1, 2, "100", 1), ask(2, 2, "101", 2), ask(3, 2, "102", 5)},
+			want: order.Outcome{Fills: []order.Fill{fill(1, "100", 1), fill(2, "101", 2)}, Status: order.Executed},
+		},
+		{
+			name: "a FOK the book is one lot short of does not trade at all",
+			in:   fok(buyLimit("101", 4)),
+			book: []order.Resting{ask(1, 2, "100", 1), ask(2, 2, "101", 2), ask(3, 2, "102", 5)},
+			want: order.Outcome{Remaining: 4, Status: order.Cancelled, Reason: order.ReasonFOKNotFilled},
+		},
+		{
+			name: "a FOK against an empty book is cancelled",
+			in:   fok(sellLimit("100", 1)),
+			want: order.Outcome{Remaining: 1, Status: order.Cancelled, Reason: order.ReasonFOKNotFilled},
+		},
+		{
+			name: "a FOK that would reach its own order before it is filled does not trade",
+			in:   fok(buyLimit("101", 3)),
+			book: []order.Resting{ask(1, 2, "100", 1), ask(2, me, "100", 5), ask(3, 2, "101", 5)},
+			want: order.Outcome{Remaining: 3, Status: order.Cancelled, Reason: order.ReasonSelfTrade},
+		},
+	})
+	t.Run("a FOK shown only the best part of a deeper book kills rather than continue", func(t *testing.T) {
+		got := order.MatchPart(fok(buyLimit("101", 3)), []order.Resting{ask(1, 2, "100", 1)}, true)
+		assertOutcome(t, got, order.Outcome{Remaining: 3, Status: order.Cancelled, Reason: order.ReasonFOKNotFilled})
+	})
+	if _, err := order.ParseTimeInForce("FOK"); err != nil {
+		t.Errorf("FOK is not a time in force: %v", err)
+	}
+	if order.StrategyFor(order.Limit).Rests(fok(buyLimit("1", 1))) {
+		t.Error("a FOK remainder would rest")
+	}
+}

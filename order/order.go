@@ -54,19 +54,21 @@ func ParseKind(s string) (Kind, error) {
 type TimeInForce string
 
 // Times in force. GTC rests until filled or cancelled; IOC cancels whatever the first
-// match leaves. MARKET orders never rest, so they are always IOC.
+// match leaves; FOK (LIMIT only) fills entirely in its first match or does not trade at
+// all. MARKET orders never rest, so they are always IOC.
 const (
 	GTC TimeInForce = "GTC"
 	IOC TimeInForce = "IOC"
+	FOK TimeInForce = "FOK"
 )
 
 // ParseTimeInForce returns the time in force named s, or an error if there is none.
 func ParseTimeInForce(s string) (TimeInForce, error) {
 	switch TimeInForce(s) {
-	case GTC, IOC:
+	case GTC, IOC, FOK:
 		return TimeInForce(s), nil
 	}
-	return "", fmt.Errorf("unknown time in force %q: want GTC or IOC", s)
+	return "", fmt.Errorf("unknown time in force %q: want GTC, IOC or FOK", s)
 }
 
 // DefaultTimeInForce is the time in force of an order that names none.

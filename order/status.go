@@ -167,6 +167,7 @@ const (
 	ReasonNoLiquidity       = "NO_LIQUIDITY"
 	ReasonMarketRemainder   = "MARKET_REMAINDER_CANCELLED"
 	ReasonIOCRemainder      = "IOC_REMAINDER_CANCELLED"
+	ReasonFOKNotFilled      = "FOK_NOT_FILLED"
 	ReasonSelfTrade         = "SELF_TRADE_PREVENTED"
 	ReasonCancelledByClient = "CANCELLED_BY_CLIENT"
 	// ReasonRunCancelled: an operator cancelled the order's workflow run (Temporal UI or

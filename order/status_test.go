@@ -262,7 +262,7 @@ func TestParseTimeInForce(t *testing.T) {
 		{in: "IOC", want: order.IOC},
 		{in: "gtc", wantErr: true},
 		{in: "", wantErr: true},
-		{in: "FOK", wantErr: true},
+		{in: "FOK", want: order.FOK},
 		{in: "DAY", wantErr: true},
 	} {
 		got, err := order.ParseTimeInForce(tc.in)

@@ -631,3 +631,50 @@ func (d deadline) check(what string) {
 	}
 	time.Sleep(5 * time.Millisecond) // poll interval
 }
+
+// placeFOK places a fill-or-kill LIMIT order and dispatches it.
+func (b *book) placeFOK(user, inst int64, side order.Side, price string, qty int64) queries.Order {
+	b.t.Helper()
+	res, err := b.svc.Place(b.ctx, orderbook.NewOrder{UserID: user, InstrumentID: inst, Side: side, Kind: order.Limit,
+		Price: decimal.NewNullDecimal(decimal.RequireFromString(price)), Quantity: qty, TimeInForce: order.FOK,
+		IdempotencyKey: rand.Text(), RequestHash: "h"})
+	if err != nil || !res.Created {
+		b.t.Fatalf("place FOK: %+v, %v", res, err)
+	}
+	b.dispatch(res.Order.ID)
+	return res.Order
+}
+
+func TestAFillOrKillOrderFillsEntirelyOrNotAtAll(t *testing.T) {
+	b := newBook(t)
+	s1 := b.run(1, 102, order.Sell, "100", 2)
+	s2 := b.run(2, 102, order.Sell, "101", 3)
+	b.run(2, 102, order.Sell, "103", 10) // beyond the FOK's price
+
+	// One lot short at its price: no trade at all, and the book is as it was.
+	short := b.placeFOK(3, 102, order.Buy, "101", 6)
+	res, _ := b.match(short.ID)
+	wantStatus(t, res.Order, order.Cancelled, order.ReasonFOKNotFilled)
+	if tr := b.trades(short.ID); len(tr) != 0 || res.Order.OnBook || res.Order.RemainingQuantity != 6 {
+		t.Fatalf("a FOK one lot short: %d trades, on book %v, %d left; want none, off the book, all 6", len(tr), res.Order.OnBook, res.Order.RemainingQuantity)
+	}
+	if o := b.order(s1.ID); o.RemainingQuantity != 2 || !o.OnBook {
+		t.Errorf("the killed FOK changed the book: %+v", o)
+	}
+
+	// Exactly deep enough: filled at once, at the resting prices.
+	exact := b.placeFOK(3, 102, order.Buy, "101", 5)
+	res, steps := b.match(exact.ID)
+	wantStatus(t, res.Order, order.Executed, "")
+	if tr := b.trades(exact.ID); steps != 1 || len(tr) != 2 || tr[0].SellOrderID != s1.ID || tr[1].SellOrderID != s2.ID {
+		t.Errorf("a FOK exactly deep enough: %d steps, trades %+v; want one step taking %d then %d", steps, tr, s1.ID, s2.ID)
+	}
+	// Its timeline records each fill, but all of them, to EXECUTED, in the one
+	// transaction of its first match: no one ever saw it partly filled.
+	var fills, txns int
+	if err := b.pool.QueryRow(b.ctx, `SELECT count(*), count(DISTINCT created_at) FROM order_events
+		WHERE order_id = $1 AND to_status IN ('PARTIALLY_FILLED', 'EXECUTED')`, exact.ID).Scan(&fills, &txns); err != nil || fills != 2 || txns != 1 {
+		t.Errorf("FOK fill events: %d in %d transactions (%v); want 2 in one", fills, txns, err)
+	}
+	b.audited()
+}
