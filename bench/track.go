@@ -15,7 +15,7 @@ import (
 // Execute step only ever commits together with its matching.
 var settledStatuses = []string{
 	"EXECUTING", "PARTIALLY_FILLED",
-	"EXECUTED", "REJECTED", "CANCELLED", "PARTIALLY_CANCELLED", "FAILED",
+	"EXECUTED", "REJECTED", "CANCELLED", "PARTIALLY_CANCELLED", "FAILED", "EXPIRED",
 }
 
 // restingStatuses are the settled statuses in which a LIMIT order rests on the book.

@@ -25,12 +25,15 @@ const (
 	Cancelled          Status = "CANCELLED"
 	PartiallyCancelled Status = "PARTIALLY_CANCELLED"
 	Failed             Status = "FAILED"
+	// Expired: the order's time ran out before it was filled: a MARKET order that reached
+	// the book too long after it was accepted (reason STALE).
+	Expired Status = "EXPIRED"
 )
 
 // Statuses lists every status, in lifecycle order.
 var Statuses = []Status{
 	Created, Validated, SentToExecutor, Executing, PartiallyFilled,
-	Executed, Rejected, Cancelled, PartiallyCancelled, Failed,
+	Executed, Rejected, Cancelled, PartiallyCancelled, Failed, Expired,
 }
 
 // ErrInvalidTransition is returned by CheckTransition for a move the table does not allow.
@@ -41,9 +44,9 @@ var ErrInvalidTransition = errors.New("invalid status transition")
 var transitions = map[Status][]Status{
 	Created:         {Validated, Rejected, Cancelled, Failed},
 	Validated:       {SentToExecutor, Cancelled, Failed},
-	SentToExecutor:  {Executing, Cancelled, Failed},
-	Executing:       {PartiallyFilled, Executed, Cancelled, Failed},
-	PartiallyFilled: {PartiallyFilled, Executed, PartiallyCancelled, Failed},
+	SentToExecutor:  {Executing, Cancelled, Failed, Expired},
+	Executing:       {PartiallyFilled, Executed, Cancelled, Failed, Expired},
+	PartiallyFilled: {PartiallyFilled, Executed, PartiallyCancelled, Failed, Expired},
 }
 
 // ParseStatus returns the status named s, or an error if there is none.
@@ -141,6 +144,7 @@ const (
 	EventCancelled          EventType = "CANCELLED"
 	EventPartiallyCancelled EventType = "PARTIALLY_CANCELLED"
 	EventFailed             EventType = "FAILED"
+	EventExpired            EventType = "EXPIRED"
 	// EventExecutionStalled records that a step exhausted its retry budget and the order
 	// is parked, waiting for an operator.
 	EventExecutionStalled EventType = "EXECUTION_STALLED"
@@ -164,10 +168,13 @@ func EventFor(to Status) EventType { return EventType(to) }
 
 // Reasons recorded on orders that end without being executed.
 const (
-	ReasonNoLiquidity       = "NO_LIQUIDITY"
-	ReasonMarketRemainder   = "MARKET_REMAINDER_CANCELLED"
-	ReasonIOCRemainder      = "IOC_REMAINDER_CANCELLED"
-	ReasonFOKNotFilled      = "FOK_NOT_FILLED"
+	ReasonNoLiquidity     = "NO_LIQUIDITY"
+	ReasonMarketRemainder = "MARKET_REMAINDER_CANCELLED"
+	ReasonIOCRemainder    = "IOC_REMAINDER_CANCELLED"
+	ReasonFOKNotFilled    = "FOK_NOT_FILLED"
+	// ReasonStale: a MARKET order reached matching later than the configured age after it
+	// was accepted, so it expired rather than fill at prices its client never saw.
+	ReasonStale             = "STALE"
 	ReasonSelfTrade         = "SELF_TRADE_PREVENTED"
 	ReasonCancelledByClient = "CANCELLED_BY_CLIENT"
 	// ReasonRunCancelled: an operator cancelled the order's workflow run (Temporal UI or

@@ -16,20 +16,21 @@ import (
 var allowed = map[order.Status][]order.Status{
 	order.Created:            {order.Validated, order.Rejected, order.Cancelled, order.Failed},
 	order.Validated:          {order.SentToExecutor, order.Cancelled, order.Failed},
-	order.SentToExecutor:     {order.Executing, order.Cancelled, order.Failed},
-	order.Executing:          {order.PartiallyFilled, order.Executed, order.Cancelled, order.Failed},
-	order.PartiallyFilled:    {order.PartiallyFilled, order.Executed, order.PartiallyCancelled, order.Failed},
+	order.SentToExecutor:     {order.Executing, order.Cancelled, order.Failed, order.Expired},
+	order.Executing:          {order.PartiallyFilled, order.Executed, order.Cancelled, order.Failed, order.Expired},
+	order.PartiallyFilled:    {order.PartiallyFilled, order.Executed, order.PartiallyCancelled, order.Failed, order.Expired},
 	order.Executed:           nil,
 	order.Rejected:           nil,
 	order.Cancelled:          nil,
 	order.PartiallyCancelled: nil,
 	order.Failed:             nil,
+	order.Expired:            nil,
 }
 
 func TestStatusesAreExactlyTheLifecycle(t *testing.T) {
 	want := []order.Status{
 		"CREATED", "VALIDATED", "SENT_TO_EXECUTOR", "EXECUTING", "PARTIALLY_FILLED",
-		"EXECUTED", "REJECTED", "CANCELLED", "PARTIALLY_CANCELLED", "FAILED",
+		"EXECUTED", "REJECTED", "CANCELLED", "PARTIALLY_CANCELLED", "FAILED", "EXPIRED",
 	}
 	if !slices.Equal(order.Statuses, want) {
 		t.Fatalf("Statuses = %v, want %v", order.Statuses, want)
@@ -75,7 +76,7 @@ func TestTransitionsFromUnknownStatusesAreRefused(t *testing.T) {
 }
 
 func TestTerminalStatusesAreExactlyTheEnds(t *testing.T) {
-	terminal := []order.Status{order.Executed, order.Rejected, order.Cancelled, order.PartiallyCancelled, order.Failed}
+	terminal := []order.Status{order.Executed, order.Rejected, order.Cancelled, order.PartiallyCancelled, order.Failed, order.Expired}
 	for _, s := range order.Statuses {
 		if got, want := s.Terminal(), slices.Contains(terminal, s); got != want {
 			t.Errorf("%s.Terminal() = %v, want %v", s, got, want)
@@ -190,6 +191,7 @@ func TestEventForNamesTheStatusReached(t *testing.T) {
 		order.Cancelled:          order.EventCancelled,
 		order.PartiallyCancelled: order.EventPartiallyCancelled,
 		order.Failed:             order.EventFailed,
+		order.Expired:            order.EventExpired,
 	}
 	// Every status some transition reaches must have its event.
 	for _, from := range order.Statuses {

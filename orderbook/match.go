@@ -3,6 +3,7 @@ package orderbook
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/orderflow/orderflow/order"
 	"github.com/orderflow/orderflow/queries"
@@ -74,7 +75,7 @@ func (s *Service) Match(ctx context.Context, id int64) (res MatchResult, err err
 		// order that rests without trading.
 		first := false
 		if matchable(o) {
-			if o, res.More, written, first, err = tx.matchStep(ctx, o, s.maxFills); err != nil {
+			if o, res.More, written, first, err = tx.matchStep(ctx, o, s.maxFills, s.marketMaxAge); err != nil {
 				return err
 			}
 		}
@@ -120,7 +121,7 @@ func matchable(o queries.Order) bool {
 // matchStep is one step of Match for o, which matchable accepted, in tx. It returns the
 // order as it left it, whether the sweep continues, how many fill notices it wrote, and
 // whether it was the order's first step (SENT_TO_EXECUTOR under the lock).
-func (tx *txn) matchStep(ctx context.Context, o queries.Order, maxFills int) (_ queries.Order, more bool, notices int, first bool, err error) {
+func (tx *txn) matchStep(ctx context.Context, o queries.Order, maxFills int, marketMaxAge time.Duration) (_ queries.Order, more bool, notices int, first bool, err error) {
 	inst, found, err := tx.lockInstrument(ctx, o.InstrumentID)
 	if err != nil {
 		return o, false, 0, false, err
@@ -139,6 +140,14 @@ func (tx *txn) matchStep(ctx context.Context, o queries.Order, maxFills int) (_ 
 	}
 	if inst.Status != InstrumentActive {
 		o, err = tx.transition(ctx, o, move{to: remainderCancelled(st), reason: order.ReasonInstrumentHalted}, nil)
+		return o, false, 0, false, err
+	}
+	// A MARKET order that reaches the book long after its 201 would fill at prices its
+	// client never saw: it expires instead. Ages are on the database's clock (created_at)
+	// against this worker's, which NTP keeps within milliseconds of it.
+	if age := time.Since(o.CreatedAt); st == order.SentToExecutor && order.Kind(o.Kind) == order.Market && marketMaxAge > 0 && age > marketMaxAge {
+		o, err = tx.transition(ctx, o, move{to: order.Expired, reason: order.ReasonStale},
+			map[string]any{"ageMs": age.Milliseconds(), "maxAgeMs": marketMaxAge.Milliseconds()})
 		return o, false, 0, false, err
 	}
 

@@ -132,6 +132,9 @@ type Service struct {
 	noticeLease time.Duration
 	noticeWake  chan struct{}
 	keyTTL      time.Duration // how long an Idempotency-Key keeps its first answer
+	// marketMaxAge: a MARKET order reaching matching later than this after it was
+	// placed expires (STALE); 0, never.
+	marketMaxAge time.Duration
 }
 
 // Config tunes the service; the zero value of a field means its default.
@@ -145,6 +148,8 @@ type Service struct {
 //     the instrument's lock); default DefaultMaxFillsPerStep.
 //   - NoticeLease is how long a claimed fill notice is left to its sender before another
 //     may send it; default 10s.
+//   - MarketMaxAge: a MARKET order that reaches matching later than this after it was
+//     placed ends EXPIRED (reason STALE) instead of filling; 0, never.
 //   - IdempotencyTTL is how long an Idempotency-Key answers replays with its first
 //     answer; after it, the key places a new order. Default DefaultIdempotencyTTL.
 //   - PlaceQueue bounds the new orders waiting to be written; Place refuses more with
@@ -158,6 +163,7 @@ type Config struct {
 	MaxFillsPerStep int
 	NoticeLease     time.Duration
 	IdempotencyTTL  time.Duration
+	MarketMaxAge    time.Duration
 }
 
 // New returns the service over pool; a nil logger discards logs.
@@ -179,7 +185,7 @@ func New(pool *pgxpool.Pool, logger *slog.Logger, cfg Config) *Service {
 	}
 	q := queries.New(pool)
 	return &Service{pool: pool, q: q, log: logger, observer: cfg.Observer, maxFills: cfg.MaxFillsPerStep,
-		noticeLease: cfg.NoticeLease, noticeWake: make(chan struct{}, 1), keyTTL: cfg.IdempotencyTTL,
+		noticeLease: cfg.NoticeLease, noticeWake: make(chan struct{}, 1), keyTTL: cfg.IdempotencyTTL, marketMaxAge: cfg.MarketMaxAge,
 		placer: newPlacer(pool, cfg.Waker, cfg.PlaceTimeout, cfg.Batches, cfg.PlaceQueue)}
 }
 

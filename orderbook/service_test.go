@@ -678,3 +678,34 @@ func TestAFillOrKillOrderFillsEntirelyOrNotAtAll(t *testing.T) {
 	}
 	b.audited()
 }
+
+func TestAMarketOrderThatReachesTheBookTooLateExpiresStale(t *testing.T) {
+	pool := newPool(t)
+	b := &book{t: t, pool: pool, ctx: context.Background(),
+		svc: orderbook.New(pool, nil, orderbook.Config{MarketMaxAge: 5 * time.Second})}
+	sell := b.run(1, 103, order.Sell, "100", 10)
+
+	stale := b.place(2, 103, order.Buy, "", 3)
+	b.dispatch(stale.ID)
+	b.exec(`UPDATE orders SET created_at = now() - interval '6 seconds' WHERE id = $1`, stale.ID)
+	res, _ := b.match(stale.ID)
+	wantStatus(t, res.Order, order.Expired, order.ReasonStale)
+	if tr := b.trades(stale.ID); len(tr) != 0 || b.order(sell.ID).RemainingQuantity != 10 {
+		t.Errorf("a stale MARKET order traded: %+v", tr)
+	}
+	if got := b.statuses(stale.ID); got[len(got)-1] != string(order.Expired) {
+		t.Errorf("timeline %v, want it to end EXPIRED", got)
+	}
+
+	// In time, and a LIMIT order however old: both trade.
+	fresh := b.place(2, 103, order.Buy, "", 3)
+	b.dispatch(fresh.ID)
+	res, _ = b.match(fresh.ID)
+	wantStatus(t, res.Order, order.Executed, "")
+	old := b.place(2, 103, order.Buy, "100", 1)
+	b.dispatch(old.ID)
+	b.exec(`UPDATE orders SET created_at = now() - interval '1 hour' WHERE id = $1`, old.ID)
+	res, _ = b.match(old.ID)
+	wantStatus(t, res.Order, order.Executed, "")
+	b.audited()
+}

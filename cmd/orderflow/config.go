@@ -55,6 +55,8 @@ import (
 //	                    key or (when OIDC_JWKS_URL is set) a JWT; trust-body: none, the body's
 //	                    userId is believed and every route is open (local experiments and the
 //	                    seed's web client only; logged as a warning at every start)
+//	MARKET_MAX_AGE      a MARKET order that reaches matching later than this after its 201
+//	                    ends EXPIRED (reason STALE) instead of filling (10s; 0 never)
 //	IDEMPOTENCY_KEY_TTL how long an Idempotency-Key replays its first answer (24h, from 1m
 //	                    to 720h); after it the key places a new order. Give the API and the
 //	                    worker (whose job removes expired answers) the same value
@@ -121,6 +123,7 @@ type Config struct {
 	ShutdownTimeout      time.Duration
 	KeyCacheTTL          time.Duration
 	IdempotencyTTL       time.Duration
+	MarketMaxAge         time.Duration
 	ReconcileInterval    time.Duration
 	MatchFillsPerStep    int
 	DBMaxConns           int32
@@ -284,6 +287,11 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	case authKeys, authTrustBody:
 	default:
 		errs = append(errs, "AUTH_MODE must be keys or trust-body")
+	}
+	if age, err := time.ParseDuration(str("MARKET_MAX_AGE", "10s")); err != nil || age < 0 {
+		errs = append(errs, "MARKET_MAX_AGE must be a duration such as 10s, or 0 for no limit")
+	} else {
+		cfg.MarketMaxAge = age
 	}
 	if ttl, err := time.ParseDuration(str("IDEMPOTENCY_KEY_TTL", "24h")); err != nil || ttl < time.Minute || ttl > 720*time.Hour {
 		errs = append(errs, "IDEMPOTENCY_KEY_TTL must be a duration from 1m to 720h, such as 24h")

@@ -84,6 +84,7 @@ func TestSecuritySettingsAreCheckedAtStart(t *testing.T) {
 		"AUTH_KEY_CACHE_TTL=2m":                  "AUTH_KEY_CACHE_TTL",
 		"IDEMPOTENCY_KEY_TTL=30s":                "IDEMPOTENCY_KEY_TTL",
 		"IDEMPOTENCY_KEY_TTL=soon":               "IDEMPOTENCY_KEY_TTL",
+		"MARKET_MAX_AGE=-1s":                     "MARKET_MAX_AGE",
 	} {
 		vars := map[string]string{}
 		for _, kv := range strings.Fields(env) {

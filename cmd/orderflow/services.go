@@ -305,7 +305,8 @@ func runWorker(ctx context.Context, g *errgroup.Group, cfg Config, logger *slog.
 	})
 	w.RegisterWorkflowWithOptions(orderWorkflow(), workflow.RegisterOptions{Name: "OrderWorkflow"})
 	w.RegisterWorkflow(workflows.ReconcileWorkflow)
-	book := orderbook.New(pool, logger, orderbook.Config{Observer: m, MaxFillsPerStep: cfg.MatchFillsPerStep, IdempotencyTTL: cfg.IdempotencyTTL})
+	book := orderbook.New(pool, logger, orderbook.Config{Observer: m, MaxFillsPerStep: cfg.MatchFillsPerStep, IdempotencyTTL: cfg.IdempotencyTTL,
+		MarketMaxAge: cfg.MarketMaxAge})
 	w.RegisterActivity(activities.New(book, logger, starter))
 	w.RegisterActivity(reconcile.NewActivities(reconcile.New(tc, starter, book, logger.With("component", "reconcile"))))
 	if err := w.Start(); err != nil {
