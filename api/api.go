@@ -150,9 +150,9 @@ func (s *server) routes() http.Handler {
 		securityHeaders,
 		cors.Handler(cors.Options{
 			AllowedOrigins: s.cfg.AllowedOrigins,
-			AllowedMethods: []string{http.MethodGet, http.MethodPost, http.MethodOptions},
-			AllowedHeaders: []string{"Accept", "Authorization", "Content-Type", "Idempotency-Key", middleware.RequestIDHeader},
-			ExposedHeaders: []string{"Location", "Retry-After", "RateLimit", "RateLimit-Policy", "WWW-Authenticate", middleware.RequestIDHeader},
+			AllowedMethods: []string{http.MethodGet, http.MethodPost, http.MethodDelete, http.MethodOptions},
+			AllowedHeaders: []string{"Accept", "Authorization", "Content-Type", "Idempotency-Key", "If-Match", "If-None-Match", middleware.RequestIDHeader},
+			ExposedHeaders: []string{"Location", "Retry-After", "RateLimit", "RateLimit-Policy", "WWW-Authenticate", "ETag", replayedHeader, middleware.RequestIDHeader},
 			MaxAge:         300,
 		}),
 		s.timeout,

@@ -6,9 +6,9 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/orderflow/orderflow/order"
-	"golang.org/x/sync/errgroup"
 )
 
 // Bounds of one bulk cancel: it answers within the request's deadline however many
@@ -16,6 +16,7 @@ import (
 const (
 	bulkCancelMax         = 200
 	bulkCancelConcurrency = 8
+	bulkSignalTimeout     = 2 * time.Second
 )
 
 // bulkCancelResult is one order's outcome in a bulk cancel: the status a cancel of it
@@ -40,7 +41,8 @@ type bulkCancelView struct {
 // cancelOrders handles DELETE /api/v1/orders: the caller's open orders (or, for a caller
 // who sees every user's, those of the userId named), optionally of one instrument and
 // side, are each cancelled as POST /api/v1/orders/{id}/cancel would, without waiting for
-// their runs to apply it. At most bulkCancelMax per request, oldest first.
+// their runs to apply it. At most bulkCancelMax per request: those whose cancel is not yet
+// recorded first, then the oldest, so repeating the request makes progress.
 func (s *server) cancelOrders(w http.ResponseWriter, r *http.Request) error {
 	c, q := callerOf(r), r.URL.Query()
 	user, err := s.userOf(c, q.Get("userId"))
@@ -77,26 +79,41 @@ func (s *server) cancelOrders(w http.ResponseWriter, r *http.Request) error {
 		open, view.More = open[:bulkCancelMax], true
 	}
 	view.Results = view.Results[:len(open)]
-	var mu sync.Mutex
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(bulkCancelConcurrency)
-	for i, o := range open {
-		g.Go(func() error {
-			res := s.bulkCancelOne(gctx, o.ID, c.name())
-			mu.Lock()
-			view.Results[i] = res
-			mu.Unlock()
-			return nil
-		})
+	// First every cancel is recorded, which takes the orders off the book, whatever
+	// becomes of the runs; then the runs are told, each within bulkSignalTimeout, so that
+	// Temporal being slow or down delays the answer by a bounded time and no order stays
+	// on the book for it.
+	recorded := make([]cancelOutcome, len(open))
+	each := func(do func(i int)) {
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, bulkCancelConcurrency)
+		for i := range open {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				do(i)
+			}()
+		}
+		wg.Wait()
 	}
-	_ = g.Wait()
+	each(func(i int) { recorded[i] = s.recordCancel(ctx, open[i].ID, c.name(), nil) })
+	each(func(i int) {
+		out := recorded[i]
+		if out.err == nil {
+			sctx, cancel := context.WithTimeout(ctx, bulkSignalTimeout)
+			out = s.signalCancel(sctx, out.current, c.name(), 0)
+			cancel()
+		}
+		view.Results[i] = s.bulkResult(ctx, open[i].ID, out)
+	})
 	s.respond(w, r, http.StatusMultiStatus, view)
 	return nil
 }
 
-// bulkCancelOne cancels one order of a bulk cancel and tells what became of it.
-func (s *server) bulkCancelOne(ctx context.Context, id int64, by string) bulkCancelResult {
-	out := s.cancel(ctx, id, by, nil, 0)
+// bulkResult is one order's entry in a bulk cancel's answer.
+func (s *server) bulkResult(ctx context.Context, id int64, out cancelOutcome) bulkCancelResult {
 	if out.err == nil {
 		return bulkCancelResult{OrderID: id, Status: out.status, OrderStatus: out.current.Status,
 			CancelRequested: out.current.CancelRequested, Message: out.message}

@@ -126,3 +126,30 @@ func TestABulkCancelIsBoundedAndSaysMoreRemain(t *testing.T) {
 		t.Errorf("second bulk cancel: %d results, more %v; want the last order alone", len(second.Results), second.More)
 	}
 }
+
+func TestABulkCancelTakesEveryOrderOffTheBookWhenTemporalIsDown(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	dave := bearer(h.key(5, auth.ScopeRead, auth.ScopeTrade))
+	var ids []int64
+	for range 12 {
+		ids = append(ids, h.mustPlace(limitBody(5, `"10"`, 1)).OrderID)
+	}
+	h.cancels.answer(func(ctx context.Context, _ int64) (bool, error) {
+		<-ctx.Done() // an unreachable Temporal: every signal hangs
+		return false, ctx.Err()
+	})
+	got := decode[bulkBody](t, h.do(http.MethodDelete, "/api/v1/orders", "", "Authorization", dave))
+	if len(got.Results) != len(ids) {
+		t.Fatalf("%d results, want %d", len(got.Results), len(ids))
+	}
+	for _, r := range got.Results {
+		if r.Status != http.StatusServiceUnavailable {
+			t.Errorf("order %d: %+v, want 503 (recorded, run not reached)", r.OrderID, r)
+		}
+	}
+	var requested int
+	if err := h.pool.QueryRow(context.Background(), `SELECT count(*) FROM orders WHERE id = ANY($1) AND cancel_requested AND NOT on_book`, ids).Scan(&requested); err != nil || requested != len(ids) {
+		t.Errorf("%d of %d orders have their cancel recorded (%v); want all: none may stay on the book", requested, len(ids), err)
+	}
+}

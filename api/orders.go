@@ -77,17 +77,20 @@ func (s *server) placeOrder(w http.ResponseWriter, r *http.Request) error {
 	case errors.Is(err, orderbook.ErrKeyReused):
 		return newError(codeKeyReused, "Idempotency-Key %q was already used by this user for a different order request; use a new key for a new order", key)
 	case errors.Is(err, orderbook.ErrKeyInFlight):
-		return &apiError{code: codeKeyInFlight, retryAfter: time.Second,
-			message: fmt.Sprintf("a request with Idempotency-Key %q is still being processed; retry shortly to get its answer", key)}
+		msg := fmt.Sprintf("a request with Idempotency-Key %q is still being processed; retry shortly to get its answer", key)
+		if req.clientID != "" {
+			msg = fmt.Sprintf("a request with Idempotency-Key %q, or another with clientOrderId %q, is still being processed; retry shortly", key, req.clientID)
+		}
+		return &apiError{code: codeKeyInFlight, retryAfter: time.Second, message: msg}
 	case errors.Is(err, orderbook.ErrBusy):
 		return &apiError{code: codeUnavailable, retryAfter: time.Second, cause: err,
 			message: "too many orders are waiting to be written; nothing was placed: retry shortly"}
 	case errors.Is(err, orderbook.ErrNotPlaced):
 		return &apiError{code: codeUnavailable, retryAfter: time.Second, cause: err,
-			message: "the order could not be written before the request's deadline; nothing was placed: retry"}
+			message: "the order could not be written (the request's deadline passed, or the database could not be reached); nothing was placed: retry"}
 	case errors.Is(err, orderbook.ErrUnconfirmed):
 		return &apiError{code: codeUnavailable, retryAfter: time.Second, cause: err,
-			message: "the order's write was not confirmed in time; it may have been placed: retry with the same Idempotency-Key to learn its outcome"}
+			message: "the order's write was not confirmed (the deadline passed, or the connection was lost, while it ran); it may have been placed: retry with the same Idempotency-Key to learn its outcome"}
 	case err != nil:
 		return fmt.Errorf("api: %w", err)
 	case res.Created && s.cfg.Admission != nil:
@@ -453,6 +456,16 @@ type cancelOutcome struct {
 // nil), signals its run and waits up to wait for the run to apply it. The caller has
 // checked that by may cancel it.
 func (s *server) cancel(ctx context.Context, id int64, by string, match func(queries.Order) bool, wait time.Duration) cancelOutcome {
+	out := s.recordCancel(ctx, id, by, match)
+	if out.err != nil {
+		return out
+	}
+	return s.signalCancel(ctx, out.current, by, wait)
+}
+
+// recordCancel is cancel's first half: the cancel is on record (the order off the book)
+// once it returns without error, with the order in current.
+func (s *server) recordCancel(ctx context.Context, id int64, by string, match func(queries.Order) bool) cancelOutcome {
 	rec, err := s.book.RecordCancel(ctx, id, by, match)
 	var st *orderbook.StatusError
 	switch {
@@ -466,6 +479,13 @@ func (s *server) cancel(ctx context.Context, id int64, by string, match func(que
 	case err != nil:
 		return cancelOutcome{err: fmt.Errorf("api: cancel order %d: %w", id, err)}
 	}
+	return cancelOutcome{current: rec}
+}
+
+// signalCancel is cancel's second half, for the order rec whose cancel is recorded: it
+// tells the run and waits up to wait for it to apply the cancel.
+func (s *server) signalCancel(ctx context.Context, rec queries.Order, by string, wait time.Duration) cancelOutcome {
+	id := rec.ID
 	if _, err := s.cancels.RequestCancel(ctx, id, rec.RunKey, by, wait); err != nil {
 		return cancelOutcome{current: rec, err: &apiError{
 			code:    codeUnavailable,

@@ -138,7 +138,11 @@ func (s *Service) Place(ctx context.Context, no NewOrder) (Placed, error) {
 		switch {
 		case errors.Is(err, ErrNotFound) && no.ClientOrderID != "":
 			// Not written, and not for its key: perhaps for its client order id.
-			if _, err := s.OrderByClientOrderID(ctx, no.UserID, no.ClientOrderID); err == nil {
+			o, err := s.OrderByClientOrderID(ctx, no.UserID, no.ClientOrderID)
+			switch {
+			case err == nil && o.IdempotencyKey == no.IdempotencyKey:
+				continue // the key's own order, committed since the look-up: replay it
+			case err == nil:
 				return Placed{}, ErrClientOrderIDInUse
 			}
 			return Placed{}, ErrKeyInFlight
@@ -167,6 +171,9 @@ type placement struct {
 // idempotencyLockClass is the first half of the advisory lock of a key being placed
 // (PlaceOrders), so that those locks cannot collide with any other advisory lock.
 const idempotencyLockClass = 0x1de7
+
+// clientOrderLockClass is the same for a client order id being placed.
+const clientOrderLockClass = 0x1de8
 
 // placeResult is what became of a placement. created is false, with no error, when the
 // user's Idempotency-Key was already taken, by an earlier order or by another request in
@@ -297,7 +304,16 @@ func (p *placer) write(batch []*placement) {
 			return
 		}
 		// Every request of the batch hears of it (done is buffered: none of them blocks
-		// the writer, whether or not its request still waits).
+		// the writer, whether or not its request still waits). Unless PostgreSQL refused
+		// the statement, or the failure came before anything was sent, the commit may have
+		// happened (a connection lost during COMMIT): the client must replay to learn.
+		switch {
+		case refusedStatement(err):
+		case pgconn.SafeToRetry(err):
+			err = fmt.Errorf("%w: %w", ErrNotPlaced, err)
+		default:
+			err = fmt.Errorf("%w: %w", ErrUnconfirmed, err)
+		}
 		for _, pl := range batch {
 			pl.done <- placeResult{err: err}
 		}
@@ -333,7 +349,7 @@ func refusedStatement(err error) bool {
 // the orders it wrote, in one transaction. It returns what each written order's
 // placement gets, by its key.
 func (p *placer) insert(pls []*placement) (map[idemKey]placeResult, error) {
-	arg := queries.PlaceOrdersParams{EventType: string(order.EventOrderPlaced), Topic: ExecutionTopic, IdempotencyLockClass: idempotencyLockClass}
+	arg := queries.PlaceOrdersParams{EventType: string(order.EventOrderPlaced), Topic: ExecutionTopic, IdempotencyLockClass: idempotencyLockClass, ClientOrderLockClass: clientOrderLockClass}
 	for _, pl := range pls {
 		r := pl.req
 		price := ""

@@ -42,8 +42,8 @@ func (s *Service) OrderByClientOrderID(ctx context.Context, user int64, clientOr
 	return o, nil
 }
 
-// UserOpenOrders returns up to max of user's open orders, oldest first, of instrument
-// and side if not nil.
+// UserOpenOrders returns up to max of user's open orders of instrument and side if not
+// nil: those with no cancel requested first, then the oldest.
 func (s *Service) UserOpenOrders(ctx context.Context, user int64, instrument *int64, side *order.Side, max int) ([]queries.Order, error) {
 	arg := queries.ListOpenOrdersOfUserParams{UserID: user, InstrumentID: instrument, MaxOrders: int32(max)}
 	if side != nil {

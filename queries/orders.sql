@@ -43,6 +43,10 @@ WITH input AS (
     -- tried exactly once.
     SELECT * FROM input
     WHERE pg_try_advisory_xact_lock(@idempotency_lock_class::integer, hashtext(user_id::text || ' ' || idempotency_key))
+      -- The client order id too, so that batches never wait for (or deadlock on) each
+      -- other's uncommitted entries in its unique index.
+      AND (client_order_id = '' OR
+           pg_try_advisory_xact_lock(@client_order_lock_class::integer, hashtext(user_id::text || ' ' || client_order_id)))
 ), placed AS (
     -- run_key: 48 random bits (the first twelve hex digits of a version 4 UUID are
     -- random), see schema 0007.
@@ -63,11 +67,11 @@ WITH input AS (
     FROM placed p JOIN input i ON i.user_id = p.user_id AND i.idempotency_key = p.idempotency_key
 ), message AS (
     INSERT INTO outbox (topic, key, payload)
-    SELECT @topic::text, id::text,
-           jsonb_build_object('orderId', id, 'userId', user_id, 'instrumentId', instrument_id,
-                              'orderType', side, 'orderKind', kind, 'runKey', run_key)
-    FROM placed
-    ORDER BY id
+    SELECT @topic::text, p.id::text,
+           jsonb_build_object('orderId', p.id, 'userId', p.user_id, 'instrumentId', p.instrument_id,
+                              'orderType', p.side, 'orderKind', p.kind, 'runKey', p.run_key)
+    FROM placed p
+    ORDER BY p.id -- the number: a bare id would name the output column, id::text
 )
 SELECT * FROM placed;
 
@@ -164,12 +168,13 @@ WHERE id = @id AND NOT status = ANY(@terminal_statuses::text[])
 RETURNING *;
 
 -- name: ListOpenOrdersOfUser :many
--- The user's open orders, oldest first, optionally of one instrument and side (NULL: any),
--- at most max_orders of them (orders_open_by_user_idx).
+-- The user's open orders, optionally of one instrument and side (NULL: any), at most
+-- max_orders of them (orders_open_by_user_idx): those with no cancel requested first,
+-- then the oldest.
 SELECT * FROM orders
 WHERE user_id = @user_id
   AND status IN ('CREATED', 'VALIDATED', 'SENT_TO_EXECUTOR', 'EXECUTING', 'PARTIALLY_FILLED')
   AND (sqlc.narg(instrument_id)::bigint IS NULL OR instrument_id = sqlc.narg(instrument_id))
   AND (sqlc.narg(side)::text IS NULL OR side = sqlc.narg(side))
-ORDER BY id
+ORDER BY cancel_requested, id
 LIMIT @max_orders;

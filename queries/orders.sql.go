@@ -319,7 +319,7 @@ WHERE user_id = $1
   AND status IN ('CREATED', 'VALIDATED', 'SENT_TO_EXECUTOR', 'EXECUTING', 'PARTIALLY_FILLED')
   AND ($2::bigint IS NULL OR instrument_id = $2)
   AND ($3::text IS NULL OR side = $3)
-ORDER BY id
+ORDER BY cancel_requested, id
 LIMIT $4
 `
 
@@ -330,8 +330,9 @@ type ListOpenOrdersOfUserParams struct {
 	MaxOrders    int32
 }
 
-// The user's open orders, oldest first, optionally of one instrument and side (NULL: any),
-// at most max_orders of them (orders_open_by_user_idx).
+// The user's open orders, optionally of one instrument and side (NULL: any), at most
+// max_orders of them (orders_open_by_user_idx): those with no cancel requested first,
+// then the oldest.
 func (q *Queries) ListOpenOrdersOfUser(ctx context.Context, arg ListOpenOrdersOfUserParams) ([]Order, error) {
 	rows, err := q.db.Query(ctx, listOpenOrdersOfUser,
 		arg.UserID,
@@ -538,6 +539,10 @@ WITH input AS (
     -- tried exactly once.
     SELECT ord, user_id, instrument_id, side, kind, price, quantity, time_in_force, idempotency_key, request_hash, event_details, client_order_id FROM input
     WHERE pg_try_advisory_xact_lock($12::integer, hashtext(user_id::text || ' ' || idempotency_key))
+      -- The client order id too, so that batches never wait for (or deadlock on) each
+      -- other's uncommitted entries in its unique index.
+      AND (client_order_id = '' OR
+           pg_try_advisory_xact_lock($13::integer, hashtext(user_id::text || ' ' || client_order_id)))
 ), placed AS (
     -- run_key: 48 random bits (the first twelve hex digits of a version 4 UUID are
     -- random), see schema 0007.
@@ -554,15 +559,15 @@ WITH input AS (
     RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id
 ), event AS (
     INSERT INTO order_events (order_id, seq, event_type, to_status, details)
-    SELECT p.id, 1, $13::text, p.status, i.event_details::jsonb
+    SELECT p.id, 1, $14::text, p.status, i.event_details::jsonb
     FROM placed p JOIN input i ON i.user_id = p.user_id AND i.idempotency_key = p.idempotency_key
 ), message AS (
     INSERT INTO outbox (topic, key, payload)
-    SELECT $14::text, id::text,
-           jsonb_build_object('orderId', id, 'userId', user_id, 'instrumentId', instrument_id,
-                              'orderType', side, 'orderKind', kind, 'runKey', run_key)
-    FROM placed
-    ORDER BY id
+    SELECT $15::text, p.id::text,
+           jsonb_build_object('orderId', p.id, 'userId', p.user_id, 'instrumentId', p.instrument_id,
+                              'orderType', p.side, 'orderKind', p.kind, 'runKey', p.run_key)
+    FROM placed p
+    ORDER BY p.id -- the number: a bare id would name the output column, id::text
 )
 SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id FROM placed
 `
@@ -580,6 +585,7 @@ type PlaceOrdersParams struct {
 	EventDetails         []string
 	ClientOrderIds       []string
 	IdempotencyLockClass int32
+	ClientOrderLockClass int32
 	EventType            string
 	Topic                string
 }
@@ -639,6 +645,7 @@ func (q *Queries) PlaceOrders(ctx context.Context, arg PlaceOrdersParams) ([]Pla
 		arg.EventDetails,
 		arg.ClientOrderIds,
 		arg.IdempotencyLockClass,
+		arg.ClientOrderLockClass,
 		arg.EventType,
 		arg.Topic,
 	)
