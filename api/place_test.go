@@ -371,7 +371,7 @@ func TestPlacingIsIdempotent(t *testing.T) {
 				h.exec(`DELETE FROM idempotency_keys WHERE order_id = $1`, first.OrderID)
 			}
 			h.exec(`UPDATE orders SET created_at = now() - interval '25 hours' WHERE id = $1`, first.OrderID)
-			h.exec(`UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE order_id = $1`, first.OrderID)
+			h.exec(`UPDATE idempotency_keys SET created_at = now() - interval '25 hours', expires_at = now() - interval '1 hour' WHERE order_id = $1`, first.OrderID)
 			res := h.place(key, limitBody(1, `"8"`, 1))
 			again := decode[orderBody](t, res)
 			if res.status != http.StatusCreated || res.header.Get("Idempotent-Replayed") != "" || again.OrderID == first.OrderID {

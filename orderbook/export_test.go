@@ -17,7 +17,7 @@ type TestPlacer struct{ p *placer }
 // NewTestPlacer returns a placer writing through pool, whose statements time out after
 // timeout and whose queue holds at most maxQueue orders.
 func NewTestPlacer(pool *pgxpool.Pool, timeout time.Duration, maxQueue int) *TestPlacer {
-	return &TestPlacer{newPlacer(pool, nil, timeout, nil, maxQueue)}
+	return &TestPlacer{newPlacer(pool, nil, timeout, nil, maxQueue, 0)}
 }
 
 // Place places a limit buy of quantity at 10 on instrument 101 for user under key, for

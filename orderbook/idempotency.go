@@ -99,9 +99,7 @@ func (s *Service) ExpireIdempotencyKeys(ctx context.Context, interval time.Durat
 func (s *Service) ExpireIdempotencyKeysOnce(ctx context.Context) (int64, error) {
 	var total int64
 	for {
-		n, err := s.q.DeleteExpiredIdempotentAnswers(ctx, queries.DeleteExpiredIdempotentAnswersParams{
-			TtlSeconds: s.keyTTL.Seconds(), MaxRows: expireBatch,
-		})
+		n, err := s.q.DeleteExpiredIdempotentAnswers(ctx, expireBatch)
 		total += n
 		if err != nil {
 			return total, fmt.Errorf("delete expired idempotency answers: %w", err)

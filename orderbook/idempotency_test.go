@@ -2,6 +2,7 @@ package orderbook_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/shopspring/decimal"
 
@@ -31,7 +32,7 @@ func TestTheExpiryJobRemovesOnlyExpiredAnswers(t *testing.T) {
 	b := newBook(t)
 	old := b.placeAnswered("old", "a")
 	fresh := b.placeAnswered("fresh", "b")
-	b.exec(`UPDATE idempotency_keys SET created_at = now() - interval '24 hours 1 second' WHERE order_id = $1`, old.Order.ID)
+	b.exec(`UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE order_id = $1`, old.Order.ID)
 
 	n, err := b.svc.ExpireIdempotencyKeysOnce(b.ctx)
 	if err != nil || n != 1 {
@@ -68,5 +69,26 @@ func TestAPlacementStoresTheAnswerItRendersAndAReplayGetsIt(t *testing.T) {
 	again := b.placeAnswered("k", "second rendering")
 	if again.Created || again.Answer == nil || string(again.Answer.Body) != "first" || again.Order.ID != first.Order.ID {
 		t.Errorf("replay = %+v, want the first answer of order %d", again, first.Order.ID)
+	}
+}
+
+func TestAKeyExpiresWhenTheAPIThatPlacedItSaidEvenIfAnotherIsConfiguredShorter(t *testing.T) {
+	b := newBook(t)
+	b.svc = orderbook.New(b.pool, nil, orderbook.Config{IdempotencyTTL: time.Hour})
+	placed := b.placeAnswered("k", "first")
+	var in time.Duration
+	if err := b.pool.QueryRow(b.ctx, `SELECT EXTRACT(EPOCH FROM expires_at - now())::bigint * 1000000000 FROM idempotency_keys WHERE order_id = $1`, placed.Order.ID).Scan(&in); err != nil {
+		t.Fatal(err)
+	}
+	if in < 59*time.Minute || in > time.Hour {
+		t.Fatalf("the answer expires in %v, want the placing service's hour", in)
+	}
+	// Half an hour on, a replica configured with one minute still replays it: the stored
+	// expiry decides, not each replica's own.
+	b.exec(`UPDATE orders SET created_at = now() - interval '30 minutes' WHERE id = $1`, placed.Order.ID)
+	short := orderbook.New(b.pool, nil, orderbook.Config{IdempotencyTTL: time.Minute})
+	p, err := short.Replay(b.ctx, 1, "k", "h")
+	if err != nil || p.Answer == nil || string(p.Answer.Body) != "first" {
+		t.Errorf("the short-TTL replica's replay = %+v, %v; want the first answer", p, err)
 	}
 }

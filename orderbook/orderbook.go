@@ -186,7 +186,7 @@ func New(pool *pgxpool.Pool, logger *slog.Logger, cfg Config) *Service {
 	q := queries.New(pool)
 	return &Service{pool: pool, q: q, log: logger, observer: cfg.Observer, maxFills: cfg.MaxFillsPerStep,
 		noticeLease: cfg.NoticeLease, noticeWake: make(chan struct{}, 1), keyTTL: cfg.IdempotencyTTL, marketMaxAge: cfg.MarketMaxAge,
-		placer: newPlacer(pool, cfg.Waker, cfg.PlaceTimeout, cfg.Batches, cfg.PlaceQueue)}
+		placer: newPlacer(pool, cfg.Waker, cfg.PlaceTimeout, cfg.Batches, cfg.PlaceQueue, cfg.IdempotencyTTL)}
 }
 
 // txn is one method's transaction: its queries, and the status changes it made, which

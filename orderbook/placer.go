@@ -47,6 +47,7 @@ type placer struct {
 	waker   Waker // nil: none
 	timeout time.Duration
 	batches BatchObserver // nil: none
+	keyTTL  time.Duration // how long the answers it stores replay
 
 	mu       sync.Mutex
 	queue    []*placement
@@ -191,11 +192,14 @@ type placeResult struct {
 //
 // At most maxQueue orders wait for a writer (0: defaultMaxQueue); beyond that, place
 // refuses at once with ErrBusy.
-func newPlacer(pool *pgxpool.Pool, waker Waker, timeout time.Duration, batches BatchObserver, maxQueue int) *placer {
+func newPlacer(pool *pgxpool.Pool, waker Waker, timeout time.Duration, batches BatchObserver, maxQueue int, keyTTL time.Duration) *placer {
 	if maxQueue <= 0 {
 		maxQueue = defaultMaxQueue
 	}
-	return &placer{pool: pool, waker: waker, timeout: timeout, batches: batches, maxQueue: maxQueue}
+	if keyTTL <= 0 {
+		keyTTL = DefaultIdempotencyTTL
+	}
+	return &placer{pool: pool, waker: waker, timeout: timeout, batches: batches, maxQueue: maxQueue, keyTTL: keyTTL}
 }
 
 // place writes the order of req and returns what became of it, or, once ctx is done,
@@ -389,7 +393,7 @@ func (p *placer) insert(pls []*placement) (map[idemKey]placeResult, error) {
 			byKey[idemKey{pl.req.UserID, pl.req.IdempotencyKey}] = pl
 		}
 		written = make(map[idemKey]placeResult, len(rows))
-		var answers queries.StoreIdempotentAnswersParams
+		answers := queries.StoreIdempotentAnswersParams{TtlSeconds: p.keyTTL.Seconds()}
 		for _, row := range rows {
 			k := idemKey{row.UserID, row.IdempotencyKey}
 			res := placeResult{order: queries.Order(row), created: true} // sqlc types a CTE's rows apart, but they are the orders row

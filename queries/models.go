@@ -39,6 +39,7 @@ type IdempotencyKey struct {
 	Headers        []byte
 	Body           []byte
 	CreatedAt      time.Time
+	ExpiresAt      time.Time
 }
 
 type Instrument struct {

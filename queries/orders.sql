@@ -83,17 +83,19 @@ SELECT * FROM orders WHERE user_id = @user_id AND idempotency_key = @idempotency
 
 -- name: StoreIdempotentAnswers :exec
 -- Keeps the first answers of orders just placed, in the transaction that placed them.
-INSERT INTO idempotency_keys (user_id, idempotency_key, request_hash, order_id, status_code, headers, body)
+INSERT INTO idempotency_keys (user_id, idempotency_key, request_hash, order_id, status_code, headers, body, expires_at)
 SELECT unnest(@user_ids::bigint[]), unnest(@idempotency_keys::text[]), unnest(@request_hashes::text[]),
        unnest(@order_ids::bigint[]), unnest(@status_codes::integer[]), unnest(@headers::jsonb[]),
-       unnest(@bodies::bytea[]);
+       unnest(@bodies::bytea[]), now() + make_interval(secs => @ttl_seconds::float8);
 
 -- name: GetIdempotentReplay :one
 -- The order placed with the user's key, whether the key has expired, and the first
 -- answer, in one snapshot: an answer commits with its order, so an order seen without
--- one was placed before answers were stored.
+-- one was placed before answers were stored, or its answer expired and was removed. The
+-- answer's expires_at decides; an order without one expires ttl_seconds after it was
+-- placed.
 SELECT o.id AS order_id, o.request_hash,
-       o.created_at <= now() - make_interval(secs => @ttl_seconds::float8) AS expired,
+       coalesce(k.expires_at, o.created_at + make_interval(secs => @ttl_seconds::float8)) <= now() AS expired,
        k.status_code, k.headers, k.body
 FROM orders o
 LEFT JOIN idempotency_keys k ON k.user_id = o.user_id AND k.idempotency_key = o.idempotency_key
@@ -102,12 +104,14 @@ WHERE o.user_id = @user_id AND o.idempotency_key = @idempotency_key;
 -- name: ReleaseIdempotencyKey :one
 -- Frees an expired key of the order that used it, so that the key can place a new order:
 -- the order keeps it with a suffix no client can send (keys are printable ASCII), and
--- its stored answer goes. It releases nothing unless the order still has the key and
--- was placed before the expiry.
+-- its stored answer goes. It releases nothing unless the order still has the key and the
+-- key has expired.
 WITH released AS (
     UPDATE orders o SET idempotency_key = o.idempotency_key || E'\n' || o.id::text
     WHERE o.id = @order_id AND o.idempotency_key = @used_key::text
-      AND o.created_at <= now() - make_interval(secs => @ttl_seconds::float8)
+      AND coalesce((SELECT k.expires_at FROM idempotency_keys k
+                    WHERE k.user_id = o.user_id AND k.idempotency_key = o.idempotency_key),
+                   o.created_at + make_interval(secs => @ttl_seconds::float8)) <= now()
     RETURNING o.user_id, o.id
 ), forgotten AS (
     DELETE FROM idempotency_keys k USING released r
@@ -116,11 +120,10 @@ WITH released AS (
 SELECT count(*) AS released FROM released;
 
 -- name: DeleteExpiredIdempotentAnswers :execrows
--- Removes up to max_rows answers of expired keys, oldest first.
+-- Removes up to max_rows answers of expired keys, the first to expire first.
 DELETE FROM idempotency_keys
-WHERE ctid IN (SELECT ctid FROM idempotency_keys
-               WHERE created_at <= now() - make_interval(secs => @ttl_seconds::float8)
-               ORDER BY created_at LIMIT @max_rows::integer);
+WHERE ctid IN (SELECT ctid FROM idempotency_keys WHERE expires_at <= now()
+               ORDER BY expires_at LIMIT @max_rows::integer);
 
 -- name: GetOrder :one
 SELECT * FROM orders WHERE id = @id;

@@ -34,19 +34,13 @@ func (q *Queries) CountOrders(ctx context.Context, arg CountOrdersParams) (int64
 
 const deleteExpiredIdempotentAnswers = `-- name: DeleteExpiredIdempotentAnswers :execrows
 DELETE FROM idempotency_keys
-WHERE ctid IN (SELECT ctid FROM idempotency_keys
-               WHERE created_at <= now() - make_interval(secs => $1::float8)
-               ORDER BY created_at LIMIT $2::integer)
+WHERE ctid IN (SELECT ctid FROM idempotency_keys WHERE expires_at <= now()
+               ORDER BY expires_at LIMIT $1::integer)
 `
 
-type DeleteExpiredIdempotentAnswersParams struct {
-	TtlSeconds float64
-	MaxRows    int32
-}
-
-// Removes up to max_rows answers of expired keys, oldest first.
-func (q *Queries) DeleteExpiredIdempotentAnswers(ctx context.Context, arg DeleteExpiredIdempotentAnswersParams) (int64, error) {
-	result, err := q.db.Exec(ctx, deleteExpiredIdempotentAnswers, arg.TtlSeconds, arg.MaxRows)
+// Removes up to max_rows answers of expired keys, the first to expire first.
+func (q *Queries) DeleteExpiredIdempotentAnswers(ctx context.Context, maxRows int32) (int64, error) {
+	result, err := q.db.Exec(ctx, deleteExpiredIdempotentAnswers, maxRows)
 	if err != nil {
 		return 0, err
 	}
@@ -55,7 +49,7 @@ func (q *Queries) DeleteExpiredIdempotentAnswers(ctx context.Context, arg Delete
 
 const getIdempotentReplay = `-- name: GetIdempotentReplay :one
 SELECT o.id AS order_id, o.request_hash,
-       o.created_at <= now() - make_interval(secs => $1::float8) AS expired,
+       coalesce(k.expires_at, o.created_at + make_interval(secs => $1::float8)) <= now() AS expired,
        k.status_code, k.headers, k.body
 FROM orders o
 LEFT JOIN idempotency_keys k ON k.user_id = o.user_id AND k.idempotency_key = o.idempotency_key
@@ -79,7 +73,9 @@ type GetIdempotentReplayRow struct {
 
 // The order placed with the user's key, whether the key has expired, and the first
 // answer, in one snapshot: an answer commits with its order, so an order seen without
-// one was placed before answers were stored.
+// one was placed before answers were stored, or its answer expired and was removed. The
+// answer's expires_at decides; an order without one expires ttl_seconds after it was
+// placed.
 func (q *Queries) GetIdempotentReplay(ctx context.Context, arg GetIdempotentReplayParams) (GetIdempotentReplayRow, error) {
 	row := q.db.QueryRow(ctx, getIdempotentReplay, arg.TtlSeconds, arg.UserID, arg.IdempotencyKey)
 	var i GetIdempotentReplayRow
@@ -696,7 +692,9 @@ const releaseIdempotencyKey = `-- name: ReleaseIdempotencyKey :one
 WITH released AS (
     UPDATE orders o SET idempotency_key = o.idempotency_key || E'\n' || o.id::text
     WHERE o.id = $1 AND o.idempotency_key = $2::text
-      AND o.created_at <= now() - make_interval(secs => $3::float8)
+      AND coalesce((SELECT k.expires_at FROM idempotency_keys k
+                    WHERE k.user_id = o.user_id AND k.idempotency_key = o.idempotency_key),
+                   o.created_at + make_interval(secs => $3::float8)) <= now()
     RETURNING o.user_id, o.id
 ), forgotten AS (
     DELETE FROM idempotency_keys k USING released r
@@ -713,8 +711,8 @@ type ReleaseIdempotencyKeyParams struct {
 
 // Frees an expired key of the order that used it, so that the key can place a new order:
 // the order keeps it with a suffix no client can send (keys are printable ASCII), and
-// its stored answer goes. It releases nothing unless the order still has the key and
-// was placed before the expiry.
+// its stored answer goes. It releases nothing unless the order still has the key and the
+// key has expired.
 func (q *Queries) ReleaseIdempotencyKey(ctx context.Context, arg ReleaseIdempotencyKeyParams) (int64, error) {
 	row := q.db.QueryRow(ctx, releaseIdempotencyKey, arg.OrderID, arg.UsedKey, arg.TtlSeconds)
 	var released int64
@@ -723,10 +721,10 @@ func (q *Queries) ReleaseIdempotencyKey(ctx context.Context, arg ReleaseIdempote
 }
 
 const storeIdempotentAnswers = `-- name: StoreIdempotentAnswers :exec
-INSERT INTO idempotency_keys (user_id, idempotency_key, request_hash, order_id, status_code, headers, body)
+INSERT INTO idempotency_keys (user_id, idempotency_key, request_hash, order_id, status_code, headers, body, expires_at)
 SELECT unnest($1::bigint[]), unnest($2::text[]), unnest($3::text[]),
        unnest($4::bigint[]), unnest($5::integer[]), unnest($6::jsonb[]),
-       unnest($7::bytea[])
+       unnest($7::bytea[]), now() + make_interval(secs => $8::float8)
 `
 
 type StoreIdempotentAnswersParams struct {
@@ -737,6 +735,7 @@ type StoreIdempotentAnswersParams struct {
 	StatusCodes     []int32
 	Headers         [][]byte
 	Bodies          [][]byte
+	TtlSeconds      float64
 }
 
 // Keeps the first answers of orders just placed, in the transaction that placed them.
@@ -749,6 +748,7 @@ func (q *Queries) StoreIdempotentAnswers(ctx context.Context, arg StoreIdempoten
 		arg.StatusCodes,
 		arg.Headers,
 		arg.Bodies,
+		arg.TtlSeconds,
 	)
 	return err
 }

@@ -58,8 +58,8 @@ import (
 //	MARKET_MAX_AGE      a MARKET order that reaches matching later than this after its 201
 //	                    ends EXPIRED (reason STALE) instead of filling (10s; 0 never)
 //	IDEMPOTENCY_KEY_TTL how long an Idempotency-Key replays its first answer (24h, from 1m
-//	                    to 720h); after it the key places a new order. Give the API and the
-//	                    worker (whose job removes expired answers) the same value
+//	                    to 720h); after it the key places a new order. Each answer stores
+//	                    its expiry, so replicas configured apart agree on it
 //	AUTH_KEY_CACHE_TTL  how long a replica remembers an API key it found valid (5s): a key
 //	                    revoked through another replica or the CLI keeps working here for up
 //	                    to that long; 0 reads the key on every request
