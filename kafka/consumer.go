@@ -36,6 +36,11 @@ type Consumer struct {
 	mu      sync.Mutex
 	changed *sync.Cond // signalled when a record is done or a partition is dropped
 	parts   map[topicPartition]*partitionProgress
+	pending int // records tracked and not yet committable, over every partition
+	// maxPending bounds the records held in memory behind a start that has not finished
+	// (the oldest of its partition, so nothing after it can be committed): past it the
+	// consumer fetches nothing more until that start ends.
+	maxPending int
 }
 
 type topicPartition struct {
@@ -79,7 +84,7 @@ const commitInterval = time.Second
 // brokers, TLS, SASL, a logger). Run closes the client; Close it only if Run is never
 // called.
 func NewConsumer(starter Starter, logger *slog.Logger, opts ...kgo.Opt) (*Consumer, error) {
-	c := &Consumer{starter: starter, log: logger, concurrency: 32, parts: map[topicPartition]*partitionProgress{}}
+	c := &Consumer{starter: starter, log: logger, concurrency: 32, parts: map[topicPartition]*partitionProgress{}, maxPending: 4096}
 	c.changed = sync.NewCond(&c.mu)
 	client, err := kgo.NewClient(append(opts,
 		kgo.ConsumerGroup(ConsumerGroup),
@@ -123,6 +128,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	// so it must be allowed however Run ends.
 	defer c.client.AllowRebalance()
 	for {
+		if !c.waitForRoom(ctx) {
+			return nil
+		}
 		// Wait for a free slot, then take at most as many records as there are free.
 		select {
 		case slots <- struct{}{}:
@@ -172,6 +180,7 @@ func (c *Consumer) track(records []*kgo.Record) []*partitionProgress {
 		}
 		p.pending = append(p.pending, rec)
 		p.running++
+		c.pending++
 		progress[i] = p
 	}
 	return progress
@@ -197,6 +206,7 @@ func (c *Consumer) finish(p *partitionProgress, rec *kgo.Record, ok bool) {
 		}
 		delete(p.done, head.Offset)
 		p.pending, last = p.pending[1:], head
+		c.pending--
 	}
 	if last == nil || c.parts[topicPartition{rec.Topic, rec.Partition}] != p {
 		return // nothing new is committable, or the partition is no longer ours
@@ -218,7 +228,7 @@ func (c *Consumer) revoked(ctx context.Context, cl *kgo.Client, revoked map[stri
 			for c.parts[tp] != nil && c.parts[tp].running > 0 {
 				c.changed.Wait()
 			}
-			delete(c.parts, tp)
+			c.drop(tp)
 		}
 	}
 	c.mu.Unlock()
@@ -236,9 +246,29 @@ func (c *Consumer) lost(_ context.Context, _ *kgo.Client, lost map[string][]int3
 	defer c.mu.Unlock()
 	for topic, partitions := range lost {
 		for _, partition := range partitions {
-			delete(c.parts, topicPartition{topic, partition})
+			c.drop(topicPartition{topic, partition})
 		}
 	}
+}
+
+// drop forgets a partition's progress; c.mu is held.
+func (c *Consumer) drop(tp topicPartition) {
+	if p := c.parts[tp]; p != nil {
+		c.pending -= len(p.pending)
+		delete(c.parts, tp)
+		c.changed.Broadcast()
+	}
+}
+
+// waitForRoom waits while c.maxPending records are held, reporting false if ctx ended.
+// Every record's end broadcasts, and once ctx ends every start in flight ends.
+func (c *Consumer) waitForRoom(ctx context.Context) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.pending >= c.maxPending && ctx.Err() == nil {
+		c.changed.Wait()
+	}
+	return ctx.Err() == nil
 }
 
 // handle starts the run for one record, retrying transient failures until ctx ends, and

@@ -73,11 +73,14 @@ func TestARunTheServerRefusesGoesToTheDLQAndThePartitionFlows(t *testing.T) {
 
 // runConsumer runs a consumer over c's broker with starter and returns the function that
 // stops it and waits for Run to return.
-func runConsumer(t *testing.T, c *kfake.Cluster, starter kafka.Starter) (stop func()) {
+func runConsumer(t *testing.T, c *kfake.Cluster, starter kafka.Starter, limits ...int) (stop func()) {
 	t.Helper()
 	consumer, err := kafka.NewConsumer(starter, slog.New(slog.DiscardHandler), kgo.SeedBrokers(c.ListenAddrs()...))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(limits) == 2 {
+		consumer.SetLimits(limits[0], limits[1])
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -191,4 +194,23 @@ func TestAConsumerThatStopsCommitsWhatItStarted(t *testing.T) {
 	if second.has(tried, 1) || second.has(tried, 2) || second.has(tried, 3) {
 		t.Error("the next consumer was given orders the first had started: their offsets were not committed on leaving")
 	}
+}
+
+func TestAConsumerHoldsABoundedNumberOfRecordsBehindAnUnfinishedStart(t *testing.T) {
+	c, producer := newControlledCluster(t)
+	s := newHoldingStarter(1)
+	defer runConsumer(t, c, s, 2, 4)()
+	produceOrders(t, producer, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+	waitFor(t, "orders 2-4 were not started behind held order 1", func() bool { return s.has(started, 2, 3, 4) })
+	// Order 1 and three finished ones are held (4): nothing more is fetched. A wait that
+	// proves a negative needs time to pass; the poll loop has had many chances.
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if s.has(tried, 6) {
+			t.Fatal("order 6 was fetched while 4 records were held behind order 1")
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval
+	}
+	close(s.release)
+	waitFor(t, "every order started once order 1 was", func() bool { return s.has(started, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10) })
 }
