@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
@@ -59,6 +60,8 @@ type StepResult struct {
 	Kind         order.Kind
 	Quantity     int64
 	Price        string // empty for MARKET
+	// ExpireAt is a DAY or GTD order's expiry, when its run expires it if it still rests.
+	ExpireAt *time.Time `json:",omitempty"`
 }
 
 func resultOf(o queries.Order) StepResult {
@@ -70,6 +73,7 @@ func resultOf(o queries.Order) StepResult {
 	if o.Price.Valid {
 		r.Price = o.Price.Decimal.String()
 	}
+	r.ExpireAt = o.ExpireAt
 	return r
 }
 
@@ -181,6 +185,13 @@ func (a *Activities) SendToExecutor(ctx context.Context, orderID int64) (StepRes
 // already ended is left as it is.
 func (a *Activities) Cancel(ctx context.Context, in CancelInput) (StepResult, error) {
 	return step(a.book.Cancel(acting(ctx), orderbook.CancelRequest{OrderID: in.OrderID, Reason: in.Reason, RequestedBy: in.RequestedBy}))
+}
+
+// Expire ends a DAY or GTD order that still rests at its expiry EXPIRED; an order that
+// ended meanwhile, or whose expiry has not come (a clock ahead of the database's), is
+// left as it is.
+func (a *Activities) Expire(ctx context.Context, orderID int64) (StepResult, error) {
+	return step(a.book.Expire(acting(ctx), orderID))
 }
 
 // Fail ends an order that cannot proceed as FAILED, and unparks it.

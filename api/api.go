@@ -66,6 +66,8 @@ type Canceller interface {
 //   - Limits: the rate limits (see Limits).
 //   - Admission: refuses new orders the system could not execute in bounded time (its
 //     Run must be running); nil, none.
+//   - DayEnd: when DAY orders expire, as the time of day in UTC; default 21:00 (the
+//     close of New York's session in winter).
 //   - IdempotencyTTL: how long an Idempotency-Key replays its first answer; default
 //     orderbook.DefaultIdempotencyTTL (24h).
 type Config struct {
@@ -81,12 +83,16 @@ type Config struct {
 	Limits         Limits
 	Admission      *orderbook.Admission
 	IdempotencyTTL time.Duration
+	DayEnd         time.Duration
 }
 
 // withDefaults returns cfg with every unset field given its documented default.
 func (cfg Config) withDefaults() Config {
 	if len(cfg.AllowedOrigins) == 0 {
 		cfg.AllowedOrigins = []string{"http://localhost:3000"}
+	}
+	if cfg.DayEnd <= 0 || cfg.DayEnd >= 24*time.Hour {
+		cfg.DayEnd = 21 * time.Hour
 	}
 	if cfg.CancelWait <= 0 {
 		cfg.CancelWait = 2 * time.Second

@@ -313,6 +313,7 @@ type orderBody struct {
 	OrderStatus       string          `json:"orderStatus"`
 	TimeInForce       string          `json:"timeInForce"`
 	ClientOrderID     string          `json:"clientOrderId"`
+	ExpireAt          string          `json:"expireAt"`
 	Reason            string          `json:"reason"`
 	CancelRequested   bool            `json:"cancelRequested"`
 	CreatedAt         string          `json:"createdAt"`

@@ -65,10 +65,14 @@ func (s *server) placeOrder(w http.ResponseWriter, r *http.Request) error {
 	if answered, err := s.admit(w, r, req, key); answered || err != nil {
 		return err
 	}
+	if req.timeInForce == order.DAY {
+		end := dayEnd(time.Now(), s.cfg.DayEnd)
+		req.expireAt = &end
+	}
 	res, err := s.book.Place(r.Context(), orderbook.NewOrder{
 		UserID: req.userID, InstrumentID: req.instrumentID, Side: req.side, Kind: req.kind, Price: req.price,
 		Quantity: req.quantity, TimeInForce: req.timeInForce, IdempotencyKey: key, RequestHash: req.hash(),
-		ClientOrderID: req.clientID, Details: c.details(), Answer: s.placedAnswer,
+		ClientOrderID: req.clientID, ExpireAt: req.expireAt, Details: c.details(), Answer: s.placedAnswer,
 	})
 	switch {
 	case errors.Is(err, orderbook.ErrClientOrderIDInUse):
@@ -98,6 +102,15 @@ func (s *server) placeOrder(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.replay(w, r, res)
 	return nil
+}
+
+// dayEnd is when a DAY order placed at now expires: the next time of day end (UTC).
+func dayEnd(now time.Time, end time.Duration) time.Time {
+	day := now.UTC().Truncate(24 * time.Hour)
+	if t := day.Add(end); t.After(now) {
+		return t
+	}
+	return day.Add(24 * time.Hour).Add(end)
 }
 
 // placedAnswer renders the answer to the request that placed o, which is stored with it

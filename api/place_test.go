@@ -156,7 +156,7 @@ func TestPlacingRejectsInvalidRequestsAndWritesNothing(t *testing.T) {
 		{"an absurdly large price is refused", nil, `{"userId":1,"instrumentId":101,"orderType":"BUY","orderKind":"LIMIT","price":"1234567890123456789","quantity":1}`, 400, "VALIDATION_FAILED", "price"},
 		{"a MARKET order with a price is refused", nil, `{"userId":1,"instrumentId":101,"orderType":"BUY","orderKind":"MARKET","price":"100","quantity":1}`, 400, "VALIDATION_FAILED", "price"},
 		{"a MARKET order that is GTC is refused", nil, `{"userId":1,"instrumentId":101,"orderType":"BUY","orderKind":"MARKET","quantity":1,"timeInForce":"GTC"}`, 400, "VALIDATION_FAILED", "timeInForce"},
-		{"an unknown timeInForce is refused", nil, body(`"quantity":1,"timeInForce":"DAY"`), 400, "VALIDATION_FAILED", "timeInForce"},
+		{"an unknown timeInForce is refused", nil, body(`"quantity":1,"timeInForce":"GTT"`), 400, "VALIDATION_FAILED", "timeInForce"},
 		{"a MARKET order that is FOK is refused", nil, `{"userId":1,"instrumentId":101,"orderType":"BUY","orderKind":"MARKET","quantity":1,"timeInForce":"FOK"}`, 400, "VALIDATION_FAILED", "timeInForce"},
 	}
 	for _, tt := range tests {
@@ -517,4 +517,31 @@ func TestAFillOrKillLimitOrderIsAccepted(t *testing.T) {
 	if o.TimeInForce != "FOK" || o.OrderStatus != "CREATED" {
 		t.Errorf("placed FOK: %+v", o)
 	}
+}
+
+func TestExpiringOrdersCarryTheirExpiry(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	at := time.Now().Add(2 * time.Hour).UTC().Truncate(time.Millisecond)
+	gtd := h.mustPlace(`{"userId":1,"instrumentId":101,"orderType":"BUY","orderKind":"LIMIT","price":"10","quantity":1,"timeInForce":"GTD","expireAt":"` + at.Format(time.RFC3339Nano) + `"}`)
+	if gtd.TimeInForce != "GTD" || gtd.ExpireAt != at.Format("2006-01-02T15:04:05.000Z07:00") {
+		t.Errorf("GTD order: timeInForce %s, expireAt %q; want GTD at %s", gtd.TimeInForce, gtd.ExpireAt, at)
+	}
+	day := h.mustPlace(`{"userId":1,"instrumentId":101,"orderType":"BUY","orderKind":"LIMIT","price":"10","quantity":1,"timeInForce":"DAY"}`)
+	end, err := time.Parse(time.RFC3339, day.ExpireAt)
+	if err != nil || !end.After(time.Now()) || time.Until(end) > 24*time.Hour || end.UTC().Hour() != 21 || end.UTC().Minute() != 0 {
+		t.Errorf("DAY order's expireAt %q (%v): want the next 21:00 UTC", day.ExpireAt, err)
+	}
+	for name, body := range map[string]string{
+		"GTD without expireAt":  `{"userId":1,"instrumentId":101,"orderType":"BUY","orderKind":"LIMIT","price":"10","quantity":1,"timeInForce":"GTD"}`,
+		"GTD in the past":       `{"userId":1,"instrumentId":101,"orderType":"BUY","orderKind":"LIMIT","price":"10","quantity":1,"timeInForce":"GTD","expireAt":"2020-01-01T00:00:00Z"}`,
+		"GTD too far ahead":     `{"userId":1,"instrumentId":101,"orderType":"BUY","orderKind":"LIMIT","price":"10","quantity":1,"timeInForce":"GTD","expireAt":"` + time.Now().Add(100*24*time.Hour).Format(time.RFC3339) + `"}`,
+		"GTD with a bad time":   `{"userId":1,"instrumentId":101,"orderType":"BUY","orderKind":"LIMIT","price":"10","quantity":1,"timeInForce":"GTD","expireAt":"tomorrow"}`,
+		"expireAt on a GTC one": `{"userId":1,"instrumentId":101,"orderType":"BUY","orderKind":"LIMIT","price":"10","quantity":1,"expireAt":"` + at.Format(time.RFC3339) + `"}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			wantProblem(t, h.place(newKey(), body), http.StatusBadRequest, "VALIDATION_FAILED", "expireAt")
+		})
+	}
+	wantProblem(t, h.place(newKey(), `{"userId":1,"instrumentId":101,"orderType":"BUY","orderKind":"MARKET","quantity":1,"timeInForce":"DAY"}`), http.StatusBadRequest, "VALIDATION_FAILED", "timeInForce")
 }

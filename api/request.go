@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/shopspring/decimal"
 
@@ -40,8 +41,12 @@ type orderRequest struct {
 	price        decimal.NullDecimal // Valid only for LIMIT orders
 	quantity     int64
 	timeInForce  order.TimeInForce
-	clientID     string // clientOrderId; "" for none
+	clientID     string     // clientOrderId; "" for none
+	expireAt     *time.Time // GTD: the expiry the client gave; DAY: set by the API
 }
+
+// maxGTD bounds how far ahead a GTD order may expire: a run waits that long at most.
+const maxGTD = 90 * 24 * time.Hour
 
 // maxClientOrderIDLen bounds clientOrderId, as Alpaca's 128 and Binance's 36 do.
 const maxClientOrderIDLen = 64
@@ -62,6 +67,9 @@ func (o orderRequest) hash() string {
 	if o.clientID != "" {
 		canonical += fmt.Sprintf("|c%d:%s", len(o.clientID), o.clientID)
 	}
+	if o.expireAt != nil && o.timeInForce == order.GTD { // a DAY's expiry is the API's, not the request's
+		canonical += "|e" + o.expireAt.UTC().Format(time.RFC3339Nano)
+	}
 	sum := sha256.Sum256([]byte(canonical))
 	return hex.EncodeToString(sum[:])
 }
@@ -69,7 +77,7 @@ func (o orderRequest) hash() string {
 // orderFields lists the body fields of an order placement, in the order their errors
 // are reported.
 func orderFields() []string {
-	return []string{"userId", "instrumentId", "orderType", "orderKind", "price", "quantity", "timeInForce", "clientOrderId"}
+	return []string{"userId", "instrumentId", "orderType", "orderKind", "price", "quantity", "timeInForce", "clientOrderId", "expireAt"}
 }
 
 // requireJSON refuses a request whose body is not declared as JSON. A charset parameter
@@ -169,16 +177,36 @@ func decodeOrderRequest(r *http.Request, requireUser bool) (orderRequest, error)
 	if o.quantity, err = positiveInt(fields["quantity"]); err != nil {
 		bad("quantity", err.Error())
 	}
-	if s, err := enumString(fields["timeInForce"], false, "GTC, IOC or FOK"); err != nil {
+	if s, err := enumString(fields["timeInForce"], false, "GTC, IOC, FOK, DAY or GTD"); err != nil {
 		bad("timeInForce", err.Error())
 	} else if s != "" {
 		if o.timeInForce, err = order.ParseTimeInForce(s); err != nil {
-			bad("timeInForce", "must be GTC, IOC or FOK")
+			bad("timeInForce", "must be GTC, IOC, FOK, DAY or GTD")
 		} else if kindOK && o.kind == order.Market && o.timeInForce != order.IOC {
 			bad("timeInForce", "must be IOC (or omitted) for MARKET orders, which never rest on the book")
 		}
 	} else if kindOK {
 		o.timeInForce = order.DefaultTimeInForce(o.kind)
+	}
+	raw, given := fields["expireAt"]
+	given = given && string(raw) != "null"
+	switch {
+	case o.timeInForce == order.GTD && !given:
+		bad("expireAt", "is required for GTD orders")
+	case o.timeInForce != order.GTD && given:
+		bad("expireAt", "is only for GTD orders")
+	case given:
+		var s string
+		t, err := time.Parse(time.RFC3339Nano, strings.Trim(string(raw), `"`))
+		if json.Unmarshal(raw, &s) != nil || err != nil {
+			bad("expireAt", "must be an RFC 3339 time such as 2026-12-24T16:00:00Z")
+			break
+		}
+		if ahead := time.Until(t); ahead <= 0 || ahead > maxGTD {
+			bad("expireAt", "must be in the future, at most 90 days ahead")
+			break
+		}
+		o.expireAt = &t
 	}
 	if raw, given := fields["clientOrderId"]; given && string(raw) != "null" {
 		if o.clientID, err = clientOrderID(raw); err != nil {

@@ -39,6 +39,7 @@ type orderView struct {
 	OrderStatus       string       `json:"orderStatus"`
 	TimeInForce       string       `json:"timeInForce"`
 	ClientOrderID     string       `json:"clientOrderId,omitempty"`
+	ExpireAt          string       `json:"expireAt,omitempty"` // DAY and GTD orders
 	Reason            string       `json:"reason,omitempty"`
 	CancelRequested   bool         `json:"cancelRequested"`
 	NeedsAttention    bool         `json:"needsAttention"`
@@ -74,6 +75,9 @@ func (s *server) orderView(o queries.Order) orderView {
 	}
 	if o.ClientOrderID != nil {
 		v.ClientOrderID = *o.ClientOrderID
+	}
+	if o.ExpireAt != nil {
+		v.ExpireAt = formatTime(*o.ExpireAt)
 	}
 	if s.cfg.TemporalUIURL != "" {
 		v.WorkflowURL = s.cfg.TemporalUIURL + "/namespaces/" + url.PathEscape(s.cfg.Namespace) +

@@ -223,11 +223,11 @@ SELECT CASE WHEN b.book_seq > a.book_seq THEN b.id ELSE a.id END,
 FROM bid b JOIN ask a ON a.instrument_id = b.instrument_id
 WHERE b.price >= a.price
 UNION ALL
-SELECT s.id, format('order is on the book, but it is a %s %s %s order, %s, with %s left%s; only GTC LIMIT orders in a resting status with quantity left, a book sequence and no cancel request rest',
+SELECT s.id, format('order is on the book, but it is a %s %s %s order, %s, with %s left%s; only GTC, DAY and GTD LIMIT orders in a resting status with quantity left, a book sequence and no cancel request rest',
                     s.status, s.time_in_force, s.kind, CASE WHEN s.cancel_requested THEN 'cancel requested' ELSE 'no cancel requested' END,
                     s.remaining_quantity, CASE WHEN s.book_seq IS NULL THEN ' and no book sequence' ELSE '' END)
 FROM scope s
-WHERE s.on_book AND (NOT s.status = ANY($2::text[]) OR s.kind <> 'LIMIT' OR s.time_in_force <> 'GTC'
+WHERE s.on_book AND (NOT s.status = ANY($2::text[]) OR s.kind <> 'LIMIT' OR s.time_in_force NOT IN ('GTC', 'DAY', 'GTD')
                      OR s.remaining_quantity <= 0 OR s.book_seq IS NULL OR s.cancel_requested)
 UNION ALL
 SELECT s.id, format('FOK order is %s with %s of %s left: a FOK fills entirely or not at all',

@@ -86,8 +86,8 @@ func (LimitStrategy) Accepts(in Incoming, p decimal.Decimal) bool {
 	return p.GreaterThanOrEqual(in.Price)
 }
 
-// Rests implements ExecutionStrategy: only a GTC remainder rests.
-func (LimitStrategy) Rests(in Incoming) bool { return in.TimeInForce == GTC }
+// Rests implements ExecutionStrategy: a GTC, DAY or GTD remainder rests.
+func (LimitStrategy) Rests(in Incoming) bool { return in.TimeInForce.Rests() }
 
 // RemainderReason implements ExecutionStrategy.
 func (LimitStrategy) RemainderReason() string { return ReasonIOCRemainder }

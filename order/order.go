@@ -55,20 +55,30 @@ type TimeInForce string
 
 // Times in force. GTC rests until filled or cancelled; IOC cancels whatever the first
 // match leaves; FOK (LIMIT only) fills entirely in its first match or does not trade at
-// all. MARKET orders never rest, so they are always IOC.
+// all; DAY and GTD (LIMIT only) rest until the order's expiry (the trading day's end, or
+// the time given), when they end EXPIRED. MARKET orders never rest, so they are always
+// IOC.
 const (
 	GTC TimeInForce = "GTC"
 	IOC TimeInForce = "IOC"
 	FOK TimeInForce = "FOK"
+	DAY TimeInForce = "DAY"
+	GTD TimeInForce = "GTD"
 )
+
+// Expiring reports whether orders of t end at an expiry.
+func (t TimeInForce) Expiring() bool { return t == DAY || t == GTD }
+
+// Rests reports whether an unfilled remainder of a LIMIT order of t stays on the book.
+func (t TimeInForce) Rests() bool { return t == GTC || t.Expiring() }
 
 // ParseTimeInForce returns the time in force named s, or an error if there is none.
 func ParseTimeInForce(s string) (TimeInForce, error) {
 	switch TimeInForce(s) {
-	case GTC, IOC, FOK:
+	case GTC, IOC, FOK, DAY, GTD:
 		return TimeInForce(s), nil
 	}
-	return "", fmt.Errorf("unknown time in force %q: want GTC, IOC or FOK", s)
+	return "", fmt.Errorf("unknown time in force %q: want GTC, IOC, FOK, DAY or GTD", s)
 }
 
 // DefaultTimeInForce is the time in force of an order that names none.

@@ -25,8 +25,9 @@ const (
 	Cancelled          Status = "CANCELLED"
 	PartiallyCancelled Status = "PARTIALLY_CANCELLED"
 	Failed             Status = "FAILED"
-	// Expired: the order's time ran out before it was filled: a MARKET order that reached
-	// the book too long after it was accepted (reason STALE).
+	// Expired: the order's time ran out before it was filled: a DAY or GTD order at its
+	// expiry (reason EXPIRED_DAY, EXPIRED_GTD), or a MARKET order that reached the book
+	// too long after it was accepted (reason STALE).
 	Expired Status = "EXPIRED"
 )
 
@@ -174,7 +175,10 @@ const (
 	ReasonFOKNotFilled    = "FOK_NOT_FILLED"
 	// ReasonStale: a MARKET order reached matching later than the configured age after it
 	// was accepted, so it expired rather than fill at prices its client never saw.
-	ReasonStale             = "STALE"
+	ReasonStale = "STALE"
+	// ReasonExpiredDay and ReasonExpiredGTD: a DAY or GTD order reached its expiry.
+	ReasonExpiredDay        = "EXPIRED_DAY"
+	ReasonExpiredGTD        = "EXPIRED_GTD"
 	ReasonSelfTrade         = "SELF_TRADE_PREVENTED"
 	ReasonCancelledByClient = "CANCELLED_BY_CLIENT"
 	// ReasonRunCancelled: an operator cancelled the order's workflow run (Temporal UI or

@@ -265,7 +265,9 @@ func TestParseTimeInForce(t *testing.T) {
 		{in: "gtc", wantErr: true},
 		{in: "", wantErr: true},
 		{in: "FOK", want: order.FOK},
-		{in: "DAY", wantErr: true},
+		{in: "DAY", want: order.DAY},
+		{in: "GTD", want: order.GTD},
+		{in: "GTT", wantErr: true},
 	} {
 		got, err := order.ParseTimeInForce(tc.in)
 		if (err != nil) != tc.wantErr || got != tc.want {

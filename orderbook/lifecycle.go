@@ -145,6 +145,38 @@ func (s *Service) Cancel(ctx context.Context, req CancelRequest) (o queries.Orde
 	return o, err
 }
 
+// Expire ends order id EXPIRED if it still rests at its expiry (a DAY or GTD order),
+// under the instrument's lock, so never between two fills of a match. An order that has
+// ended is left as it is, and so is one whose expiry has not come by the database's clock.
+func (s *Service) Expire(ctx context.Context, id int64) (o queries.Order, err error) {
+	err = s.inTx(ctx, func(tx *txn) error {
+		if o, err = tx.getOrder(ctx, id, false); err != nil || order.Status(o.Status).Terminal() {
+			return err
+		}
+		if _, _, err := tx.lockInstrument(ctx, o.InstrumentID); err != nil {
+			return err
+		}
+		if o, err = tx.getOrder(ctx, id, true); err != nil {
+			return err
+		}
+		due, err := tx.ExpiryDue(ctx, id)
+		if err != nil || !due || order.Status(o.Status).Terminal() {
+			return err
+		}
+		o, err = tx.transition(ctx, o, move{to: order.Expired, reason: expiryReason(o)}, nil)
+		return err
+	})
+	return o, err
+}
+
+// expiryReason is the reason an expiring order of o's time in force ends with.
+func expiryReason(o queries.Order) string {
+	if order.TimeInForce(o.TimeInForce) == order.DAY {
+		return order.ReasonExpiredDay
+	}
+	return order.ReasonExpiredGTD
+}
+
 // cancel applies req to o under the instrument's lock, so a cancel never interleaves
 // with a match of the same book.
 func (tx *txn) cancel(ctx context.Context, o queries.Order, req CancelRequest) (queries.Order, error) {

@@ -142,6 +142,11 @@ func (tx *txn) matchStep(ctx context.Context, o queries.Order, maxFills int, mar
 		o, err = tx.transition(ctx, o, move{to: remainderCancelled(st), reason: order.ReasonInstrumentHalted}, nil)
 		return o, false, 0, false, err
 	}
+	// A DAY or GTD order that reaches the book after its expiry expires there.
+	if st == order.SentToExecutor && o.ExpireAt != nil && !o.ExpireAt.After(time.Now()) {
+		o, err = tx.transition(ctx, o, move{to: order.Expired, reason: expiryReason(o)}, nil)
+		return o, false, 0, false, err
+	}
 	// A MARKET order that reaches the book long after its 201 would fill at prices its
 	// client never saw: it expires instead. Ages are on the database's clock (created_at)
 	// against this worker's, which NTP keeps within milliseconds of it.

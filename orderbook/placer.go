@@ -97,7 +97,8 @@ type NewOrder struct {
 	TimeInForce    order.TimeInForce
 	IdempotencyKey string
 	RequestHash    string
-	ClientOrderID  string // "" for none; unique among the user's orders
+	ClientOrderID  string     // "" for none; unique among the user's orders
+	ExpireAt       *time.Time // a DAY or GTD order's expiry; nil for the others
 	Details        []byte
 	// Answer renders the answer to the request that placed the order, which is stored
 	// with it, in its transaction, for replays of the key; nil stores none.
@@ -375,6 +376,11 @@ func (p *placer) insert(pls []*placement) (map[idemKey]placeResult, error) {
 		arg.RequestHashes = append(arg.RequestHashes, r.RequestHash)
 		arg.EventDetails = append(arg.EventDetails, details)
 		arg.ClientOrderIds = append(arg.ClientOrderIds, r.ClientOrderID)
+		expireAt := ""
+		if r.ExpireAt != nil {
+			expireAt = r.ExpireAt.UTC().Format(time.RFC3339Nano)
+		}
+		arg.ExpireAts = append(arg.ExpireAts, expireAt)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
 	defer cancel()

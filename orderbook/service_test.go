@@ -709,3 +709,55 @@ func TestAMarketOrderThatReachesTheBookTooLateExpiresStale(t *testing.T) {
 	wantStatus(t, res.Order, order.Executed, "")
 	b.audited()
 }
+
+// placeExpiring places a GTD LIMIT order expiring at expireAt and dispatches it.
+func (b *book) placeExpiring(user, inst int64, side order.Side, price string, qty int64, expireAt time.Time) queries.Order {
+	b.t.Helper()
+	res, err := b.svc.Place(b.ctx, orderbook.NewOrder{UserID: user, InstrumentID: inst, Side: side, Kind: order.Limit,
+		Price: decimal.NewNullDecimal(decimal.RequireFromString(price)), Quantity: qty, TimeInForce: order.GTD,
+		ExpireAt: &expireAt, IdempotencyKey: rand.Text(), RequestHash: "h"})
+	if err != nil || !res.Created {
+		b.t.Fatalf("place GTD: %+v, %v", res, err)
+	}
+	b.dispatch(res.Order.ID)
+	return res.Order
+}
+
+func TestAnExpiringOrderRestsUntilItsExpiryAndThenExpires(t *testing.T) {
+	b := newBook(t)
+	gtd := b.placeExpiring(1, 101, order.Buy, "99", 5, time.Now().Add(time.Hour))
+	res, _ := b.match(gtd.ID)
+	wantStatus(t, res.Order, order.Executing, "")
+	if !res.Order.OnBook || res.Order.ExpireAt == nil {
+		t.Fatalf("a GTD order does not rest with its expiry: %+v", res.Order)
+	}
+	b.audited()                        // a resting GTD order is no violation
+	b.run(2, 101, order.Sell, "99", 2) // fills 2 of it
+
+	// Not due yet: Expire leaves it.
+	if o, err := b.svc.Expire(b.ctx, gtd.ID); err != nil || order.Status(o.Status) != order.PartiallyFilled {
+		t.Fatalf("Expire before the expiry = %s, %v; want it left PARTIALLY_FILLED", o.Status, err)
+	}
+	b.exec(`UPDATE orders SET expire_at = now() - interval '1 second' WHERE id = $1`, gtd.ID)
+	o, err := b.svc.Expire(b.ctx, gtd.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, o, order.Expired, order.ReasonExpiredGTD)
+	if o.OnBook || o.RemainingQuantity != 3 {
+		t.Errorf("expired: on book %v, %d left; want off the book with its 3", o.OnBook, o.RemainingQuantity)
+	}
+	if again, err := b.svc.Expire(b.ctx, gtd.ID); err != nil || order.Status(again.Status) != order.Expired {
+		t.Errorf("Expire again = %s, %v; want it left as it ended", again.Status, err)
+	}
+
+	// One that reaches the book after its expiry expires there, untraded.
+	late := b.placeExpiring(3, 101, order.Sell, "99", 1, time.Now().Add(time.Hour))
+	b.exec(`UPDATE orders SET expire_at = now() - interval '1 second' WHERE id = $1`, late.ID)
+	res, _ = b.match(late.ID)
+	wantStatus(t, res.Order, order.Expired, order.ReasonExpiredGTD)
+	if tr := b.trades(late.ID); len(tr) != 0 {
+		t.Errorf("an order past its expiry traded: %+v", tr)
+	}
+	b.audited()
+}

@@ -77,6 +77,7 @@ type Order struct {
 	OnBook            bool
 	RunKey            string
 	ClientOrderID     *string
+	ExpireAt          *time.Time
 }
 
 type OrderCount struct {

@@ -14,7 +14,8 @@ RETURNING *;
 -- then stores the orders' answers in the same transaction). The arrays are parallel, one
 -- element per order, and must not repeat a (user_id, idempotency_key) pair. Orders get
 -- their ids in array order. An empty price is a MARKET order's NULL, an empty client
--- order id none. The message is built here because only here is the order's id known; it
+-- order id none,
+-- an empty expire_at none (RFC 3339 text otherwise). The message is built here because only here is the order's id known; it
 -- must decode to what kafka.ExecutionMessage encodes. seq 1 needs no lock: no one else
 -- can see an order before it commits. Returns the orders written; an order whose
 -- (user_id, idempotency_key) or (user_id, client_order_id) already exists gets no row,
@@ -37,7 +38,8 @@ WITH input AS (
            unnest(@idempotency_keys::text[]) AS idempotency_key,
            unnest(@request_hashes::text[]) AS request_hash,
            unnest(@event_details::text[]) AS event_details,
-           unnest(@client_order_ids::text[]) AS client_order_id
+           unnest(@client_order_ids::text[]) AS client_order_id,
+           unnest(@expire_ats::text[]) AS expire_at
 ), claimed AS (
     -- A volatile function keeps this CTE from being folded into the insert: each lock is
     -- tried exactly once.
@@ -51,10 +53,11 @@ WITH input AS (
     -- run_key: 48 random bits (the first twelve hex digits of a version 4 UUID are
     -- random), see schema 0007.
     INSERT INTO orders (user_id, instrument_id, side, kind, price, quantity, remaining_quantity,
-                        status, time_in_force, idempotency_key, request_hash, run_key, client_order_id)
+                        status, time_in_force, idempotency_key, request_hash, run_key, client_order_id, expire_at)
     SELECT user_id, instrument_id, side, kind, NULLIF(price, '')::numeric, quantity, quantity,
            'CREATED', time_in_force, idempotency_key, request_hash,
-           replace(left(gen_random_uuid()::text, 13), '-', ''), NULLIF(client_order_id, '')
+           replace(left(gen_random_uuid()::text, 13), '-', ''), NULLIF(client_order_id, ''),
+           NULLIF(expire_at, '')::timestamptz
     FROM claimed
     ORDER BY ord
     -- Any unique conflict: the idempotency key's, or the client order id's (the caller
@@ -181,3 +184,7 @@ WHERE user_id = @user_id
   AND (sqlc.narg(side)::text IS NULL OR side = sqlc.narg(side))
 ORDER BY cancel_requested, id
 LIMIT @max_orders;
+
+-- name: ExpiryDue :one
+-- Whether order id's expiry has come, by the database's clock.
+SELECT coalesce(expire_at <= now(), false)::boolean FROM orders WHERE id = @id;

@@ -47,6 +47,18 @@ func (q *Queries) DeleteExpiredIdempotentAnswers(ctx context.Context, maxRows in
 	return result.RowsAffected(), nil
 }
 
+const expiryDue = `-- name: ExpiryDue :one
+SELECT coalesce(expire_at <= now(), false)::boolean FROM orders WHERE id = $1
+`
+
+// Whether order id's expiry has come, by the database's clock.
+func (q *Queries) ExpiryDue(ctx context.Context, id int64) (bool, error) {
+	row := q.db.QueryRow(ctx, expiryDue, id)
+	var column_1 bool
+	err := row.Scan(&column_1)
+	return column_1, err
+}
+
 const getIdempotentReplay = `-- name: GetIdempotentReplay :one
 SELECT o.id AS order_id, o.request_hash,
        coalesce(k.expires_at, o.created_at + make_interval(secs => $1::float8)) <= now() AS expired,
@@ -91,7 +103,7 @@ func (q *Queries) GetIdempotentReplay(ctx context.Context, arg GetIdempotentRepl
 }
 
 const getOrder = `-- name: GetOrder :one
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id FROM orders WHERE id = $1
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at FROM orders WHERE id = $1
 `
 
 func (q *Queries) GetOrder(ctx context.Context, id int64) (Order, error) {
@@ -122,12 +134,13 @@ func (q *Queries) GetOrder(ctx context.Context, id int64) (Order, error) {
 		&i.OnBook,
 		&i.RunKey,
 		&i.ClientOrderID,
+		&i.ExpireAt,
 	)
 	return i, err
 }
 
 const getOrderByClientOrderID = `-- name: GetOrderByClientOrderID :one
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id FROM orders WHERE user_id = $1 AND client_order_id = $2::text
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at FROM orders WHERE user_id = $1 AND client_order_id = $2::text
 `
 
 type GetOrderByClientOrderIDParams struct {
@@ -163,12 +176,13 @@ func (q *Queries) GetOrderByClientOrderID(ctx context.Context, arg GetOrderByCli
 		&i.OnBook,
 		&i.RunKey,
 		&i.ClientOrderID,
+		&i.ExpireAt,
 	)
 	return i, err
 }
 
 const getOrderByIdempotencyKey = `-- name: GetOrderByIdempotencyKey :one
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id FROM orders WHERE user_id = $1 AND idempotency_key = $2
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at FROM orders WHERE user_id = $1 AND idempotency_key = $2
 `
 
 type GetOrderByIdempotencyKeyParams struct {
@@ -204,12 +218,13 @@ func (q *Queries) GetOrderByIdempotencyKey(ctx context.Context, arg GetOrderById
 		&i.OnBook,
 		&i.RunKey,
 		&i.ClientOrderID,
+		&i.ExpireAt,
 	)
 	return i, err
 }
 
 const getOrderForUpdate = `-- name: GetOrderForUpdate :one
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id FROM orders WHERE id = $1 FOR UPDATE
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at FROM orders WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) GetOrderForUpdate(ctx context.Context, id int64) (Order, error) {
@@ -240,6 +255,7 @@ func (q *Queries) GetOrderForUpdate(ctx context.Context, id int64) (Order, error
 		&i.OnBook,
 		&i.RunKey,
 		&i.ClientOrderID,
+		&i.ExpireAt,
 	)
 	return i, err
 }
@@ -250,7 +266,7 @@ INSERT INTO orders (user_id, instrument_id, side, kind, price, quantity, remaini
 VALUES ($1, $2, $3, $4, $5, $6, $6,
         'CREATED', $7, $8, $9)
 ON CONFLICT (user_id, idempotency_key) DO NOTHING
-RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id
+RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at
 `
 
 type InsertOrderParams struct {
@@ -305,12 +321,13 @@ func (q *Queries) InsertOrder(ctx context.Context, arg InsertOrderParams) (Order
 		&i.OnBook,
 		&i.RunKey,
 		&i.ClientOrderID,
+		&i.ExpireAt,
 	)
 	return i, err
 }
 
 const listOpenOrdersOfUser = `-- name: ListOpenOrdersOfUser :many
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id FROM orders
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at FROM orders
 WHERE user_id = $1
   AND status IN ('CREATED', 'VALIDATED', 'SENT_TO_EXECUTOR', 'EXECUTING', 'PARTIALLY_FILLED')
   AND ($2::bigint IS NULL OR instrument_id = $2)
@@ -368,6 +385,7 @@ func (q *Queries) ListOpenOrdersOfUser(ctx context.Context, arg ListOpenOrdersOf
 			&i.OnBook,
 			&i.RunKey,
 			&i.ClientOrderID,
+			&i.ExpireAt,
 		); err != nil {
 			return nil, err
 		}
@@ -380,7 +398,7 @@ func (q *Queries) ListOpenOrdersOfUser(ctx context.Context, arg ListOpenOrdersOf
 }
 
 const listOrders = `-- name: ListOrders :many
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id FROM orders
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at FROM orders
 WHERE ($1::bigint IS NULL OR user_id = $1)
   AND ($2::text IS NULL OR status = $2)
   AND ($3::bigint IS NULL OR instrument_id = $3)
@@ -455,6 +473,7 @@ func (q *Queries) ListOrders(ctx context.Context, arg ListOrdersParams) ([]Order
 			&i.OnBook,
 			&i.RunKey,
 			&i.ClientOrderID,
+			&i.ExpireAt,
 		); err != nil {
 			return nil, err
 		}
@@ -469,7 +488,7 @@ func (q *Queries) ListOrders(ctx context.Context, arg ListOrdersParams) ([]Order
 const markCancelRequested = `-- name: MarkCancelRequested :one
 UPDATE orders SET cancel_requested = true, on_book = false, version = version + 1, updated_at = now()
 WHERE id = $1 AND NOT status = ANY($2::text[])
-RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id
+RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at
 `
 
 type MarkCancelRequestedParams struct {
@@ -510,6 +529,7 @@ func (q *Queries) MarkCancelRequested(ctx context.Context, arg MarkCancelRequest
 		&i.OnBook,
 		&i.RunKey,
 		&i.ClientOrderID,
+		&i.ExpireAt,
 	)
 	return i, err
 }
@@ -529,43 +549,45 @@ WITH input AS (
            unnest($8::text[]) AS idempotency_key,
            unnest($9::text[]) AS request_hash,
            unnest($10::text[]) AS event_details,
-           unnest($11::text[]) AS client_order_id
+           unnest($11::text[]) AS client_order_id,
+           unnest($12::text[]) AS expire_at
 ), claimed AS (
     -- A volatile function keeps this CTE from being folded into the insert: each lock is
     -- tried exactly once.
-    SELECT ord, user_id, instrument_id, side, kind, price, quantity, time_in_force, idempotency_key, request_hash, event_details, client_order_id FROM input
-    WHERE pg_try_advisory_xact_lock($12::integer, hashtext(user_id::text || ' ' || idempotency_key))
+    SELECT ord, user_id, instrument_id, side, kind, price, quantity, time_in_force, idempotency_key, request_hash, event_details, client_order_id, expire_at FROM input
+    WHERE pg_try_advisory_xact_lock($13::integer, hashtext(user_id::text || ' ' || idempotency_key))
       -- The client order id too, so that batches never wait for (or deadlock on) each
       -- other's uncommitted entries in its unique index.
       AND (client_order_id = '' OR
-           pg_try_advisory_xact_lock($13::integer, hashtext(user_id::text || ' ' || client_order_id)))
+           pg_try_advisory_xact_lock($14::integer, hashtext(user_id::text || ' ' || client_order_id)))
 ), placed AS (
     -- run_key: 48 random bits (the first twelve hex digits of a version 4 UUID are
     -- random), see schema 0007.
     INSERT INTO orders (user_id, instrument_id, side, kind, price, quantity, remaining_quantity,
-                        status, time_in_force, idempotency_key, request_hash, run_key, client_order_id)
+                        status, time_in_force, idempotency_key, request_hash, run_key, client_order_id, expire_at)
     SELECT user_id, instrument_id, side, kind, NULLIF(price, '')::numeric, quantity, quantity,
            'CREATED', time_in_force, idempotency_key, request_hash,
-           replace(left(gen_random_uuid()::text, 13), '-', ''), NULLIF(client_order_id, '')
+           replace(left(gen_random_uuid()::text, 13), '-', ''), NULLIF(client_order_id, ''),
+           NULLIF(expire_at, '')::timestamptz
     FROM claimed
     ORDER BY ord
     -- Any unique conflict: the idempotency key's, or the client order id's (the caller
     -- tells them apart).
     ON CONFLICT DO NOTHING
-    RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id
+    RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at
 ), event AS (
     INSERT INTO order_events (order_id, seq, event_type, to_status, details)
-    SELECT p.id, 1, $14::text, p.status, i.event_details::jsonb
+    SELECT p.id, 1, $15::text, p.status, i.event_details::jsonb
     FROM placed p JOIN input i ON i.user_id = p.user_id AND i.idempotency_key = p.idempotency_key
 ), message AS (
     INSERT INTO outbox (topic, key, payload)
-    SELECT $15::text, p.id::text,
+    SELECT $16::text, p.id::text,
            jsonb_build_object('orderId', p.id, 'userId', p.user_id, 'instrumentId', p.instrument_id,
                               'orderType', p.side, 'orderKind', p.kind, 'runKey', p.run_key)
     FROM placed p
     ORDER BY p.id -- the number: a bare id would name the output column, id::text
 )
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id FROM placed
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at FROM placed
 `
 
 type PlaceOrdersParams struct {
@@ -580,6 +602,7 @@ type PlaceOrdersParams struct {
 	RequestHashes        []string
 	EventDetails         []string
 	ClientOrderIds       []string
+	ExpireAts            []string
 	IdempotencyLockClass int32
 	ClientOrderLockClass int32
 	EventType            string
@@ -611,6 +634,7 @@ type PlaceOrdersRow struct {
 	OnBook            bool
 	RunKey            string
 	ClientOrderID     *string
+	ExpireAt          *time.Time
 }
 
 // Writes new orders, each with its ORDER_PLACED event (seq 1) and the outbox message that
@@ -618,7 +642,8 @@ type PlaceOrdersRow struct {
 // then stores the orders' answers in the same transaction). The arrays are parallel, one
 // element per order, and must not repeat a (user_id, idempotency_key) pair. Orders get
 // their ids in array order. An empty price is a MARKET order's NULL, an empty client
-// order id none. The message is built here because only here is the order's id known; it
+// order id none,
+// an empty expire_at none (RFC 3339 text otherwise). The message is built here because only here is the order's id known; it
 // must decode to what kafka.ExecutionMessage encodes. seq 1 needs no lock: no one else
 // can see an order before it commits. Returns the orders written; an order whose
 // (user_id, idempotency_key) or (user_id, client_order_id) already exists gets no row,
@@ -640,6 +665,7 @@ func (q *Queries) PlaceOrders(ctx context.Context, arg PlaceOrdersParams) ([]Pla
 		arg.RequestHashes,
 		arg.EventDetails,
 		arg.ClientOrderIds,
+		arg.ExpireAts,
 		arg.IdempotencyLockClass,
 		arg.ClientOrderLockClass,
 		arg.EventType,
@@ -677,6 +703,7 @@ func (q *Queries) PlaceOrders(ctx context.Context, arg PlaceOrdersParams) ([]Pla
 			&i.OnBook,
 			&i.RunKey,
 			&i.ClientOrderID,
+			&i.ExpireAt,
 		); err != nil {
 			return nil, err
 		}

@@ -235,9 +235,10 @@ type run struct {
 	decision   *decision
 	decisionCh workflow.Channel
 	signals    int
-	known      bool // the search attributes describing the order are set
-	executed   bool // this run has run the Execute step
-	gone       bool // the run has no order of its own (see disowned)
+	known      bool       // the search attributes describing the order are set
+	executed   bool       // this run has run the Execute step
+	gone       bool       // the run has no order of its own (see disowned)
+	expireAt   *time.Time // a DAY or GTD order's expiry, from its steps' results
 	// pending are search-attribute changes not yet upserted (RevisionBatched).
 	pending []temporal.SearchAttributeUpdate
 }
@@ -470,8 +471,11 @@ func (r *run) takeCancel() {
 // run has no order of its own.
 func (r *run) waitOnBook() (step activities.StepResult, rechecked bool, err error) {
 	var fill FillSignal
-	woke, due := false, false
+	woke, due, expired := false, false, false
 	recheck := workflow.GetVersion(r.ctx, changeRestingRecheck, workflow.DefaultVersion, 1) >= 1
+	// Only a DAY or GTD order has an expiry, and runs from before them never did, so
+	// their histories never reach this question (changeExpiry).
+	expiring := r.expireAt != nil && workflow.GetVersion(r.ctx, changeExpiry, workflow.DefaultVersion, 1) >= 1
 	wait := func(watchRun bool) {
 		sel := workflow.NewSelector(r.ctx)
 		sel.AddReceive(r.cancelCh, func(c workflow.ReceiveChannel, _ bool) {
@@ -492,11 +496,24 @@ func (r *run) waitOnBook() (step activities.StepResult, rechecked bool, err erro
 			defer stop() // a timer outlived by a signal must not wake the run later
 			sel.AddFuture(workflow.NewTimer(timerCtx, restingRecheck), func(workflow.Future) { due = true })
 		}
+		if expiring && watchRun {
+			// A durable timer: it fires at the expiry across worker restarts, and a run
+			// that continued as new sets it again from its first step's result. An
+			// expiry already past (the database's clock behind this one) is tried again
+			// a second later rather than at once.
+			left := r.expireAt.Sub(workflow.Now(r.ctx))
+			if left <= 0 {
+				left = time.Second
+			}
+			timerCtx, stop := workflow.WithCancel(r.ctx)
+			defer stop()
+			sel.AddFuture(workflow.NewTimer(timerCtx, left), func(workflow.Future) { expired = true })
+		}
 		sel.Select(r.ctx)
 	}
 	r.flush()
 	wait(true)
-	if !woke && !due {
+	if !woke && !due && !expired {
 		// The run was cancelled. Runs that rested before cancelled runs cancelled their
 		// orders kept waiting for a signal, as their histories recorded.
 		if r.runCancelled() {
@@ -505,6 +522,14 @@ func (r *run) waitOnBook() (step activities.StepResult, rechecked bool, err erro
 		wait(false)
 	}
 	r.signals++
+	if expired {
+		var a *activities.Activities
+		step, err = r.step("Expire", func(ctx workflow.Context) (activities.StepResult, error) {
+			var s activities.StepResult
+			return s, workflow.ExecuteLocalActivity(ctx, a.Expire, r.in.OrderID).Get(ctx, &s)
+		})
+		return step, true, err
+	}
 	if due {
 		// Execute is a no-op for a resting order that reports where it stands.
 		step, err = r.execute()
@@ -555,6 +580,9 @@ func (r *run) cancelOrderOfCancelledRun() (OrderResult, error) {
 
 // observe records a step's result and shows it to operators.
 func (r *run) observe(step activities.StepResult) {
+	if step.ExpireAt != nil {
+		r.expireAt = step.ExpireAt
+	}
 	changed := step.Status != r.res.Status
 	r.res.Status, r.res.Reason = step.Status, step.Reason
 	if !r.known && step.UserID != 0 {
@@ -615,6 +643,10 @@ const restingRecheck = 10 * time.Minute
 // changeRestingRecheck is the workflow.GetVersion change id of resting runs that read
 // their order back every restingRecheck.
 const changeRestingRecheck = "resting-recheck"
+
+// changeExpiry is the workflow.GetVersion change id of resting DAY and GTD runs, which
+// wait on a timer for their order's expiry.
+const changeExpiry = "expiry"
 
 // Reasons of a run that ends without an order of its own.
 const (

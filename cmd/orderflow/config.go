@@ -55,6 +55,7 @@ import (
 //	                    key or (when OIDC_JWKS_URL is set) a JWT; trust-body: none, the body's
 //	                    userId is believed and every route is open (local experiments and the
 //	                    seed's web client only; logged as a warning at every start)
+//	DAY_END             when DAY orders expire, as HH:MM in UTC (21:00)
 //	MARKET_MAX_AGE      a MARKET order that reaches matching later than this after its 201
 //	                    ends EXPIRED (reason STALE) instead of filling (10s; 0 never)
 //	IDEMPOTENCY_KEY_TTL how long an Idempotency-Key replays its first answer (24h, from 1m
@@ -124,6 +125,7 @@ type Config struct {
 	KeyCacheTTL          time.Duration
 	IdempotencyTTL       time.Duration
 	MarketMaxAge         time.Duration
+	DayEnd               time.Duration
 	ReconcileInterval    time.Duration
 	MatchFillsPerStep    int
 	DBMaxConns           int32
@@ -287,6 +289,11 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	case authKeys, authTrustBody:
 	default:
 		errs = append(errs, "AUTH_MODE must be keys or trust-body")
+	}
+	if t, err := time.Parse("15:04", str("DAY_END", "21:00")); err != nil {
+		errs = append(errs, "DAY_END must be a time of day in UTC such as 21:00")
+	} else {
+		cfg.DayEnd = time.Duration(t.Hour())*time.Hour + time.Duration(t.Minute())*time.Minute
 	}
 	if age, err := time.ParseDuration(str("MARKET_MAX_AGE", "10s")); err != nil || age < 0 {
 		errs = append(errs, "MARKET_MAX_AGE must be a duration such as 10s, or 0 for no limit")

@@ -85,6 +85,7 @@ func TestSecuritySettingsAreCheckedAtStart(t *testing.T) {
 		"IDEMPOTENCY_KEY_TTL=30s":                "IDEMPOTENCY_KEY_TTL",
 		"IDEMPOTENCY_KEY_TTL=soon":               "IDEMPOTENCY_KEY_TTL",
 		"MARKET_MAX_AGE=-1s":                     "MARKET_MAX_AGE",
+		"DAY_END=25:00":                          "DAY_END",
 	} {
 		vars := map[string]string{}
 		for _, kv := range strings.Fields(env) {

@@ -163,7 +163,7 @@ func runServices(ctx context.Context, cfg Config, logger *slog.Logger, roles rol
 		acfg := api.Config{
 			AllowedOrigins: cfg.CORSOrigins, CancelWait: cfg.CancelWait,
 			TemporalUIURL: cfg.TemporalUIURL, Namespace: cfg.TemporalNamespace,
-			Batches: m, Limits: cfg.Limits, IdempotencyTTL: cfg.IdempotencyTTL,
+			Batches: m, Limits: cfg.Limits, IdempotencyTTL: cfg.IdempotencyTTL, DayEnd: cfg.DayEnd,
 		}
 		if cfg.Admission.MaxDelay >= 0 {
 			acfg.Admission = orderbook.NewAdmission(pool, logger, cfg.Admission)
