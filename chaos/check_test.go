@@ -179,9 +179,13 @@ func (s *system) check(ctx context.Context, l *load) findings {
 		  (SELECT instrument_id, min(price) AS ask FROM orders WHERE instrument_id = ANY($1) AND side = 'SELL'
 		     AND kind = 'LIMIT' AND status IN ('EXECUTING', 'PARTIALLY_FILLED') AND remaining_quantity > 0 GROUP BY instrument_id) a
 		ON a.instrument_id = b.instrument_id WHERE b.bid >= a.ask`, l.instruments)
-	rows(&f.violations, "MARKET or IOC order left resting", `
+	rows(&f.violations, "MARKET, IOC or FOK order left resting", `
 		SELECT id, kind, time_in_force, status FROM orders WHERE instrument_id = ANY($1)
-		AND status IN ('EXECUTING', 'PARTIALLY_FILLED') AND (kind = 'MARKET' OR time_in_force = 'IOC')`, l.instruments)
+		AND status IN ('EXECUTING', 'PARTIALLY_FILLED') AND (kind = 'MARKET' OR time_in_force IN ('IOC', 'FOK'))`, l.instruments)
+	// An expiring order's run has a timer for its expiry, which faults must not lose.
+	rows(&f.violations, "GTD or DAY order resting a minute past its expiry", `
+		SELECT id, time_in_force, status, expire_at FROM orders WHERE instrument_id = ANY($1)
+		AND status IN ('EXECUTING', 'PARTIALLY_FILLED') AND expire_at < now() - interval '1 minute'`, l.instruments)
 
 	// A resting order needs a live run to receive its fills and cancels.
 	resting, err := s.resting(ctx, l.instruments)

@@ -180,6 +180,11 @@ func (l *load) order(rng *rand.Rand) map[string]any {
 		body["timeInForce"] = "IOC"
 	case 2:
 		body["timeInForce"] = "FOK" // the auditor checks none is ever filled in part
+	case 3:
+		// Expiring within the scenario, so its faults meet the runs' expiry timers; the
+		// checks find any left resting past its expiry.
+		body["timeInForce"] = "GTD"
+		body["expireAt"] = time.Now().Add(time.Duration(2+rng.IntN(20)) * time.Second).UTC().Format(time.RFC3339Nano)
 	}
 	return body
 }
