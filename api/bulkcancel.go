@@ -5,10 +5,10 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/orderflow/orderflow/order"
+	"golang.org/x/sync/errgroup"
 )
 
 // Bounds of one bulk cancel: it answers within the request's deadline however many
@@ -85,18 +85,12 @@ func (s *server) cancelOrders(w http.ResponseWriter, r *http.Request) error {
 	// on the book for it.
 	recorded := make([]cancelOutcome, len(open))
 	each := func(do func(i int)) {
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, bulkCancelConcurrency)
+		var g errgroup.Group
+		g.SetLimit(bulkCancelConcurrency)
 		for i := range open {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				do(i)
-			}()
+			g.Go(func() error { do(i); return nil })
 		}
-		wg.Wait()
+		_ = g.Wait() // do returns nothing: each order's outcome is its result
 	}
 	each(func(i int) { recorded[i] = s.recordCancel(ctx, open[i].ID, c.name(), nil) })
 	each(func(i int) {

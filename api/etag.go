@@ -34,9 +34,9 @@ func entityTags(value string) (tags []string, any bool, ok bool) {
 	return tags, false, len(tags) > 0
 }
 
-// ifMatch reads the request's If-Match header against the order's tag: present reports
-// whether there is one; matches uses the strong comparison If-Match requires (a weak tag
-// never matches). A malformed header is a VALIDATION_FAILED error naming it.
+// ifMatch reads the request's If-Match header: nil if there is none, else whether an
+// order matches it, by the strong comparison If-Match requires (a weak tag never
+// matches). A malformed header is a VALIDATION_FAILED error naming it.
 func ifMatch(r *http.Request) (match func(queries.Order) bool, err error) {
 	values := r.Header.Values("If-Match")
 	if len(values) == 0 {
@@ -46,37 +46,28 @@ func ifMatch(r *http.Request) (match func(queries.Order) bool, err error) {
 	if !ok {
 		return nil, invalid(fieldError{"If-Match", `must be "*" or a list of entity tags such as "3", as the order's ETag gives`})
 	}
-	return func(o queries.Order) bool {
-		if any {
-			return true
-		}
-		current := etag(o)
-		for _, t := range tags {
-			if t == current {
-				return true
-			}
-		}
-		return false
-	}, nil
+	return func(o queries.Order) bool { return any || names(tags, etag(o), false) }, nil
 }
 
 // notModified reports whether the request's If-None-Match names the order's current
-// tag (weak comparison, as RFC 9110 wants for it), so a GET may answer 304.
+// tag (weak comparison, as RFC 9110 wants for it), so a GET may answer 304. A malformed
+// condition is ignored: the full answer is always right.
 func notModified(r *http.Request, o queries.Order) bool {
 	values := r.Header.Values("If-None-Match")
 	if len(values) == 0 {
 		return false
 	}
 	tags, any, ok := entityTags(strings.Join(values, ","))
-	if !ok {
-		return false // a malformed condition is ignored: the full answer is always right
-	}
-	if any {
-		return true
-	}
-	current := etag(o)
+	return ok && (any || names(tags, etag(o), true))
+}
+
+// names reports whether tags hold current; weak compares weak tags as their strong form.
+func names(tags []string, current string, weak bool) bool {
 	for _, t := range tags {
-		if strings.TrimPrefix(t, "W/") == current {
+		if weak {
+			t = strings.TrimPrefix(t, "W/")
+		}
+		if t == current {
 			return true
 		}
 	}

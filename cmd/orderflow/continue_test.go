@@ -24,23 +24,7 @@ func TestALongRestingRunContinuesAsNewAndStillTakesItsFill(t *testing.T) {
 	wid := s.get(t, buy).WorkflowID
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	first, err := s.temporal.DescribeWorkflowExecution(ctx, wid, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	firstRun := first.GetWorkflowExecutionInfo().GetExecution().GetRunId()
-
-	// Fill signals that change nothing (the status the run knows) still count.
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(16)
-	for range 500 {
-		g.Go(func() error {
-			return s.temporal.SignalWorkflow(gctx, wid, firstRun, workflows.SignalFill, workflows.FillSignal{Status: order.Executing})
-		})
-	}
-	if err := g.Wait(); err != nil {
-		t.Fatal(err)
-	}
+	firstRun := s.signalPastRunBound(ctx, t, wid)
 	var next string
 	for next == "" {
 		d, err := s.temporal.DescribeWorkflowExecution(ctx, wid, "")
@@ -70,4 +54,27 @@ func TestALongRestingRunContinuesAsNewAndStillTakesItsFill(t *testing.T) {
 		t.Errorf("the continued run ended with %+v, %v; want EXECUTED", res, err)
 	}
 	s.checkInvariants(t, []int64{buy, sell})
+}
+
+// signalPastRunBound sends the resting run of workflow wid more fill signals than a run
+// takes before it continues as new, and returns that run's id. Fill signals that change
+// nothing (the status the run knows) still count.
+func (s *stack) signalPastRunBound(ctx context.Context, t *testing.T, wid string) string {
+	t.Helper()
+	first, err := s.temporal.DescribeWorkflowExecution(ctx, wid, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := first.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for range 500 {
+		g.Go(func() error {
+			return s.temporal.SignalWorkflow(gctx, wid, run, workflows.SignalFill, workflows.FillSignal{Status: order.Executing})
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	return run
 }

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/orderflow/orderflow/order"
 	"github.com/orderflow/orderflow/workflows"
@@ -53,21 +52,7 @@ func TestAGTDOrderExpiresAfterItsRunContinuedAsNew(t *testing.T) {
 	wid := s.get(t, id).WorkflowID
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	first, err := s.temporal.DescribeWorkflowExecution(ctx, wid, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	firstRun := first.GetWorkflowExecutionInfo().GetExecution().GetRunId()
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(16)
-	for range 500 {
-		g.Go(func() error {
-			return s.temporal.SignalWorkflow(gctx, wid, firstRun, workflows.SignalFill, workflows.FillSignal{Status: order.Executing})
-		})
-	}
-	if err := g.Wait(); err != nil {
-		t.Fatal(err)
-	}
+	firstRun := s.signalPastRunBound(ctx, t, wid)
 	eventually(t, time.Minute, "the run to continue as new", func() bool {
 		d, err := s.temporal.DescribeWorkflowExecution(ctx, wid, firstRun)
 		return err == nil && d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW
