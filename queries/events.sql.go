@@ -66,7 +66,7 @@ INSERT INTO order_events (order_id, seq, event_type, from_status, to_status, det
 VALUES ($1,
         (SELECT coalesce(max(seq), 0) + 1 FROM order_events WHERE order_id = $1),
         $2, $3, $4, $5)
-RETURNING id, order_id, seq, event_type, from_status, to_status, details, created_at
+RETURNING id, order_id, seq, event_type, from_status, to_status, details, created_at, xact
 `
 
 type InsertOrderEventParams struct {
@@ -97,6 +97,7 @@ func (q *Queries) InsertOrderEvent(ctx context.Context, arg InsertOrderEventPara
 		&i.ToStatus,
 		&i.Details,
 		&i.CreatedAt,
+		&i.Xact,
 	)
 	return i, err
 }
@@ -117,7 +118,7 @@ func (q *Queries) InsertOutbox(ctx context.Context, arg InsertOutboxParams) erro
 }
 
 const listOrderEvents = `-- name: ListOrderEvents :many
-SELECT id, order_id, seq, event_type, from_status, to_status, details, created_at FROM order_events WHERE order_id = $1 ORDER BY seq
+SELECT id, order_id, seq, event_type, from_status, to_status, details, created_at, xact FROM order_events WHERE order_id = $1 ORDER BY seq
 `
 
 func (q *Queries) ListOrderEvents(ctx context.Context, orderID int64) ([]OrderEvent, error) {
@@ -138,6 +139,7 @@ func (q *Queries) ListOrderEvents(ctx context.Context, orderID int64) ([]OrderEv
 			&i.ToStatus,
 			&i.Details,
 			&i.CreatedAt,
+			&i.Xact,
 		); err != nil {
 			return nil, err
 		}

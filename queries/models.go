@@ -94,6 +94,7 @@ type OrderEvent struct {
 	ToStatus   string
 	Details    []byte
 	CreatedAt  time.Time
+	Xact       uint64
 }
 
 type Outbox struct {
