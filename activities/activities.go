@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/shopspring/decimal"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
@@ -28,6 +29,9 @@ const (
 	ErrTypeStaleVersion = "StaleVersion"
 	// ErrTypeForeignRun: the run is not its order's (orderbook.ErrForeignRun).
 	ErrTypeForeignRun = "ForeignRun"
+	// ErrTypeInvalidAmendment: an amendment's input cannot be read (the API checks it
+	// before sending it, so only a hand-made Update gets this).
+	ErrTypeInvalidAmendment = "InvalidAmendment"
 )
 
 // Activities are the lifecycle steps over the order-book service.
@@ -228,6 +232,51 @@ func (a *Activities) Execute(ctx context.Context, orderID int64) (ExecuteResult,
 	}
 	if err := a.book.Deliver(ctx, a.notifier, res.Notices); err != nil {
 		a.log.Warn("fill notices left to the worker's sender", "order_id", orderID, "error", err)
+	}
+	return out, nil
+}
+
+// AmendInput is a client's amendment of a resting order (see orderbook.AmendRequest).
+// Price is the new limit ("" keeps it); IfVersion, when not nil, the version the client
+// saw.
+type AmendInput struct {
+	OrderID     int64
+	AmendID     string
+	Quantity    int64
+	Price       string
+	IfVersion   *int64
+	RequestedBy string
+}
+
+// AmendResult is what an amendment did (orderbook.AmendOutcome) and where the order
+// stands; ReplacementID is the order that replaced it (AmendReplaced), else 0.
+type AmendResult struct {
+	StepResult
+	Outcome       orderbook.AmendOutcome
+	Detail        string
+	Version       int64
+	ReplacementID int64
+}
+
+// Amend applies a client's amendment to a resting order (orderbook.Service.Amend): in
+// place for a smaller quantity, or by a replacement for a new price or a larger
+// quantity. A refusal is a result, not an error, so it is not retried.
+func (a *Activities) Amend(ctx context.Context, in AmendInput) (AmendResult, error) {
+	req := orderbook.AmendRequest{OrderID: in.OrderID, AmendID: in.AmendID, Quantity: in.Quantity, IfVersion: in.IfVersion, RequestedBy: in.RequestedBy}
+	if in.Price != "" {
+		p, err := decimal.NewFromString(in.Price)
+		if err != nil {
+			return AmendResult{}, temporal.NewNonRetryableApplicationError("amend price: "+err.Error(), ErrTypeInvalidAmendment, err)
+		}
+		req.Price = decimal.NewNullDecimal(p)
+	}
+	res, err := a.book.Amend(acting(ctx), req)
+	if err != nil {
+		return AmendResult{}, failure(err)
+	}
+	out := AmendResult{StepResult: resultOf(res.Order), Outcome: res.Outcome, Detail: res.Detail, Version: res.Order.Version}
+	if res.Replacement != nil {
+		out.ReplacementID = res.Replacement.ID
 	}
 	return out, nil
 }

@@ -70,6 +70,8 @@ type Canceller interface {
 //     close of New York's session in winter).
 //   - IdempotencyTTL: how long an Idempotency-Key replays its first answer; default
 //     orderbook.DefaultIdempotencyTTL (24h).
+//   - Amends: applies amendments (PATCH) through the orders' runs, waiting up to
+//     CancelWait; nil answers them 503.
 type Config struct {
 	AllowedOrigins []string
 	CancelWait     time.Duration
@@ -84,6 +86,7 @@ type Config struct {
 	Admission      *orderbook.Admission
 	IdempotencyTTL time.Duration
 	DayEnd         time.Duration
+	Amends         Amender
 }
 
 // withDefaults returns cfg with every unset field given its documented default.
@@ -156,7 +159,7 @@ func (s *server) routes() http.Handler {
 		securityHeaders,
 		cors.Handler(cors.Options{
 			AllowedOrigins: s.cfg.AllowedOrigins,
-			AllowedMethods: []string{http.MethodGet, http.MethodPost, http.MethodDelete, http.MethodOptions},
+			AllowedMethods: []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete, http.MethodOptions},
 			AllowedHeaders: []string{"Accept", "Authorization", "Content-Type", "Idempotency-Key", "If-Match", "If-None-Match", middleware.RequestIDHeader},
 			ExposedHeaders: []string{"Location", "Retry-After", "RateLimit", "RateLimit-Policy", "WWW-Authenticate", "ETag", replayedHeader, middleware.RequestIDHeader},
 			MaxAge:         300,
@@ -192,6 +195,7 @@ func (s *server) routes() http.Handler {
 		r.With(read).Get("/orders", s.handle(s.listOrders))
 		r.With(read).Get("/orders/by-client-order-id", s.handle(s.getOrderByClientID))
 		r.With(read).Get("/orders/{id}", s.handle(s.getOrder))
+		r.With(trade).Patch("/orders/{id}", s.handle(s.amendOrder))
 		// An operator (admin) cancels any user's order; a trader, their own.
 		r.With(s.guard(s.trades, auth.ScopeTrade, auth.ScopeAdmin)).Post("/orders/{id}/cancel", s.handle(s.cancelOrder))
 		r.With(s.guard(s.trades, auth.ScopeTrade, auth.ScopeAdmin)).Delete("/orders", s.handle(s.cancelOrders))

@@ -314,6 +314,8 @@ type orderBody struct {
 	TimeInForce       string          `json:"timeInForce"`
 	ClientOrderID     string          `json:"clientOrderId"`
 	ExpireAt          string          `json:"expireAt"`
+	ReplacesOrderID   int64           `json:"replacesOrderId"`
+	ReplacedByOrderID int64           `json:"replacedByOrderId"`
 	Reason            string          `json:"reason"`
 	CancelRequested   bool            `json:"cancelRequested"`
 	CreatedAt         string          `json:"createdAt"`

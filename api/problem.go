@@ -36,6 +36,8 @@ const (
 	codeOrderNotFound      errorCode = "ORDER_NOT_FOUND"
 	codeOrderTerminal      errorCode = "ORDER_TERMINAL"
 	codeOrderNotParked     errorCode = "ORDER_NOT_PARKED"
+	codeOrderNotAmendable  errorCode = "ORDER_NOT_AMENDABLE"
+	codeAmendBelowFilled   errorCode = "QUANTITY_NOT_ABOVE_FILLED"
 	codeInstrumentNotFound errorCode = "INSTRUMENT_NOT_FOUND"
 	codeNotFound           errorCode = "NOT_FOUND"
 	codeKeyNotFound        errorCode = "API_KEY_NOT_FOUND"
@@ -90,6 +92,10 @@ func (c errorCode) describe() (status int, title string) {
 		return http.StatusConflict, "Order is terminal"
 	case codeOrderNotParked:
 		return http.StatusConflict, "Order is not parked"
+	case codeOrderNotAmendable:
+		return http.StatusConflict, "Order cannot be amended"
+	case codeAmendBelowFilled:
+		return http.StatusConflict, "Quantity not above the filled quantity"
 	case codeMethodNotAllowed:
 		return http.StatusMethodNotAllowed, "Method not allowed"
 	case codeUnavailable:

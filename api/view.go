@@ -40,6 +40,8 @@ type orderView struct {
 	TimeInForce       string       `json:"timeInForce"`
 	ClientOrderID     string       `json:"clientOrderId,omitempty"`
 	ExpireAt          string       `json:"expireAt,omitempty"` // DAY and GTD orders
+	ReplacesOrderID   int64        `json:"replacesOrderId,omitempty"`
+	ReplacedByOrderID int64        `json:"replacedByOrderId,omitempty"` // shown for one order, not in lists
 	Reason            string       `json:"reason,omitempty"`
 	CancelRequested   bool         `json:"cancelRequested"`
 	NeedsAttention    bool         `json:"needsAttention"`
@@ -79,6 +81,9 @@ func (s *server) orderView(o queries.Order) orderView {
 	if o.ExpireAt != nil {
 		v.ExpireAt = formatTime(*o.ExpireAt)
 	}
+	if o.ReplacesOrderID != nil {
+		v.ReplacesOrderID = *o.ReplacesOrderID
+	}
 	if s.cfg.TemporalUIURL != "" {
 		v.WorkflowURL = s.cfg.TemporalUIURL + "/namespaces/" + url.PathEscape(s.cfg.Namespace) +
 			"/workflows/" + url.PathEscape(v.WorkflowID)
@@ -104,11 +109,19 @@ func (s *server) orderViews(ctx context.Context, orders ...queries.Order) ([]ord
 	return views, nil
 }
 
-// fullView is orderViews of one order.
+// fullView is orderViews of one order, with the order that replaced it, if an amendment
+// did.
 func (s *server) fullView(ctx context.Context, o queries.Order) (orderView, error) {
 	v, err := s.orderViews(ctx, o)
 	if err != nil {
 		return orderView{}, err
+	}
+	if o.Reason == order.ReasonReplaced {
+		repl, err := s.book.Replacement(ctx, o.ID)
+		if err != nil {
+			return orderView{}, fmt.Errorf("api: %w", err)
+		}
+		v[0].ReplacedByOrderID = repl.ID
 	}
 	return v[0], nil
 }

@@ -244,7 +244,7 @@ var eventTypes = []order.EventType{
 	order.EventOrderPlaced, order.EventValidated, order.EventRejected, order.EventSentToExecutor,
 	order.EventExecuting, order.EventPartiallyFilled, order.EventExecuted, order.EventCancelRequested,
 	order.EventCancelled, order.EventPartiallyCancelled, order.EventFailed,
-	order.EventExecutionStalled, order.EventOperatorRetry,
+	order.EventExecutionStalled, order.EventOperatorRetry, order.EventAmended,
 }
 
 func annotationTypes() []string {

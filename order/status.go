@@ -151,14 +151,18 @@ const (
 	EventExecutionStalled EventType = "EXECUTION_STALLED"
 	// EventOperatorRetry records an operator's decision to retry a parked order's step.
 	EventOperatorRetry EventType = "OPERATOR_RETRY"
+	// EventAmended records a client's amendment of a resting order in place: a smaller
+	// quantity, keeping its time priority. (A new price or a larger quantity replaces the
+	// order instead: it ends CANCELLED or PARTIALLY_CANCELLED, reason REPLACED.)
+	EventAmended EventType = "AMENDED"
 )
 
 // ChangesStatus reports whether events of type e record a status change; the others
-// (CANCEL_REQUESTED, EXECUTION_STALLED, OPERATOR_RETRY) annotate the timeline, with
-// from_status = to_status = the status the order was in.
+// (CANCEL_REQUESTED, EXECUTION_STALLED, OPERATOR_RETRY, AMENDED) annotate the timeline,
+// with from_status = to_status = the status the order was in.
 func (e EventType) ChangesStatus() bool {
 	switch e {
-	case EventCancelRequested, EventExecutionStalled, EventOperatorRetry:
+	case EventCancelRequested, EventExecutionStalled, EventOperatorRetry, EventAmended:
 		return false
 	}
 	return true
@@ -181,6 +185,9 @@ const (
 	ReasonExpiredGTD        = "EXPIRED_GTD"
 	ReasonSelfTrade         = "SELF_TRADE_PREVENTED"
 	ReasonCancelledByClient = "CANCELLED_BY_CLIENT"
+	// ReasonReplaced: a client's amendment (a new price or a larger quantity) replaced the
+	// order with a new one, which names it (replacesOrderId).
+	ReasonReplaced = "REPLACED"
 	// ReasonRunCancelled: an operator cancelled the order's workflow run (Temporal UI or
 	// CLI); the run cancels its order on its way out.
 	ReasonRunCancelled       = "RUN_CANCELLED"

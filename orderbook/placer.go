@@ -350,13 +350,10 @@ func refusedStatement(err error) bool {
 	return !strings.HasPrefix(pgErr.Code, "08") && !slices.Contains([]string{"57P01", "57P02", "57P03"}, pgErr.Code)
 }
 
-// insert runs PlaceOrders for the placements, in their order, and stores the answers of
-// the orders it wrote, in one transaction. It returns what each written order's
-// placement gets, by its key.
-func (p *placer) insert(pls []*placement) (map[idemKey]placeResult, error) {
+// placeParams are PlaceOrders' arguments for the orders, in their order.
+func placeParams(orders []NewOrder) queries.PlaceOrdersParams {
 	arg := queries.PlaceOrdersParams{EventType: string(order.EventOrderPlaced), Topic: ExecutionTopic, IdempotencyLockClass: idempotencyLockClass, ClientOrderLockClass: clientOrderLockClass}
-	for _, pl := range pls {
-		r := pl.req
+	for _, r := range orders {
 		price := ""
 		if r.Price.Valid {
 			price = r.Price.Decimal.String()
@@ -382,6 +379,18 @@ func (p *placer) insert(pls []*placement) (map[idemKey]placeResult, error) {
 		}
 		arg.ExpireAts = append(arg.ExpireAts, expireAt)
 	}
+	return arg
+}
+
+// insert runs PlaceOrders for the placements, in their order, and stores the answers of
+// the orders it wrote, in one transaction. It returns what each written order's
+// placement gets, by its key.
+func (p *placer) insert(pls []*placement) (map[idemKey]placeResult, error) {
+	reqs := make([]NewOrder, len(pls))
+	for i, pl := range pls {
+		reqs[i] = pl.req
+	}
+	arg := placeParams(reqs)
 	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
 	defer cancel()
 	if p.batches != nil {

@@ -26,7 +26,7 @@ WITH change AS (
         book_seq = CASE WHEN c.assign_seq THEN nextval('order_book_seq') ELSE o.book_seq END
     FROM change c
     WHERE o.id = c.order_id AND o.version = c.version
-    RETURNING o.id, o.user_id, o.instrument_id, o.side, o.kind, o.price, o.quantity, o.remaining_quantity, o.status, o.time_in_force, o.version, o.idempotency_key, o.request_hash, o.reason, o.cancel_requested, o.created_at, o.updated_at, o.needs_attention, o.last_error, o.stalled_step, o.book_seq, o.on_book, o.run_key, o.client_order_id, o.expire_at
+    RETURNING o.id, o.user_id, o.instrument_id, o.side, o.kind, o.price, o.quantity, o.remaining_quantity, o.status, o.time_in_force, o.version, o.idempotency_key, o.request_hash, o.reason, o.cancel_requested, o.created_at, o.updated_at, o.needs_attention, o.last_error, o.stalled_step, o.book_seq, o.on_book, o.run_key, o.client_order_id, o.expire_at, o.replaces_order_id
 ), trade_input AS (
     SELECT generate_series(1, cardinality($8::bigint[])) AS ord,
            unnest($8::bigint[]) AS buy_id, unnest($9::bigint[]) AS sell_id,
@@ -59,7 +59,7 @@ WITH change AS (
     INSERT INTO fill_notices (aggressor_id, order_id, status)
     SELECT $20::bigint, unnest($21::bigint[]), unnest($22::text[])
 )
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at FROM updated
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at, replaces_order_id FROM updated
 `
 
 type ApplyChangesParams struct {
@@ -113,6 +113,7 @@ type ApplyChangesRow struct {
 	RunKey            string
 	ClientOrderID     *string
 	ExpireAt          *time.Time
+	ReplacesOrderID   *int64
 }
 
 // The one statement that changes orders.status. In one round trip it applies a set of
@@ -185,6 +186,7 @@ func (q *Queries) ApplyChanges(ctx context.Context, arg ApplyChangesParams) ([]A
 			&i.RunKey,
 			&i.ClientOrderID,
 			&i.ExpireAt,
+			&i.ReplacesOrderID,
 		); err != nil {
 			return nil, err
 		}

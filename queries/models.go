@@ -78,6 +78,7 @@ type Order struct {
 	RunKey            string
 	ClientOrderID     *string
 	ExpireAt          *time.Time
+	ReplacesOrderID   *int64
 }
 
 type OrderCount struct {

@@ -13,7 +13,7 @@ import (
 const clearStalled = `-- name: ClearStalled :one
 UPDATE orders SET needs_attention = false, version = version + 1, updated_at = now()
 WHERE id = $1 AND needs_attention
-RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at
+RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at, replaces_order_id
 `
 
 // Unparks an order when an operator decides; returns no row if it was not parked.
@@ -46,6 +46,7 @@ func (q *Queries) ClearStalled(ctx context.Context, id int64) (Order, error) {
 		&i.RunKey,
 		&i.ClientOrderID,
 		&i.ExpireAt,
+		&i.ReplacesOrderID,
 	)
 	return i, err
 }
@@ -73,7 +74,7 @@ func (q *Queries) CountParkedOrders(ctx context.Context) (int64, error) {
 }
 
 const listOpenOrdersAfter = `-- name: ListOpenOrdersAfter :many
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at FROM orders
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at, replaces_order_id FROM orders
 WHERE id > $1 AND NOT (status = ANY($2::text[]))
 ORDER BY id
 LIMIT $3
@@ -122,6 +123,7 @@ func (q *Queries) ListOpenOrdersAfter(ctx context.Context, arg ListOpenOrdersAft
 			&i.RunKey,
 			&i.ClientOrderID,
 			&i.ExpireAt,
+			&i.ReplacesOrderID,
 		); err != nil {
 			return nil, err
 		}
@@ -134,7 +136,7 @@ func (q *Queries) ListOpenOrdersAfter(ctx context.Context, arg ListOpenOrdersAft
 }
 
 const listOpenOrdersByID = `-- name: ListOpenOrdersByID :many
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at FROM orders
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at, replaces_order_id FROM orders
 WHERE id = ANY($1::bigint[]) AND NOT (status = ANY($2::text[]))
 ORDER BY id
 `
@@ -180,6 +182,7 @@ func (q *Queries) ListOpenOrdersByID(ctx context.Context, arg ListOpenOrdersByID
 			&i.RunKey,
 			&i.ClientOrderID,
 			&i.ExpireAt,
+			&i.ReplacesOrderID,
 		); err != nil {
 			return nil, err
 		}
@@ -223,7 +226,7 @@ func (q *Queries) ListOrderRunKeys(ctx context.Context, ids []int64) ([]ListOrde
 }
 
 const listStuckOrders = `-- name: ListStuckOrders :many
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at FROM orders
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at, replaces_order_id FROM orders
 WHERE needs_attention
    OR (status = ANY($1::text[]) AND updated_at < $2::timestamptz)
 ORDER BY updated_at
@@ -274,6 +277,7 @@ func (q *Queries) ListStuckOrders(ctx context.Context, arg ListStuckOrdersParams
 			&i.RunKey,
 			&i.ClientOrderID,
 			&i.ExpireAt,
+			&i.ReplacesOrderID,
 		); err != nil {
 			return nil, err
 		}
@@ -289,7 +293,7 @@ const markStalled = `-- name: MarkStalled :one
 UPDATE orders SET needs_attention = true, last_error = $1, stalled_step = $2,
     version = version + 1, updated_at = now()
 WHERE id = $3
-RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at
+RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at, replaces_order_id
 `
 
 type MarkStalledParams struct {
@@ -329,6 +333,7 @@ func (q *Queries) MarkStalled(ctx context.Context, arg MarkStalledParams) (Order
 		&i.RunKey,
 		&i.ClientOrderID,
 		&i.ExpireAt,
+		&i.ReplacesOrderID,
 	)
 	return i, err
 }

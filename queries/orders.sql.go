@@ -103,7 +103,7 @@ func (q *Queries) GetIdempotentReplay(ctx context.Context, arg GetIdempotentRepl
 }
 
 const getOrder = `-- name: GetOrder :one
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at FROM orders WHERE id = $1
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at, replaces_order_id FROM orders WHERE id = $1
 `
 
 func (q *Queries) GetOrder(ctx context.Context, id int64) (Order, error) {
@@ -135,12 +135,13 @@ func (q *Queries) GetOrder(ctx context.Context, id int64) (Order, error) {
 		&i.RunKey,
 		&i.ClientOrderID,
 		&i.ExpireAt,
+		&i.ReplacesOrderID,
 	)
 	return i, err
 }
 
 const getOrderByClientOrderID = `-- name: GetOrderByClientOrderID :one
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at FROM orders WHERE user_id = $1 AND client_order_id = $2::text
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at, replaces_order_id FROM orders WHERE user_id = $1 AND client_order_id = $2::text
 `
 
 type GetOrderByClientOrderIDParams struct {
@@ -177,12 +178,13 @@ func (q *Queries) GetOrderByClientOrderID(ctx context.Context, arg GetOrderByCli
 		&i.RunKey,
 		&i.ClientOrderID,
 		&i.ExpireAt,
+		&i.ReplacesOrderID,
 	)
 	return i, err
 }
 
 const getOrderByIdempotencyKey = `-- name: GetOrderByIdempotencyKey :one
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at FROM orders WHERE user_id = $1 AND idempotency_key = $2
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at, replaces_order_id FROM orders WHERE user_id = $1 AND idempotency_key = $2
 `
 
 type GetOrderByIdempotencyKeyParams struct {
@@ -219,12 +221,13 @@ func (q *Queries) GetOrderByIdempotencyKey(ctx context.Context, arg GetOrderById
 		&i.RunKey,
 		&i.ClientOrderID,
 		&i.ExpireAt,
+		&i.ReplacesOrderID,
 	)
 	return i, err
 }
 
 const getOrderForUpdate = `-- name: GetOrderForUpdate :one
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at FROM orders WHERE id = $1 FOR UPDATE
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at, replaces_order_id FROM orders WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) GetOrderForUpdate(ctx context.Context, id int64) (Order, error) {
@@ -256,6 +259,7 @@ func (q *Queries) GetOrderForUpdate(ctx context.Context, id int64) (Order, error
 		&i.RunKey,
 		&i.ClientOrderID,
 		&i.ExpireAt,
+		&i.ReplacesOrderID,
 	)
 	return i, err
 }
@@ -266,7 +270,7 @@ INSERT INTO orders (user_id, instrument_id, side, kind, price, quantity, remaini
 VALUES ($1, $2, $3, $4, $5, $6, $6,
         'CREATED', $7, $8, $9)
 ON CONFLICT (user_id, idempotency_key) DO NOTHING
-RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at
+RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at, replaces_order_id
 `
 
 type InsertOrderParams struct {
@@ -322,12 +326,13 @@ func (q *Queries) InsertOrder(ctx context.Context, arg InsertOrderParams) (Order
 		&i.RunKey,
 		&i.ClientOrderID,
 		&i.ExpireAt,
+		&i.ReplacesOrderID,
 	)
 	return i, err
 }
 
 const listOpenOrdersOfUser = `-- name: ListOpenOrdersOfUser :many
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at FROM orders
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at, replaces_order_id FROM orders
 WHERE user_id = $1
   AND status IN ('CREATED', 'VALIDATED', 'SENT_TO_EXECUTOR', 'EXECUTING', 'PARTIALLY_FILLED')
   AND ($2::bigint IS NULL OR instrument_id = $2)
@@ -386,6 +391,7 @@ func (q *Queries) ListOpenOrdersOfUser(ctx context.Context, arg ListOpenOrdersOf
 			&i.RunKey,
 			&i.ClientOrderID,
 			&i.ExpireAt,
+			&i.ReplacesOrderID,
 		); err != nil {
 			return nil, err
 		}
@@ -398,7 +404,7 @@ func (q *Queries) ListOpenOrdersOfUser(ctx context.Context, arg ListOpenOrdersOf
 }
 
 const listOrders = `-- name: ListOrders :many
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at FROM orders
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at, replaces_order_id FROM orders
 WHERE ($1::bigint IS NULL OR user_id = $1)
   AND ($2::text IS NULL OR status = $2)
   AND ($3::bigint IS NULL OR instrument_id = $3)
@@ -474,6 +480,7 @@ func (q *Queries) ListOrders(ctx context.Context, arg ListOrdersParams) ([]Order
 			&i.RunKey,
 			&i.ClientOrderID,
 			&i.ExpireAt,
+			&i.ReplacesOrderID,
 		); err != nil {
 			return nil, err
 		}
@@ -488,7 +495,7 @@ func (q *Queries) ListOrders(ctx context.Context, arg ListOrdersParams) ([]Order
 const markCancelRequested = `-- name: MarkCancelRequested :one
 UPDATE orders SET cancel_requested = true, on_book = false, version = version + 1, updated_at = now()
 WHERE id = $1 AND NOT status = ANY($2::text[])
-RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at
+RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at, replaces_order_id
 `
 
 type MarkCancelRequestedParams struct {
@@ -530,6 +537,7 @@ func (q *Queries) MarkCancelRequested(ctx context.Context, arg MarkCancelRequest
 		&i.RunKey,
 		&i.ClientOrderID,
 		&i.ExpireAt,
+		&i.ReplacesOrderID,
 	)
 	return i, err
 }
@@ -574,7 +582,7 @@ WITH input AS (
     -- Any unique conflict: the idempotency key's, or the client order id's (the caller
     -- tells them apart).
     ON CONFLICT DO NOTHING
-    RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at
+    RETURNING id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at, replaces_order_id
 ), event AS (
     INSERT INTO order_events (order_id, seq, event_type, to_status, details)
     SELECT p.id, 1, $15::text, p.status, i.event_details::jsonb
@@ -587,7 +595,7 @@ WITH input AS (
     FROM placed p
     ORDER BY p.id -- the number: a bare id would name the output column, id::text
 )
-SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at FROM placed
+SELECT id, user_id, instrument_id, side, kind, price, quantity, remaining_quantity, status, time_in_force, version, idempotency_key, request_hash, reason, cancel_requested, created_at, updated_at, needs_attention, last_error, stalled_step, book_seq, on_book, run_key, client_order_id, expire_at, replaces_order_id FROM placed
 `
 
 type PlaceOrdersParams struct {
@@ -635,6 +643,7 @@ type PlaceOrdersRow struct {
 	RunKey            string
 	ClientOrderID     *string
 	ExpireAt          *time.Time
+	ReplacesOrderID   *int64
 }
 
 // Writes new orders, each with its ORDER_PLACED event (seq 1) and the outbox message that
@@ -704,6 +713,7 @@ func (q *Queries) PlaceOrders(ctx context.Context, arg PlaceOrdersParams) ([]Pla
 			&i.RunKey,
 			&i.ClientOrderID,
 			&i.ExpireAt,
+			&i.ReplacesOrderID,
 		); err != nil {
 			return nil, err
 		}

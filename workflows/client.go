@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/orderflow/orderflow/activities"
 	"github.com/orderflow/orderflow/order"
 	"github.com/orderflow/orderflow/orderbook"
 )
@@ -268,4 +269,43 @@ func (s *Starter) signal(ctx context.Context, wid, name string, arg any) error {
 		return fmt.Errorf("signal %s to %s: %w", name, wid, err)
 	}
 	return nil
+}
+
+// Amend sends a client's amendment to the order's run (UpdateAmend; req.AmendID is
+// ignored, the Update's id names it) and waits up to wait for the run to have applied or
+// refused it: applied is false if it is still being applied (accepted by the run, which
+// records it in the timeline). A run that refuses the Update gives an error wrapping
+// orderbook.ErrNotAmendable; one that is not running, an error wrapping
+// orderbook.ErrNotFound.
+func (s *Starter) Amend(ctx context.Context, runKey string, req orderbook.AmendRequest, wait time.Duration) (res orderbook.Amended, applied bool, err error) {
+	wid := OrderWorkflowID(req.OrderID, runKey)
+	arg := AmendRequest{Quantity: req.Quantity, IfVersion: req.IfVersion, RequestedBy: req.RequestedBy}
+	if req.Price.Valid {
+		arg.Price = req.Price.Decimal.String()
+	}
+	h, err := s.client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: wid, UpdateName: UpdateAmend, Args: []any{arg}, WaitForStage: client.WorkflowUpdateStageAccepted,
+	})
+	if err == nil {
+		waitCtx, cancel := context.WithTimeout(ctx, wait)
+		defer cancel()
+		var out activities.AmendResult
+		if err = h.Get(waitCtx, &out); err != nil && waitCtx.Err() != nil && ctx.Err() == nil {
+			return res, false, nil // accepted; the run is still applying it
+		}
+		res = orderbook.Amended{Outcome: out.Outcome, Detail: out.Detail, ReplacementID: out.ReplacementID}
+	}
+	var (
+		appErr   *temporal.ApplicationError
+		notFound *serviceerror.NotFound
+	)
+	switch {
+	case errors.As(err, &appErr) && appErr.Type() == ErrTypeNotAmendable:
+		return res, false, fmt.Errorf("%s: %s: %w", wid, appErr.Message(), orderbook.ErrNotAmendable)
+	case errors.As(err, &notFound):
+		return res, false, fmt.Errorf("%s has no running run: %w", wid, orderbook.ErrNotFound)
+	case err != nil:
+		return res, false, fmt.Errorf("%s to %s: %w", UpdateAmend, wid, err)
+	}
+	return res, true, nil
 }

@@ -51,6 +51,26 @@ type DecisionResult struct {
 	Step   string
 }
 
+// UpdateAmend is a client's amendment of the resting order (AmendRequest), which the run
+// applies between fills, and answers (activities.AmendResult) once applied or refused. Its
+// validator refuses it (ErrTypeNotAmendable) unless the run rests on the book with no
+// other amendment or decision in progress.
+const UpdateAmend = "amend"
+
+// ErrTypeNotAmendable is the type of the error an amendment is refused with before it
+// reaches the order: the run is not resting, or is busy with another amendment.
+const ErrTypeNotAmendable = "NotAmendable"
+
+// AmendRequest is UpdateAmend's argument: the order's new total quantity (0 keeps it)
+// and limit price ("" keeps it), the version the client saw (If-Match; nil: any), and who
+// asked. The Update's id names the amendment, so a retried step applies it once.
+type AmendRequest struct {
+	Quantity    int64
+	Price       string
+	IfVersion   *int64
+	RequestedBy string
+}
+
 // QueryStatus answers with the status the run last saw.
 const QueryStatus = "status"
 
@@ -234,11 +254,15 @@ type run struct {
 	parkedAt   string
 	decision   *decision
 	decisionCh workflow.Channel
-	signals    int
-	known      bool       // the search attributes describing the order are set
-	executed   bool       // this run has run the Execute step
-	gone       bool       // the run has no order of its own (see disowned)
-	expireAt   *time.Time // a DAY or GTD order's expiry, from its steps' results
+	// amend is the client's amendment being applied, which amendCh wakes the resting
+	// run for.
+	amend    *amendment
+	amendCh  workflow.Channel
+	signals  int
+	known    bool       // the search attributes describing the order are set
+	executed bool       // this run has run the Execute step
+	gone     bool       // the run has no order of its own (see disowned)
+	expireAt *time.Time // a DAY or GTD order's expiry, from its steps' results
 	// pending are search-attribute changes not yet upserted (RevisionBatched).
 	pending []temporal.SearchAttributeUpdate
 }
@@ -259,11 +283,15 @@ func OrderWorkflow(ctx workflow.Context, in OrderInput) (OrderResult, error) {
 		failCh:   workflow.GetSignalChannel(ctx, SignalFail),
 		// Buffered, so an Update handler hands its decision over without waiting.
 		decisionCh: workflow.NewBufferedChannel(ctx, 1),
+		amendCh:    workflow.NewBufferedChannel(ctx, 1),
 	}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (order.Status, error) { return r.res.Status, nil }); err != nil {
 		return r.res, err
 	}
 	if err := r.handleDecisions(ctx); err != nil {
+		return r.res, err
+	}
+	if err := r.handleAmendments(ctx); err != nil {
 		return r.res, err
 	}
 	res, err := r.loop()
@@ -272,6 +300,7 @@ func OrderWorkflow(ctx workflow.Context, in OrderInput) (OrderResult, error) {
 	r.flush()
 	// An operator's Update is answered before the run closes on it.
 	r.refuseDecision("the run ended before the decision could be applied")
+	r.answerAmendment(activities.AmendResult{}, notAmendable("order %d ended before the amendment could be applied", in.OrderID))
 	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 	return res, err
 }
@@ -324,6 +353,76 @@ func (r *run) handleDecisions(ctx workflow.Context) error {
 	)
 }
 
+// amendment is a client's UpdateAmend in progress.
+type amendment struct {
+	in     activities.AmendInput
+	done   bool
+	result activities.AmendResult
+	err    error
+}
+
+// handleAmendments registers UpdateAmend: validated (refused unless the run rests on the
+// book and is not busy), handed to the resting run, and answered once the run applied it.
+func (r *run) handleAmendments(ctx workflow.Context) error {
+	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateAmend,
+		func(ctx workflow.Context, req AmendRequest) (activities.AmendResult, error) {
+			a := &amendment{in: activities.AmendInput{
+				OrderID: r.in.OrderID, AmendID: workflow.GetCurrentUpdateInfo(ctx).ID,
+				Quantity: req.Quantity, Price: req.Price, IfVersion: req.IfVersion, RequestedBy: req.RequestedBy,
+			}}
+			r.amend = a
+			r.amendCh.SendAsync(true)
+			if err := workflow.Await(ctx, func() bool { return a.done }); err != nil {
+				return activities.AmendResult{}, err
+			}
+			return a.result, a.err
+		},
+		workflow.UpdateHandlerOptions{Validator: func(req AmendRequest) error {
+			switch {
+			case req.Quantity < 0:
+				return notAmendable("a quantity must be positive")
+			case ctx.Err() != nil || r.parkedAt != "" || !r.res.Status.Resting():
+				return notAmendable("order %d is %s and not resting on the book", r.in.OrderID, r.res.Status)
+			case r.amend != nil || r.decision != nil:
+				return notAmendable("order %d is being amended or decided by another request", r.in.OrderID)
+			}
+			return nil
+		}},
+	)
+}
+
+func notAmendable(format string, args ...any) error {
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), ErrTypeNotAmendable, nil)
+}
+
+// answerAmendment answers the amendment in progress, if any.
+func (r *run) answerAmendment(res activities.AmendResult, err error) {
+	if r.amend != nil {
+		r.amend.done, r.amend.result, r.amend.err = true, res, err
+		r.amend = nil
+	}
+	r.amendCh.ReceiveAsync(nil)
+}
+
+// applyAmendment runs the Amend step for the amendment in progress and answers it. A
+// step that fails (parked and failed by an operator, a cancel that came first) answers
+// it refused; the loop handles the error as any step's.
+func (r *run) applyAmendment() (activities.StepResult, error) {
+	var a *activities.Activities
+	in := r.amend.in
+	var res activities.AmendResult
+	step, err := r.step("Amend", func(ctx workflow.Context) (activities.StepResult, error) {
+		err := workflow.ExecuteLocalActivity(ctx, a.Amend, in).Get(ctx, &res)
+		return res.StepResult, err
+	})
+	if err != nil {
+		r.answerAmendment(res, notAmendable("the amendment of order %d was not applied: %v", in.OrderID, rootCause(err)))
+		return step, err
+	}
+	r.answerAmendment(res, nil)
+	return step, nil
+}
+
 // applied answers the decision in progress, if any, with the order's status.
 func (r *run) applied(st order.Status, step string) {
 	if r.decision != nil {
@@ -373,7 +472,7 @@ func (r *run) loop() (OrderResult, error) {
 		case r.res.Status == order.SentToExecutor:
 			step, err = r.execute()
 		default: // resting on the book: wait for a fill or a cancel
-			if r.signals >= maxSignalsPerRun && r.fillCh.Len() == 0 && r.cancelCh.Len() == 0 {
+			if r.signals >= maxSignalsPerRun && r.fillCh.Len() == 0 && r.cancelCh.Len() == 0 && r.amend == nil {
 				// The next run has no history to replay, so it takes the last revision.
 				next := r.in
 				next.Revision = CurrentRevision
@@ -471,7 +570,7 @@ func (r *run) takeCancel() {
 // run has no order of its own.
 func (r *run) waitOnBook() (step activities.StepResult, rechecked bool, err error) {
 	var fill FillSignal
-	woke, due, expired := false, false, false
+	woke, due, expired, amending := false, false, false, false
 	recheck := workflow.GetVersion(r.ctx, changeRestingRecheck, workflow.DefaultVersion, 1) >= 1
 	// Only a DAY or GTD order has an expiry, and runs from before them never did, so
 	// their histories never reach this question (changeExpiry).
@@ -487,6 +586,11 @@ func (r *run) waitOnBook() (step activities.StepResult, rechecked bool, err erro
 		sel.AddReceive(r.fillCh, func(c workflow.ReceiveChannel, _ bool) {
 			c.Receive(r.ctx, &fill)
 			woke = true
+		})
+		// Only an UpdateAmend sends on amendCh, so histories without one never take this.
+		sel.AddReceive(r.amendCh, func(c workflow.ReceiveChannel, _ bool) {
+			c.Receive(r.ctx, nil)
+			amending = true
 		})
 		if watchRun {
 			sel.AddReceive(r.ctx.Done(), func(workflow.ReceiveChannel, bool) {})
@@ -513,13 +617,17 @@ func (r *run) waitOnBook() (step activities.StepResult, rechecked bool, err erro
 	}
 	r.flush()
 	wait(true)
-	if !woke && !due && !expired {
+	if !woke && !due && !expired && !amending {
 		// The run was cancelled. Runs that rested before cancelled runs cancelled their
 		// orders kept waiting for a signal, as their histories recorded.
 		if r.runCancelled() {
 			return step, false, nil
 		}
 		wait(false)
+	}
+	if amending && r.amend != nil {
+		step, err = r.applyAmendment()
+		return step, true, err
 	}
 	r.signals++
 	if expired {

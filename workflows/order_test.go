@@ -21,6 +21,7 @@ import (
 
 	"github.com/orderflow/orderflow/activities"
 	"github.com/orderflow/orderflow/order"
+	"github.com/orderflow/orderflow/orderbook"
 	"github.com/orderflow/orderflow/workflows"
 )
 
@@ -103,6 +104,10 @@ func (h *harness) forbidUnmocked() {
 	h.env.OnActivity(h.a.Resume, mock.Anything, mock.Anything).Return(
 		func(context.Context, activities.ResumeInput) (activities.StepResult, error) {
 			return activities.StepResult{}, unexpected("Resume")
+		}).Maybe()
+	h.env.OnActivity(h.a.Amend, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.AmendInput) (activities.AmendResult, error) {
+			return activities.AmendResult{}, unexpected("Amend")
 		}).Maybe()
 }
 
@@ -1044,4 +1049,93 @@ func TestCancellingAParkedRunFromTheUICancelsItsOrder(t *testing.T) {
 	if refused.accepted {
 		t.Errorf("a retry after the run was cancelled was accepted: %+v", refused)
 	}
+}
+
+// amend sends a client's amendment as an Update after the delay and records how the run
+// answered it.
+func (h *harness) amend(req workflows.AmendRequest, after time.Duration) *amendAnswer {
+	a := &amendAnswer{}
+	h.env.RegisterDelayedCallback(func() {
+		h.env.UpdateWorkflow(workflows.UpdateAmend, fmt.Sprintf("amend-%s", after), &testsuite.TestUpdateCallback{
+			OnAccept: func() { a.accepted = true },
+			OnReject: func(err error) { a.rejected = err },
+			OnComplete: func(v any, err error) {
+				a.completed, a.err = true, err
+				if r, ok := v.(activities.AmendResult); ok {
+					a.result = r
+				}
+			},
+		}, req)
+	}, after)
+	return a
+}
+
+type amendAnswer struct {
+	accepted, completed bool
+	rejected, err       error
+	result              activities.AmendResult
+}
+
+// A resting run applies an amendment between fills and answers it once applied; an
+// amendment in place leaves the order resting, and the run waits on for its fills.
+func TestARestingRunAppliesAnAmendmentAndWaitsOn(t *testing.T) {
+	h := newHarness(t)
+	h.onValidate(step(order.SentToExecutor), nil)
+	h.onExecute(activities.ExecuteResult{StepResult: step(order.Executing)}, nil)
+	amended := h.amend(workflows.AmendRequest{Quantity: 5, RequestedBy: "user:7"}, time.Minute)
+	h.env.OnActivity(h.a.Amend, mock.Anything, activities.AmendInput{OrderID: orderID, AmendID: "amend-1m0s", Quantity: 5, RequestedBy: "user:7"}).
+		Return(activities.AmendResult{StepResult: step(order.Executing), Outcome: orderbook.AmendedInPlace, Version: 4}, nil).Once()
+	h.signal(workflows.SignalFill, workflows.FillSignal{Status: order.Executed}, 2*time.Minute)
+
+	res := h.run()
+	if res.Status != order.Executed {
+		t.Errorf("result = %+v, want EXECUTED by the fill after the amendment", res)
+	}
+	if !amended.accepted || !amended.completed || amended.err != nil || amended.result.Outcome != orderbook.AmendedInPlace || amended.result.Version != 4 {
+		t.Errorf("the amend update: %+v, want completed AMENDED at version 4", amended)
+	}
+	h.assertCalls("Validate", "Execute", "Amend")
+}
+
+// An amendment that replaces the order ends its run: the order has ended REPLACED, and
+// the replacement has a run of its own.
+func TestAnAmendmentThatReplacesTheOrderEndsItsRun(t *testing.T) {
+	h := newHarness(t)
+	h.onValidate(step(order.SentToExecutor), nil)
+	h.onExecute(activities.ExecuteResult{StepResult: step(order.PartiallyFilled)}, nil)
+	replaced := h.amend(workflows.AmendRequest{Price: "99.5"}, time.Minute)
+	h.env.OnActivity(h.a.Amend, mock.Anything, mock.Anything).Return(activities.AmendResult{
+		StepResult: activities.StepResult{Status: order.PartiallyCancelled, Reason: order.ReasonReplaced},
+		Outcome:    orderbook.AmendReplaced, ReplacementID: 2,
+	}, nil).Once()
+
+	res := h.run()
+	if res.Status != order.PartiallyCancelled || res.Reason != order.ReasonReplaced {
+		t.Errorf("result = %+v, want PARTIALLY_CANCELLED (REPLACED)", res)
+	}
+	if !replaced.completed || replaced.err != nil || replaced.result.ReplacementID != 2 {
+		t.Errorf("the amend update: %+v, want completed with replacement 2", replaced)
+	}
+	h.assertCalls("Validate", "Execute", "Amend")
+}
+
+// An amendment is refused before it reaches the order unless the run rests on the book:
+// while it is parked, it is refused and nothing is kept for later.
+func TestAnAmendmentOfARunThatIsNotRestingIsRefused(t *testing.T) {
+	h := newHarness(t)
+	h.onValidate(step(order.SentToExecutor), nil)
+	h.env.OnActivity(h.a.Execute, mock.Anything, orderID).Return(activities.ExecuteResult{}, errors.New("timeout")).Times(2)
+	h.env.OnActivity(h.a.MarkStalled, mock.Anything, mock.Anything).Return(step(order.SentToExecutor), nil).Once()
+	parked := h.amend(workflows.AmendRequest{Quantity: 1}, time.Minute)
+	h.decide(workflows.UpdateFail, workflows.FailSignal{Reason: "venue closed"}, 2*time.Minute)
+	h.env.OnActivity(h.a.Fail, mock.Anything, mock.Anything).Return(activities.StepResult{Status: order.Failed, Reason: "venue closed"}, nil).Once()
+
+	res := h.runWith(shortRetry)
+	if res.Status != order.Failed {
+		t.Errorf("result = %+v, want FAILED", res)
+	}
+	if parked.accepted || parked.rejected == nil || !strings.Contains(parked.rejected.Error(), "not resting") {
+		t.Errorf("the amend update: %+v, want rejected as not resting", parked)
+	}
+	h.assertCalls("Validate", "Execute", "Execute", "MarkStalled", "Fail")
 }

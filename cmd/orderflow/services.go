@@ -164,6 +164,7 @@ func runServices(ctx context.Context, cfg Config, logger *slog.Logger, roles rol
 			AllowedOrigins: cfg.CORSOrigins, CancelWait: cfg.CancelWait,
 			TemporalUIURL: cfg.TemporalUIURL, Namespace: cfg.TemporalNamespace,
 			Batches: m, Limits: cfg.Limits, IdempotencyTTL: cfg.IdempotencyTTL, DayEnd: cfg.DayEnd,
+			Amends: starter,
 		}
 		if cfg.Admission.MaxDelay >= 0 {
 			acfg.Admission = orderbook.NewAdmission(pool, logger, cfg.Admission)
@@ -305,8 +306,9 @@ func runWorker(ctx context.Context, g *errgroup.Group, cfg Config, logger *slog.
 	})
 	w.RegisterWorkflowWithOptions(orderWorkflow(), workflow.RegisterOptions{Name: "OrderWorkflow"})
 	w.RegisterWorkflow(workflows.ReconcileWorkflow)
+	// The waker: an amendment that replaces an order places the new one from here.
 	book := orderbook.New(pool, logger, orderbook.Config{Observer: m, MaxFillsPerStep: cfg.MatchFillsPerStep, IdempotencyTTL: cfg.IdempotencyTTL,
-		MarketMaxAge: cfg.MarketMaxAge})
+		MarketMaxAge: cfg.MarketMaxAge, Waker: kafka.NewOutboxWaker(pool, logger)})
 	w.RegisterActivity(activities.New(book, logger, starter))
 	w.RegisterActivity(reconcile.NewActivities(reconcile.New(tc, starter, book, logger.With("component", "reconcile"))))
 	if err := w.Start(); err != nil {
