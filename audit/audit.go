@@ -8,7 +8,7 @@
 //
 //   - timeline: every order's events form a path through the transition table
 //     (order.CanTransition), opening with ORDER_PLACED → CREATED at seq 1, seq gap-free,
-//     annotation events (CANCEL_REQUESTED, EXECUTION_STALLED, OPERATOR_RETRY) leaving the
+//     annotation events (CANCEL_REQUESTED, EXECUTION_STALLED, OPERATOR_RETRY, AMENDED) leaving the
 //     status as it was, and the last event reaching the order's status;
 //   - fills: the sum of an order's trade quantities is quantity − remaining, and
 //     0 ≤ remaining ≤ quantity;
@@ -24,7 +24,10 @@
 //     this leaves out). An order may have had several runs one after another (one
 //     terminated and its successor, a redelivered message's run that found the order
 //     ended); that trades were not made twice is the trades and fills checks' to say;
-//   - idempotency: no two orders share (userId, Idempotency-Key).
+//   - idempotency: no two orders share (userId, Idempotency-Key);
+//   - amendments: an order that ended REPLACED (CANCELLED or PARTIALLY_CANCELLED) has the
+//     order that replaced it, which is of the same user, instrument, side and time in
+//     force; an order amended in place has the quantity its last AMENDED event gave it.
 package audit
 
 import (
@@ -52,10 +55,11 @@ const (
 	CheckPriority    = "priority"
 	CheckRuns        = "runs"
 	CheckIdempotency = "idempotency"
+	CheckAmendments  = "amendments"
 )
 
 // checkOrder is the order in which a report lists its violations.
-var checkOrder = []string{CheckTimeline, CheckFills, CheckTrades, CheckBook, CheckPriority, CheckRuns, CheckIdempotency}
+var checkOrder = []string{CheckTimeline, CheckFills, CheckTrades, CheckBook, CheckPriority, CheckRuns, CheckIdempotency, CheckAmendments}
 
 // DefaultGrace is how long after it was placed an order may still be without a run: the
 // outbox relay has published it, and the consumer has not yet started its run.

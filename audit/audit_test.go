@@ -265,6 +265,28 @@ func TestEachCheckReportsTheOrderThatBreaksIt(t *testing.T) {
 				return dup
 			},
 		},
+		{
+			name: "a replaced order whose replacement does not name it is reported", check: audit.CheckAmendments,
+			corrupt: func(t *testing.T, db *pgxpool.Pool, d dataset) int64 {
+				exec(t, db, `UPDATE orders SET replaces_order_id = NULL WHERE id = $1`, d.a3)
+				return d.a2
+			},
+		},
+		{
+			name: "a replacement of an order that was not replaced is reported", check: audit.CheckAmendments,
+			corrupt: func(t *testing.T, db *pgxpool.Pool, d dataset) int64 {
+				exec(t, db, `UPDATE orders SET replaces_order_id = NULL WHERE id = $1`, d.a3)
+				exec(t, db, `UPDATE orders SET replaces_order_id = $1 WHERE id = $2`, d.c1, d.a3)
+				return d.a3
+			},
+		},
+		{
+			name: "an order amended in place whose quantity is not its last amendment's is reported", check: audit.CheckAmendments,
+			corrupt: func(t *testing.T, db *pgxpool.Pool, d dataset) int64 {
+				exec(t, db, `UPDATE orders SET quantity = quantity + 1, remaining_quantity = remaining_quantity + 1 WHERE id = $1`, d.a1)
+				return d.a1
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -65,6 +65,8 @@ func (s scope) checks() []check {
 		{CheckBook, s.sql(bookSQL), []any{s.ids, restingStatuses()}},
 		{CheckPriority, s.sql(prioritySQL), []any{s.ids}},
 		{CheckIdempotency, s.sql(idempotencySQL), []any{s.ids}},
+		{CheckAmendments, s.sql(amendmentsSQL), []any{s.ids, order.ReasonReplaced, string(order.EventAmended),
+			order.Names([]order.Status{order.Cancelled, order.PartiallyCancelled})}},
 	}
 }
 
@@ -311,3 +313,30 @@ WHERE {{scope}}
   AND o.created_at <= $3::timestamptz
   AND NOT EXISTS (SELECT 1 FROM outbox x WHERE x.topic = $4::text AND x.key = o.id::text)
   AND NOT (o.status = ANY($2::text[]) AND o.updated_at < coalesce($5::timestamptz, '-infinity'))`
+
+// amendmentsSQL checks amendments ($2: the reason REPLACED; $3: the AMENDED event type;
+// $4: the statuses a replaced order ends in): a replaced order has its replacement
+// (orders_replaces_idx makes it at most one), a replacement names an order that was
+// replaced and is like it, and an order amended in place has the quantity of its last
+// AMENDED event.
+const amendmentsSQL = `
+SELECT o.id, 'the order ended ' || o.status || ' (' || $2::text || '), but no order replaces it'
+FROM orders o
+WHERE {{scope}} AND o.reason = $2::text
+  AND NOT EXISTS (SELECT 1 FROM orders r WHERE r.replaces_order_id = o.id)
+UNION ALL
+SELECT r.id, format('the order replaces order %s, which is %s (reason %s), %s %s on instrument %s for user %s (%s)',
+                    p.id, p.status, p.reason, p.side, p.time_in_force, p.instrument_id, p.user_id,
+                    'want ' || $2::text || ' and the same side, time in force, instrument and user')
+FROM orders r JOIN orders p ON p.id = r.replaces_order_id
+WHERE {{scope:r.id}} AND r.replaces_order_id IS NOT NULL
+  AND (p.reason <> $2::text OR NOT p.status = ANY($4::text[]) OR p.user_id <> r.user_id
+       OR p.instrument_id <> r.instrument_id OR p.side <> r.side OR p.time_in_force <> r.time_in_force)
+UNION ALL
+SELECT a.order_id, format('its last %s event set quantity %s, but the order has quantity %s', $3::text, a.quantity, o.quantity)
+FROM (SELECT DISTINCT ON (e.order_id) e.order_id, (e.details->>'quantity')::bigint AS quantity
+      FROM order_events e
+      WHERE {{scope:e.order_id}} AND e.event_type = $3::text
+      ORDER BY e.order_id, e.seq DESC) a
+JOIN orders o ON o.id = a.order_id
+WHERE a.quantity <> o.quantity`

@@ -81,6 +81,7 @@ func exec(t testing.TB, db *pgxpool.Pool, sql string, args ...any) {
 // name the orders and trades the corruption tests pick on.
 type dataset struct {
 	s1, b1, b2, s2, b3, s3, b4, b5, r1, c1, p1, s4, st, fresh int64
+	a1, a2, a3                                                int64 // amended in place, replaced, its replacement
 	t1, t2, t3, t4                                            int64 // trades
 	orders, trades                                            int
 }
@@ -99,6 +100,9 @@ type dataset struct {
 //	                before SendToExecutor, retried by an operator, and rests
 //	instrument 999: r1 is REJECTED (unknown instrument)
 //	fresh is placed and its message is still in the outbox.
+//	instrument 102: a1 SELL LIMIT 5@110 rests and is amended in place to 4 (AMENDED); a2
+//	                SELL LIMIT 3@111 rests and a new price replaces it with a3 at 112,
+//	                which rests.
 func newDataset(t *testing.T, db *pgxpool.Pool) dataset {
 	t.Helper()
 	ctx := context.Background()
@@ -150,6 +154,22 @@ func newDataset(t *testing.T, db *pgxpool.Pool) dataset {
 		t.Fatal(err)
 	}
 	d.fresh = mkt(10, 101, order.Buy, 1)
+	amend := func(id, qty int64, price string) orderbook.AmendResult {
+		t.Helper()
+		req := orderbook.AmendRequest{OrderID: id, AmendID: rand.Text(), Quantity: qty}
+		if price != "" {
+			req.Price = decimal.NewNullDecimal(decimal.RequireFromString(price))
+		}
+		res, err := orderbook.New(db, nil, orderbook.Config{}).Amend(ctx, req)
+		if err != nil || !res.Outcome.Applied() {
+			t.Fatalf("amend %d: %+v, %v", id, res, err)
+		}
+		return res
+	}
+	d.a1 = run(lim(11, 102, order.Sell, "110", 5))
+	amend(d.a1, 4, "")
+	d.a2 = run(lim(12, 102, order.Sell, "111", 3))
+	d.a3 = run(amend(d.a2, 0, "112").Replacement.ID)
 
 	trade := func(buy, sell int64) int64 {
 		t.Helper()
@@ -160,7 +180,7 @@ func newDataset(t *testing.T, db *pgxpool.Pool) dataset {
 		return id
 	}
 	d.t1, d.t2, d.t3, d.t4 = trade(d.b1, d.s1), trade(d.b2, d.s2), trade(d.b3, d.s1), trade(d.p1, d.s4)
-	d.orders, d.trades = 14, 4
+	d.orders, d.trades = 17, 4
 
 	// The dataset is what its comment says, or the corruption tests would test nothing.
 	want := map[int64]order.Status{
@@ -168,6 +188,7 @@ func newDataset(t *testing.T, db *pgxpool.Pool) dataset {
 		d.b3: order.Executed, d.s3: order.Executing, d.b4: order.Cancelled, d.b5: order.Failed,
 		d.c1: order.Cancelled, d.p1: order.PartiallyCancelled, d.s4: order.Executed, d.st: order.Executing,
 		d.r1: order.Rejected, d.fresh: order.Created,
+		d.a1: order.Executing, d.a2: order.Cancelled, d.a3: order.Executing,
 	}
 	for id, st := range want {
 		var got string
@@ -315,7 +336,7 @@ func (f fakeRuns) OrderRuns(context.Context) (map[string]audit.Runs, error) { re
 func healthyRuns(t *testing.T, db *pgxpool.Pool) fakeRuns {
 	t.Helper()
 	rows, err := db.Query(context.Background(), `
-		SELECT id, status FROM orders o
+		SELECT id, status, run_key FROM orders o
 		WHERE NOT EXISTS (SELECT 1 FROM outbox x WHERE x.key = o.id::text)`)
 	if err != nil {
 		t.Fatal(err)
@@ -323,8 +344,8 @@ func healthyRuns(t *testing.T, db *pgxpool.Pool) fakeRuns {
 	runs := fakeRuns{}
 	for rows.Next() {
 		var id int64
-		var status string
-		if err := rows.Scan(&id, &status); err != nil {
+		var status, key string
+		if err := rows.Scan(&id, &status, &key); err != nil {
 			t.Fatal(err)
 		}
 		live := !order.Status(status).Terminal()
@@ -332,7 +353,7 @@ func healthyRuns(t *testing.T, db *pgxpool.Pool) fakeRuns {
 		if live {
 			last = "Running"
 		}
-		runs[workflows.OrderWorkflowID(id, "")] = audit.Runs{Count: 1, Live: live, Last: last}
+		runs[workflows.OrderWorkflowID(id, key)] = audit.Runs{Count: 1, Live: live, Last: last}
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)

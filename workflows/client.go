@@ -274,7 +274,7 @@ func (s *Starter) signal(ctx context.Context, wid, name string, arg any) error {
 // Amend sends a client's amendment to the order's run (UpdateAmend; req.AmendID is
 // ignored, the Update's id names it) and waits up to wait for the run to have applied or
 // refused it: applied is false if it is still being applied (accepted by the run, which
-// records it in the timeline). A run that refuses the Update gives an error wrapping
+// records it in the timeline), or if the run ended without answering. A run that refuses the Update gives an error wrapping
 // orderbook.ErrNotAmendable; one that is not running, an error wrapping
 // orderbook.ErrNotFound.
 func (s *Starter) Amend(ctx context.Context, runKey string, req orderbook.AmendRequest, wait time.Duration) (res orderbook.Amended, applied bool, err error) {
@@ -290,8 +290,12 @@ func (s *Starter) Amend(ctx context.Context, runKey string, req orderbook.AmendR
 		waitCtx, cancel := context.WithTimeout(ctx, wait)
 		defer cancel()
 		var out activities.AmendResult
-		if err = h.Get(waitCtx, &out); err != nil && waitCtx.Err() != nil && ctx.Err() == nil {
-			return res, false, nil // accepted; the run is still applying it
+		err = h.Get(waitCtx, &out)
+		var appErr *temporal.ApplicationError
+		if err != nil && !(errors.As(err, &appErr) && appErr.Type() == ErrTypeNotAmendable) {
+			// Accepted by the run, which is still applying it, or was ended (terminated)
+			// before it answered: its timeline tells whether it was applied.
+			return res, false, nil
 		}
 		res = orderbook.Amended{Outcome: out.Outcome, Detail: out.Detail, ReplacementID: out.ReplacementID}
 	}

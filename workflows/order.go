@@ -416,7 +416,7 @@ func (r *run) applyAmendment() (activities.StepResult, error) {
 		return res.StepResult, err
 	})
 	if err != nil {
-		r.answerAmendment(res, notAmendable("the amendment of order %d was not applied: %v", in.OrderID, rootCause(err)))
+		r.answerAmendment(res, notAmendable("the amendment of order %d could not be applied (%v); the order's timeline shows whether it was", in.OrderID, rootCause(err)))
 		return step, err
 	}
 	r.answerAmendment(res, nil)
