@@ -22,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orderflow/orderflow/auth"
+	"github.com/orderflow/orderflow/eventstream"
 	"github.com/orderflow/orderflow/kafka"
 	"github.com/orderflow/orderflow/orderbook"
 )
@@ -72,21 +73,27 @@ type Canceller interface {
 //     orderbook.DefaultIdempotencyTTL (24h).
 //   - Amends: applies amendments (PATCH) through the orders' runs, waiting up to
 //     CancelWait; nil answers them 503.
+//   - Streams: the hub of the event streams (GET /api/v1/orders/events/stream and
+//     /api/v1/orders/{id}/events/stream), which its owner runs; nil answers them 503.
+//   - StreamHeartbeat: how often an idle event stream sends a comment, so that proxies
+//     keep it open; default 15s.
 type Config struct {
-	AllowedOrigins []string
-	CancelWait     time.Duration
-	TemporalUIURL  string
-	Namespace      string
-	RequestTimeout time.Duration
-	Batches        orderbook.BatchObserver
-	PlaceQueue     int
-	Auth           *auth.Authenticator
-	TrustBody      bool
-	Limits         Limits
-	Admission      *orderbook.Admission
-	IdempotencyTTL time.Duration
-	DayEnd         time.Duration
-	Amends         Amender
+	AllowedOrigins  []string
+	CancelWait      time.Duration
+	TemporalUIURL   string
+	Namespace       string
+	RequestTimeout  time.Duration
+	Batches         orderbook.BatchObserver
+	PlaceQueue      int
+	Auth            *auth.Authenticator
+	TrustBody       bool
+	Limits          Limits
+	Admission       *orderbook.Admission
+	IdempotencyTTL  time.Duration
+	DayEnd          time.Duration
+	Streams         *eventstream.Hub
+	StreamHeartbeat time.Duration
+	Amends          Amender
 }
 
 // withDefaults returns cfg with every unset field given its documented default.
@@ -109,6 +116,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	cfg.RequestTimeout = max(cfg.RequestTimeout, cfg.CancelWait+5*time.Second)
 	cfg.Limits = cfg.Limits.withDefaults()
+	if cfg.StreamHeartbeat <= 0 {
+		cfg.StreamHeartbeat = 15 * time.Second
+	}
 	return cfg
 }
 
@@ -194,6 +204,9 @@ func (s *server) routes() http.Handler {
 		r.With(trade).Post("/orders", s.handle(s.placeOrder))
 		r.With(read).Get("/orders", s.handle(s.listOrders))
 		r.With(read).Get("/orders/by-client-order-id", s.handle(s.getOrderByClientID))
+		// A stream's connect counts as one read, however long it lasts.
+		r.With(read).Get("/orders/events/stream", s.handle(s.streamEvents))
+		r.With(read).Get("/orders/{id}/events/stream", s.handle(s.streamOrderEvents))
 		r.With(read).Get("/orders/{id}", s.handle(s.getOrder))
 		r.With(trade).Patch("/orders/{id}", s.handle(s.amendOrder))
 		// An operator (admin) cancels any user's order; a trader, their own.

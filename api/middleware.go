@@ -97,9 +97,14 @@ func (s *server) recoverer(next http.Handler) http.Handler {
 }
 
 // timeout gives every request a deadline, so a stuck database call ends as a 503
-// instead of holding the client and a pool connection forever.
+// instead of holding the client and a pool connection forever. An event stream lasts as
+// long as its client and bounds its own database calls and writes instead.
 func (s *server) timeout(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if streamPath(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
 		defer cancel()
 		next.ServeHTTP(w, r.WithContext(ctx))

@@ -51,6 +51,8 @@ import (
 //	MATCH_FILLS_PER_STEP
 //	                    most fills one step of matching writes in one transaction under the
 //	                    instrument's lock; a deeper sweep continues in the next step (default 1000)
+//	EVENT_STREAMS_MAX   API: most event streams (SSE) one replica serves at once; more are
+//	                    refused 503 with Retry-After (default 5000)
 //	AUTH_MODE           keys (default): every API request carries a bearer credential, an API
 //	                    key or (when OIDC_JWKS_URL is set) a JWT; trust-body: none, the body's
 //	                    userId is believed and every route is open (local experiments and the
@@ -128,6 +130,7 @@ type Config struct {
 	DayEnd               time.Duration
 	ReconcileInterval    time.Duration
 	MatchFillsPerStep    int
+	EventStreamsMax      int
 	DBMaxConns           int32
 	HTTPTLSCertFile      string
 	HTTPTLSKeyFile       string
@@ -206,6 +209,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		CORSOrigins:       list("CORS_ORIGINS", "http://localhost:3000"),
 		DBMaxConns:        int32(integer("DB_MAX_CONNS", 20)),
 		MatchFillsPerStep: integer("MATCH_FILLS_PER_STEP", orderbook.DefaultMaxFillsPerStep),
+		EventStreamsMax:   integer("EVENT_STREAMS_MAX", 5000),
 		LogFormat:         str("LOG_FORMAT", "text"),
 		DataDir:           str("DATA_DIR", ".orderflow"),
 		TemporalCLI:       str("TEMPORAL_CLI", ""),

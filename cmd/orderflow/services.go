@@ -27,6 +27,7 @@ import (
 	"github.com/orderflow/orderflow/activities"
 	"github.com/orderflow/orderflow/api"
 	"github.com/orderflow/orderflow/auth"
+	"github.com/orderflow/orderflow/eventstream"
 	"github.com/orderflow/orderflow/kafka"
 	"github.com/orderflow/orderflow/metrics"
 	"github.com/orderflow/orderflow/orderbook"
@@ -176,6 +177,10 @@ func runServices(ctx context.Context, cfg Config, logger *slog.Logger, roles rol
 		if acfg.Auth, acfg.TrustBody, err = authenticator(ctx, cfg, pool, logger); err != nil {
 			return err
 		}
+		// The event streams' hub ends its streams when gctx ends, so that the HTTP
+		// server's shutdown is not kept waiting by connections that never go idle.
+		acfg.Streams = eventstream.New(pool, logger.With("component", "eventstream"), eventstream.Config{MaxSubscribers: cfg.EventStreamsMax})
+		g.Go(func() error { return acfg.Streams.Run(gctx) })
 		srv := newHTTPServer(cfg.HTTPAddr, m.HTTP(api.NewServer(pool, starter, logger, acfg)))
 		if cfg.HTTPTLSCertFile != "" {
 			certs, err := newCertFiles(cfg.HTTPTLSCertFile, cfg.HTTPTLSKeyFile, logger)
