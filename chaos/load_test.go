@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shopspring/decimal"
+
 	"github.com/orderflow/orderflow/kafka"
 )
 
@@ -33,8 +35,8 @@ type acked struct {
 }
 
 // load places a steady mix of orders — LIMIT orders that cross and that rest, IOC
-// LIMITs, MARKET orders — on the scenario's instruments, and cancels about one in four
-// of them. A request that fails with a transport error or a 503 is retried with the same
+// LIMITs, MARKET orders — on the scenario's instruments, cancels about one in four
+// of them and amends (PATCH) about one in ten of the others that may rest. A request that fails with a transport error or a 503 is retried with the same
 // Idempotency-Key, as a careful client would; a 200 for such a retry acknowledges the
 // order as much as a 201. Requests go to the API replicas in turn, and a retry to the
 // replica after the one that failed, as a client behind a load balancer sees it.
@@ -48,6 +50,7 @@ type load struct {
 
 	stop    chan struct{}
 	cancels chan int64
+	amends  chan amendment
 	wg      sync.WaitGroup
 	turn    atomic.Uint64 // the round robin over the API replicas
 
@@ -68,15 +71,21 @@ type answer struct {
 	took time.Duration
 }
 
+// amendment is a PATCH the load sends for an acknowledged order.
+type amendment struct {
+	id   int64
+	body []byte
+}
+
 func newLoad(s *system, instruments []int64, shape loadShape, seed uint64) *load {
 	return &load{
 		s: s, instruments: instruments, shape: shape, seed: seed,
-		stop: make(chan struct{}), cancels: make(chan int64, 10_000),
+		stop: make(chan struct{}), cancels: make(chan int64, 10_000), amends: make(chan amendment, 10_000),
 		ackedIDs: map[int64]bool{}, cancelled: map[int64]bool{}, gone: map[int64]bool{}, codes: map[string]int{},
 	}
 }
 
-// start starts the placers and two cancellers.
+// start starts the placers, two cancellers and an amender.
 func (l *load) start() {
 	for p := range l.shape.placers {
 		l.wg.Add(1)
@@ -86,6 +95,8 @@ func (l *load) start() {
 		l.wg.Add(1)
 		go l.cancel()
 	}
+	l.wg.Add(1)
+	go l.amend()
 }
 
 // halt stops the load and waits for its requests to finish; a request still being
@@ -233,11 +244,88 @@ func (l *load) placeOnce(body map[string]any, key string, rng *rand.Rand, replic
 		}})
 	}
 	l.mu.Unlock()
-	if rng.IntN(4) == 0 {
+	switch tif, _ := body["timeInForce"].(string); {
+	case rng.IntN(4) == 0:
 		select {
 		case l.cancels <- v.OrderID:
 		default:
 		}
+	case body["orderKind"] == "LIMIT" && tif != "IOC" && tif != "FOK" && rng.IntN(7) == 0:
+		select {
+		case l.amends <- amendment{id: v.OrderID, body: amendBody(body, rng)}:
+		default:
+		}
+	}
+	return true
+}
+
+// amendBody is a PATCH for the order placed with body: half of them a smaller quantity
+// (kept in place), half a new price a quarter away (a replacement, which may cross).
+func amendBody(body map[string]any, rng *rand.Rand) []byte {
+	qty, _ := body["quantity"].(int)
+	if qty > 1 && rng.IntN(2) == 0 {
+		b, _ := json.Marshal(map[string]any{"quantity": qty / 2})
+		return b
+	}
+	price := decimal.RequireFromString(body["price"].(string)).Add(decimal.New(int64(rng.IntN(3)-1)*25, -2))
+	b, _ := json.Marshal(map[string]any{"price": price.String()})
+	return b
+}
+
+// amend is the amender: it sends the amendments it is handed, retrying transport errors,
+// 503s and orders not resting yet a few times.
+func (l *load) amend() {
+	defer l.wg.Done()
+	tick := time.NewTicker(l.shape.every)
+	defer tick.Stop()
+	for {
+		var a amendment
+		select {
+		case <-l.stop:
+			return
+		case a = <-l.amends:
+		}
+		replica := l.replica()
+		for attempt := 0; attempt < 10 && !l.amendOnce(a, replica+attempt); attempt++ {
+			select {
+			case <-l.stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}
+}
+
+// amendOnce sends one PATCH to the API replica and reports whether it is done with.
+func (l *load) amendOnce(a amendment, replica int) bool {
+	l.mu.Lock()
+	gone := l.gone[a.id]
+	l.mu.Unlock()
+	if gone {
+		return true
+	}
+	path := fmt.Sprintf("/api/v1/orders/%d", a.id)
+	code, hdr, resp, err := l.do(replica, http.MethodPatch, path, a.body, "")
+	switch {
+	case err != nil:
+		l.count("PATCH transport error", true)
+		return false
+	case code == http.StatusServiceUnavailable:
+		l.count("PATCH 503", true)
+		l.checkProblem("PATCH "+path, code, hdr, resp)
+		return false
+	case code == http.StatusConflict && hdr.Get("Retry-After") != "":
+		// Not resting yet (its run has not matched it), or being amended: try again.
+		l.count("PATCH 409 retry", false)
+		l.checkProblem("PATCH "+path, code, hdr, resp)
+		return false
+	}
+	l.count(fmt.Sprintf("PATCH %d", code), false)
+	switch code {
+	case http.StatusOK, http.StatusCreated, http.StatusAccepted, http.StatusConflict:
+		// Applied, replaced, being applied, or the order ended or filled first: truthful.
+	default:
+		l.violate("PATCH %s %s for an acknowledged order answered %d: %s", path, a.body, code, excerpt(resp))
 	}
 	return true
 }
