@@ -65,6 +65,11 @@ var routes = []route{
 	{"POST", "/api/v1/orders", limitBody(1, `"10"`, 1), "trade", 201},
 	{"GET", "/api/v1/orders", "", "list", 200},
 	{"GET", "/api/v1/orders/%[1]d", "", "read", 200},
+	// The order is not resting yet: its owner's amendment is refused 409, after the checks.
+	{"PATCH", "/api/v1/orders/%[1]d", `{"quantity":2}`, "amend", 409},
+	// The harness runs no event-stream hub: 503 once the caller may have the stream.
+	{"GET", "/api/v1/orders/events/stream?userId=1", "", "user", 503},
+	{"GET", "/api/v1/orders/%[1]d/events/stream", "", "read", 503},
 	{"POST", "/api/v1/orders/%[1]d/cancel", "", "cancel", 202},
 	{"GET", "/api/v1/orders/%[1]d/events", "", "read", 200},
 	{"GET", "/api/v1/orders/%[1]d/trades", "", "read", 200},
@@ -91,7 +96,9 @@ func (r route) want(c who) int {
 		return map[bool]int{true: r.ok, false: 403}[c == operator]
 	case r.need == "list":
 		return map[bool]int{true: r.ok, false: 403}[read]
-	case r.need == "read" && !read, r.need == "trade" && !trade, r.need == "cancel" && !trade && c != operator:
+	case r.need == "user": // read, naming user 1
+		return map[bool]int{true: r.ok, false: 403}[read && c != stranger]
+	case r.need == "read" && !read, (r.need == "trade" || r.need == "amend") && !trade, r.need == "cancel" && !trade && c != operator:
 		return 403
 	case r.need == "trade" && c == stranger:
 		return 403 // the body names user 1
