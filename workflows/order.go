@@ -61,6 +61,11 @@ const UpdateAmend = "amend"
 // reaches the order: the run is not resting, or is busy with another amendment.
 const ErrTypeNotAmendable = "NotAmendable"
 
+// ErrTypeAmendUncertain is the type of the error an amendment is answered with when its
+// step failed (parked and failed by an operator, the run cancelled): it may have been
+// applied by an attempt whose answer was lost.
+const ErrTypeAmendUncertain = "AmendUncertain"
+
 // AmendRequest is UpdateAmend's argument: the order's new total quantity (0 keeps it)
 // and limit price ("" keeps it), the version the client saw (If-Match; nil: any), and who
 // asked. The Update's id names the amendment, so a retried step applies it once.
@@ -416,7 +421,11 @@ func (r *run) applyAmendment() (activities.StepResult, error) {
 		return res.StepResult, err
 	})
 	if err != nil {
-		r.answerAmendment(res, notAmendable("the amendment of order %d could not be applied (%v); the order's timeline shows whether it was", in.OrderID, rootCause(err)))
+		// Its last attempt may have committed before it failed: the caller cannot be told
+		// it was not applied (ErrTypeAmendUncertain).
+		r.answerAmendment(res, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("the Amend step of order %d failed (%v); the order's timeline shows whether it was applied", in.OrderID, rootCause(err)),
+			ErrTypeAmendUncertain, nil))
 		return step, err
 	}
 	r.answerAmendment(res, nil)

@@ -1139,3 +1139,26 @@ func TestAnAmendmentOfARunThatIsNotRestingIsRefused(t *testing.T) {
 	}
 	h.assertCalls("Validate", "Execute", "Execute", "MarkStalled", "Fail")
 }
+
+// An amendment whose step parks and is then failed by an operator is answered as
+// uncertain, not refused: an attempt may have committed before its answer was lost.
+func TestAnAmendmentWhoseStepFailsIsAnsweredUncertain(t *testing.T) {
+	h := newHarness(t)
+	h.onValidate(step(order.SentToExecutor), nil)
+	h.onExecute(activities.ExecuteResult{StepResult: step(order.Executing)}, nil)
+	amended := h.amend(workflows.AmendRequest{Quantity: 1}, time.Minute)
+	h.env.OnActivity(h.a.Amend, mock.Anything, mock.Anything).Return(activities.AmendResult{}, errors.New("timeout")).Times(2)
+	h.env.OnActivity(h.a.MarkStalled, mock.Anything, mock.Anything).Return(step(order.Executing), nil).Once()
+	h.decide(workflows.UpdateFail, workflows.FailSignal{Reason: "venue closed"}, time.Hour)
+	h.env.OnActivity(h.a.Fail, mock.Anything, mock.Anything).Return(activities.StepResult{Status: order.Failed, Reason: "venue closed"}, nil).Once()
+
+	res := h.runWith(shortRetry)
+	if res.Status != order.Failed {
+		t.Errorf("result = %+v, want FAILED by the operator", res)
+	}
+	var appErr *temporal.ApplicationError
+	if !amended.accepted || !amended.completed || !errors.As(amended.err, &appErr) || appErr.Type() != workflows.ErrTypeAmendUncertain {
+		t.Errorf("the amend update: %+v, want completed with an %s error", amended, workflows.ErrTypeAmendUncertain)
+	}
+	h.assertCalls("Validate", "Execute", "Amend", "Amend", "MarkStalled", "Fail")
+}
