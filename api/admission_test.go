@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,6 +27,7 @@ func TestNewOrdersAreRefusedWhileTheBacklogCannotDrainInTime(t *testing.T) {
 	go adm.Run(ctx)
 	cfg := testConfig()
 	cfg.Admission = adm
+	cfg.RefusalLookup = 5 * time.Second // the replay below must be looked up, however slow the test box
 	h := newHarnessWith(t, pool, cfg, nil)
 
 	parked := h.mustPlace(limitBody(1, `"10"`, 1))
@@ -82,6 +84,52 @@ func TestNewOrdersAreRefusedWhileTheBacklogCannotDrainInTime(t *testing.T) {
 	h.exec(`UPDATE orders SET status = 'REJECTED' WHERE id = ANY($1)`, accepted)
 	waitFor(t, "a new order to be accepted once the backlog drained", func() bool {
 		return h.place(newKey(), limitBody(1, `"10"`, 1)).status == http.StatusCreated
+	})
+}
+
+// A refusal does not wait for a slow look-up of its key: it answers without it, saying
+// that a retry returns the answer of an order the key placed, and the retry does.
+func TestARefusalDoesNotWaitForASlowKeyLookUp(t *testing.T) {
+	t.Parallel()
+	pool := newPool(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	adm := orderbook.NewAdmission(pool, nil, orderbook.AdmissionConfig{MaxDelay: time.Second, Every: 10 * time.Millisecond, MinDrain: 5})
+	go adm.Run(ctx)
+	cfg := testConfig()
+	cfg.Admission = adm
+	cfg.RefusalLookup = 50 * time.Millisecond
+	h := newHarnessWith(t, pool, cfg, nil)
+
+	first := h.place("k-0", limitBody(1, `"10"`, 1))
+	if first.status != http.StatusCreated {
+		t.Fatalf("first order: %d %s", first.status, first.body)
+	}
+	// Well over the bound (5 orders at 5 orders/s), by a replica without admission control.
+	other := newHarnessWith(t, pool, testConfig(), nil)
+	for range 10 {
+		other.mustPlace(limitBody(2, `"10"`, 1))
+	}
+	waitFor(t, "the count to see the backlog", func() bool { n, _ := adm.Backlog(); return n >= 11 })
+	// Every look-up of a key waits behind this lock while it is held.
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `LOCK TABLE idempotency_keys IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	refused := h.place("k-0", limitBody(1, `"10"`, 1)) // answered while the lock is held
+	p := wantProblem(t, refused, http.StatusServiceUnavailable, "OVERLOADED", "")
+	if !strings.Contains(p.Message, "a retry returns its answer") {
+		t.Errorf("message %q: want it to say a retry returns the answer of an accepted order", p.Message)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the retry to get the first answer", func() bool {
+		res := h.place("k-0", limitBody(1, `"10"`, 1))
+		return res.status == http.StatusCreated && res.header.Get("Idempotent-Replayed") == "true" && bytes.Equal(res.body, first.body)
 	})
 }
 

@@ -73,6 +73,10 @@ type Canceller interface {
 //     orderbook.DefaultIdempotencyTTL (24h).
 //   - Amends: applies amendments (PATCH) through the orders' runs, waiting up to
 //     CancelWait; nil answers them 503.
+//   - RefusalLookup: how long a refusal by admission control waits for its key's look-up
+//     (a replay of an accepted order gets its answer even while the system refuses new
+//     ones); default 5ms. Past it, the refusal is answered without it (a retry gets the
+//     answer), so refusals stay cheap and quick however slow the database is.
 //   - Streams: the hub of the event streams (GET /api/v1/orders/events/stream and
 //     /api/v1/orders/{id}/events/stream), which its owner runs; nil answers them 503.
 //   - StreamHeartbeat: how often an idle event stream sends a comment, so that proxies
@@ -94,6 +98,7 @@ type Config struct {
 	Streams         *eventstream.Hub
 	StreamHeartbeat time.Duration
 	Amends          Amender
+	RefusalLookup   time.Duration
 }
 
 // withDefaults returns cfg with every unset field given its documented default.
@@ -116,6 +121,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	cfg.RequestTimeout = max(cfg.RequestTimeout, cfg.CancelWait+5*time.Second)
 	cfg.Limits = cfg.Limits.withDefaults()
+	if cfg.RefusalLookup <= 0 {
+		cfg.RefusalLookup = 5 * time.Millisecond
+	}
 	if cfg.StreamHeartbeat <= 0 {
 		cfg.StreamHeartbeat = 15 * time.Second
 	}
@@ -132,6 +140,8 @@ type server struct {
 
 	trades, reads, failures *limiter
 	refusalLogs             *limiter // a line a minute per address refused 429
+	// lookups bounds the refusals' key look-ups in flight (see admit).
+	lookups chan struct{}
 }
 
 // NewServer returns the API's HTTP handler over the order-book service on pool. pool
@@ -150,6 +160,7 @@ func NewServer(pool *pgxpool.Pool, cancels Canceller, logger *slog.Logger, cfg C
 		reads:       newLimiter("read", cfg.Limits.Read),
 		failures:    newLimiter("failed-auth", cfg.Limits.FailedAuth),
 		refusalLogs: newLimiter("log", RateLimit{PerSecond: 1.0 / 60, Burst: 1}),
+		lookups:     make(chan struct{}, maxRefusalLookups),
 	}
 	return s.routes()
 }

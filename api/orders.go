@@ -161,7 +161,9 @@ const replayedHeader = "Idempotent-Replayed"
 // admit applies admission control to a new order: while the system could not execute it
 // in bounded time, it is refused (an error: 503 OVERLOADED with Retry-After) and nothing
 // is written. A replay of an order already accepted asks for no new work and gets its
-// answer as ever (answered: admit wrote it). Otherwise the order may be placed.
+// answer as ever (answered: admit wrote it), if its key's look-up answers within
+// RefusalLookup; otherwise it is refused like a new order, and its retry gets the answer.
+// Otherwise the order may be placed.
 func (s *server) admit(w http.ResponseWriter, r *http.Request, req orderRequest, key string) (answered bool, err error) {
 	if s.cfg.Admission == nil {
 		return false, nil
@@ -170,8 +172,11 @@ func (s *server) admit(w http.ResponseWriter, r *http.Request, req orderRequest,
 	if ok {
 		return false, nil
 	}
-	res, err := s.book.Replay(r.Context(), req.userID, key, req.hash())
+	res, looked, err := s.lookUpReplay(r.Context(), req.userID, key, req.hash())
 	switch {
+	case !looked:
+		return false, &apiError{code: codeOverloaded, retryAfter: retry,
+			message: fmt.Sprintf("the system is executing as many orders as it can; this request placed nothing (if an earlier request with this Idempotency-Key was accepted, its order stands and a retry returns its answer): retry in %d seconds", max(1, seconds(retry)))}
 	case errors.Is(err, orderbook.ErrNotFound):
 		return false, &apiError{code: codeOverloaded, retryAfter: retry,
 			message: fmt.Sprintf("the system is executing as many orders as it can; nothing was placed: retry in %d seconds", max(1, seconds(retry)))}
@@ -182,6 +187,42 @@ func (s *server) admit(w http.ResponseWriter, r *http.Request, req orderRequest,
 	}
 	s.replay(w, r, res)
 	return true, nil
+}
+
+// maxRefusalLookups bounds the refusals' key look-ups in flight: under overload the
+// database is the bottleneck, and refusing must not add to its queue without bound.
+const maxRefusalLookups = 16
+
+// lookUpReplay looks the key up for a refusal, for at most RefusalLookup; looked is
+// false when it did not answer in that time, or too many look-ups are in flight. A
+// look-up that outlives its refusal runs on to its end (bounded by the request timeout)
+// rather than be cancelled, which would cost its pool connection.
+func (s *server) lookUpReplay(ctx context.Context, user int64, key, hash string) (res orderbook.Placed, looked bool, err error) {
+	select {
+	case s.lookups <- struct{}{}:
+	default:
+		return res, false, nil
+	}
+	type result struct {
+		p   orderbook.Placed
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		defer func() { <-s.lookups }()
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.RequestTimeout)
+		defer cancel()
+		p, err := s.book.Replay(ctx, user, key, hash)
+		done <- result{p, err}
+	}()
+	t := time.NewTimer(s.cfg.RefusalLookup)
+	defer t.Stop()
+	select {
+	case r := <-done:
+		return r.p, true, r.err
+	case <-t.C:
+		return res, false, nil
+	}
 }
 
 // orderID parses the {id} path parameter.
