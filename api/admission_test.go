@@ -9,8 +9,26 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/orderflow/orderflow/orderbook"
 )
+
+// newAdmissionHarness is a harness with admission control whose refusals wait up to
+// lookup for their keys' look-ups. Nothing executes here (no worker), so the drain rate
+// is the floor, 5 orders/s, and the bound, 1s, holds 5 orders.
+func newAdmissionHarness(t *testing.T, lookup time.Duration) (*pgxpool.Pool, *orderbook.Admission, *harness) {
+	t.Helper()
+	pool := newPool(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	adm := orderbook.NewAdmission(pool, nil, orderbook.AdmissionConfig{MaxDelay: time.Second, Every: 10 * time.Millisecond, MinDrain: 5})
+	go adm.Run(ctx)
+	cfg := testConfig()
+	cfg.Admission = adm
+	cfg.RefusalLookup = lookup
+	return pool, adm, newHarnessWith(t, pool, cfg, nil)
+}
 
 // While the orders already accepted could not be executed within the bound, a new order
 // is refused at once with 503 OVERLOADED and Retry-After and nothing is written; a replay
@@ -18,17 +36,8 @@ import (
 // again. Parked orders wait for an operator, not the engine, and do not count.
 func TestNewOrdersAreRefusedWhileTheBacklogCannotDrainInTime(t *testing.T) {
 	t.Parallel()
-	pool := newPool(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	// Nothing executes here (no worker), so the drain rate is the floor: 5 orders/s,
-	// and the bound 1s holds 5 orders.
-	adm := orderbook.NewAdmission(pool, nil, orderbook.AdmissionConfig{MaxDelay: time.Second, Every: 10 * time.Millisecond, MinDrain: 5})
-	go adm.Run(ctx)
-	cfg := testConfig()
-	cfg.Admission = adm
-	cfg.RefusalLookup = 5 * time.Second // the replay below must be looked up, however slow the test box
-	h := newHarnessWith(t, pool, cfg, nil)
+	// The replay below must be looked up, however slow the test box.
+	pool, adm, h := newAdmissionHarness(t, 5*time.Second)
 
 	parked := h.mustPlace(limitBody(1, `"10"`, 1))
 	h.exec(`UPDATE orders SET needs_attention = true WHERE id = $1`, parked.OrderID)
@@ -91,15 +100,8 @@ func TestNewOrdersAreRefusedWhileTheBacklogCannotDrainInTime(t *testing.T) {
 // that a retry returns the answer of an order the key placed, and the retry does.
 func TestARefusalDoesNotWaitForASlowKeyLookUp(t *testing.T) {
 	t.Parallel()
-	pool := newPool(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	adm := orderbook.NewAdmission(pool, nil, orderbook.AdmissionConfig{MaxDelay: time.Second, Every: 10 * time.Millisecond, MinDrain: 5})
-	go adm.Run(ctx)
-	cfg := testConfig()
-	cfg.Admission = adm
-	cfg.RefusalLookup = 50 * time.Millisecond
-	h := newHarnessWith(t, pool, cfg, nil)
+	pool, adm, h := newAdmissionHarness(t, 50*time.Millisecond)
+	ctx := context.Background()
 
 	first := h.place("k-0", limitBody(1, `"10"`, 1))
 	if first.status != http.StatusCreated {

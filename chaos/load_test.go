@@ -274,19 +274,24 @@ func amendBody(body map[string]any, rng *rand.Rand) []byte {
 
 // amend is the amender: it sends the amendments it is handed, retrying transport errors,
 // 503s and orders not resting yet a few times.
-func (l *load) amend() {
+func (l *load) amend() { serve(l, l.amends, l.amendOnce) }
+
+// serve sends each request handed on in to the replicas in turn with once, which
+// reports whether it is done with it, trying up to ten times a tick apart, until the
+// load stops.
+func serve[T any](l *load, in <-chan T, once func(T, int) bool) {
 	defer l.wg.Done()
 	tick := time.NewTicker(l.shape.every)
 	defer tick.Stop()
 	for {
-		var a amendment
+		var req T
 		select {
 		case <-l.stop:
 			return
-		case a = <-l.amends:
+		case req = <-in:
 		}
 		replica := l.replica()
-		for attempt := 0; attempt < 10 && !l.amendOnce(a, replica+attempt); attempt++ {
+		for attempt := 0; attempt < 10 && !once(req, replica+attempt); attempt++ {
 			select {
 			case <-l.stop:
 				return
@@ -332,27 +337,7 @@ func (l *load) amendOnce(a amendment, replica int) bool {
 
 // cancel is one canceller: it cancels the orders it is handed, retrying transport errors
 // and 503s a few times.
-func (l *load) cancel() {
-	defer l.wg.Done()
-	tick := time.NewTicker(l.shape.every)
-	defer tick.Stop()
-	for {
-		var id int64
-		select {
-		case <-l.stop:
-			return
-		case id = <-l.cancels:
-		}
-		replica := l.replica()
-		for attempt := 0; attempt < 10 && !l.cancelOnce(id, replica+attempt); attempt++ {
-			select {
-			case <-l.stop:
-				return
-			case <-tick.C:
-			}
-		}
-	}
-}
+func (l *load) cancel() { serve(l, l.cancels, l.cancelOnce) }
 
 // cancelOnce posts a cancel to the API replica and reports whether it is done with.
 func (l *load) cancelOnce(id int64, replica int) bool {
