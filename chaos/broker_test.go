@@ -79,16 +79,24 @@ func TestChaosBrokerRestartKeepsTopicsMessagesAndOffsets(t *testing.T) {
 	// verify checks the restarted broker has every record and the committed offset.
 	verify := func(how string) {
 		t.Helper()
-		got, err := adm.FetchOffsets(ctx, group)
+		// The client may still hold a connection to the process that was stopped, and
+		// its first request after the restart may fail on it: a request is retried while
+		// it fails, for a while, as a consumer would.
+		var got kadm.OffsetResponses
+		var ends kadm.ListedOffsets
+		err := waitUntil(ctx, 30*time.Second, "the restarted broker to answer", func() (bool, error) {
+			var err error
+			if got, err = adm.FetchOffsets(ctx, group); err != nil {
+				return false, nil
+			}
+			ends, err = adm.ListEndOffsets(ctx, kafka.TopicOrderExecution)
+			return err == nil, nil
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if o, ok := got.Lookup(kafka.TopicOrderExecution, 0); !ok || o.At != int64(produced) {
 			t.Errorf("after %s: committed offset %+v, want %d", how, o, produced)
-		}
-		ends, err := adm.ListEndOffsets(ctx, kafka.TopicOrderExecution)
-		if err != nil {
-			t.Fatal(err)
 		}
 		if o, ok := ends.Lookup(kafka.TopicOrderExecution, 0); !ok || o.Offset != int64(produced) {
 			t.Errorf("after %s: end offset %+v, want %d", how, o, produced)
