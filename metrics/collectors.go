@@ -128,3 +128,21 @@ func (m *Metrics) WatchAdmission(view func() (backlog int64, drainPerSecond floa
 	}
 	return nil
 }
+
+// WatchEventStreams reports the event streams' hub at scrape: the streams open on this
+// replica, and how many were dropped for falling behind since it started.
+func (m *Metrics) WatchEventStreams(view func() (open int, dropped int64)) error {
+	for _, c := range []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "orderflow_event_streams",
+			Help: "Event streams (GET /api/v1/orders/events/stream and one order's) open on this replica."},
+			func() float64 { n, _ := view(); return float64(n) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "orderflow_event_streams_dropped_total",
+			Help: "Event streams this replica closed because their client read too slowly (sent event: dropped)."},
+			func() float64 { _, d := view(); return float64(d) }),
+	} {
+		if err := m.reg.Register(c); err != nil {
+			return fmt.Errorf("metrics: watch event streams: %w", err)
+		}
+	}
+	return nil
+}

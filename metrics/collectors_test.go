@@ -90,3 +90,23 @@ func TestAScrapeWithTheDatabaseDownServesEverythingElse(t *testing.T) {
 		t.Errorf("gauges served without a database:\n%s", body)
 	}
 }
+
+func TestWatchEventStreamsReportsTheHubAtScrape(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	open, dropped := 3, int64(1)
+	if err := m.WatchEventStreams(func() (int, int64) { return open, dropped }); err != nil {
+		t.Fatal(err)
+	}
+	if got := value(t, gather(t, reg), "orderflow_event_streams", nil); got != 3 {
+		t.Errorf("orderflow_event_streams = %v, want 3", got)
+	}
+	open, dropped = 1, 4 // read again at the next scrape
+	series := gather(t, reg)
+	if got := value(t, series, "orderflow_event_streams", nil); got != 1 {
+		t.Errorf("orderflow_event_streams = %v, want 1", got)
+	}
+	if got := value(t, series, "orderflow_event_streams_dropped_total", nil); got != 4 {
+		t.Errorf("orderflow_event_streams_dropped_total = %v, want 4", got)
+	}
+}

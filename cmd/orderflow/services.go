@@ -180,6 +180,9 @@ func runServices(ctx context.Context, cfg Config, logger *slog.Logger, roles rol
 		// The event streams' hub ends its streams when gctx ends, so that the HTTP
 		// server's shutdown is not kept waiting by connections that never go idle.
 		acfg.Streams = eventstream.New(pool, logger.With("component", "eventstream"), eventstream.Config{MaxSubscribers: cfg.EventStreamsMax})
+		if err := m.WatchEventStreams(func() (int, int64) { st := acfg.Streams.Stats(); return st.Subscribers, st.Dropped }); err != nil {
+			return err
+		}
 		g.Go(func() error { return acfg.Streams.Run(gctx) })
 		srv := newHTTPServer(cfg.HTTPAddr, m.HTTP(api.NewServer(pool, starter, logger, acfg)))
 		if cfg.HTTPTLSCertFile != "" {
