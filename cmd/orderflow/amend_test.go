@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/orderflow/orderflow/order"
 	"github.com/orderflow/orderflow/workflows"
@@ -111,4 +112,28 @@ func TestAnAmendmentThatReplacesTheOrderHandsItToANewRun(t *testing.T) {
 	s.waitStatus(t, sell, "EXECUTED")
 	s.waitStatus(t, repl.OrderID, "EXECUTED")
 	s.checkInvariants(t, []int64{old, repl.OrderID, sell})
+}
+
+// A replacement keeps its predecessor's expiry: a GTD order repriced still ends EXPIRED
+// at the time its client gave, by its new run's timer.
+func TestAReplacedGTDOrderKeepsItsExpiry(t *testing.T) {
+	t.Parallel()
+	s := needStack(t)
+	inst := s.newInstrument(t)
+	at := time.Now().Add(6 * time.Second)
+	old := s.mustPlace(t, gtd(1, inst, "BUY", "10", 2, at))
+	s.waitStatus(t, old, "EXECUTING")
+	code, repl := s.amend(t, old, map[string]any{"price": "10.25"})
+	if code != http.StatusCreated {
+		t.Fatalf("PATCH: %d, want 201", code)
+	}
+	s.waitStatus(t, repl.OrderID, "EXECUTING")
+	if time.Now().After(at) {
+		t.Fatal("the replacement rested only after the expiry: the test proves nothing")
+	}
+	v := s.waitStatus(t, repl.OrderID, "EXPIRED")
+	if late := time.Since(at); v.Reason != order.ReasonExpiredGTD || late > 20*time.Second {
+		t.Errorf("the replacement expired with reason %q %v after the expiry; want %s within seconds", v.Reason, late, order.ReasonExpiredGTD)
+	}
+	s.checkInvariants(t, []int64{old, repl.OrderID})
 }
