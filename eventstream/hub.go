@@ -113,8 +113,12 @@ type Hub struct {
 	ready     chan struct{} // closed once cursor is set
 	readyOnce sync.Once
 
-	mu      sync.Mutex
-	cursor  Position // every event up to here has been fanned out
+	mu     sync.Mutex
+	cursor Position // every event up to here has been fanned out
+	// idle: with no subscriber the hub reads nothing, and the cursor falls behind; the
+	// next Subscribe moves it to the database's present first.
+	idle    bool
+	skipped int64
 	closed  bool
 	byUser  map[int64]map[*Subscription]struct{}
 	byOrder map[int64]map[*Subscription]struct{}
@@ -143,6 +147,7 @@ type Stats struct {
 	Subscribers int
 	Dropped     int64 // subscriptions dropped for falling behind, since the hub started
 	Reads       int64 // reads of what committed that ended, since the hub started
+	Skipped     int64 // wake-ups it read nothing for, having no subscriber
 	Cursor      Position
 }
 
@@ -150,7 +155,7 @@ type Stats struct {
 func (h *Hub) Stats() Stats {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return Stats{Subscribers: h.subs, Dropped: h.dropped, Reads: h.reads, Cursor: h.cursor}
+	return Stats{Subscribers: h.subs, Dropped: h.dropped, Reads: h.reads, Skipped: h.skipped, Cursor: h.cursor}
 }
 
 // Ready is closed once the hub serves subscriptions (or has stopped).
@@ -257,6 +262,18 @@ func (h *Hub) read(ctx context.Context) {
 		case <-again:
 		}
 		again = nil
+		// No one to tell: reading what committed would only move the cursor, which the
+		// next Subscribe sets to the present anyway.
+		h.mu.Lock()
+		skip := h.subs == 0
+		if skip {
+			h.idle = true
+			h.skipped++
+		}
+		h.mu.Unlock()
+		if skip {
+			continue
+		}
 		heldBack, err := h.catchUp(ctx)
 		h.mu.Lock()
 		h.reads++
@@ -400,6 +417,23 @@ func (h *Hub) Subscribe(ctx context.Context, f Filter) (*Subscription, error) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.idle {
+		// The hub read nothing while no one subscribed: its cursor is where it stopped.
+		// The database's present starts the stream (as at start), so the subscription
+		// is not handed what committed before it.
+		h.mu.Unlock()
+		xmin, err := h.q.StreamHorizon(ctx)
+		h.mu.Lock()
+		if err != nil {
+			return nil, fmt.Errorf("eventstream: read the database's horizon: %w", err)
+		}
+		if h.idle {
+			if p := (Position{Xact: xmin}); p.After(h.cursor) {
+				h.cursor = p
+			}
+			h.idle = false
+		}
+	}
 	switch {
 	case h.closed:
 		return nil, ErrClosed

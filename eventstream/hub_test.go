@@ -394,3 +394,35 @@ func TestStoppingTheHubEndsItsSubscriptionsAndGoroutines(t *testing.T) {
 	f.pool.Close()
 	waitFor(t, "the hub's goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
 }
+
+// With no subscriber the hub reads nothing at all, and a later subscriber is served
+// from the present on. (It may also be handed events committed just before it
+// subscribed, at or above the horizon, which is cluster-wide; never one after it missed.)
+func TestAHubWithoutSubscribersReadsNothing(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, eventstream.Config{})
+	first := f.subscribe(eventstream.Filter{UserID: 1})
+	o := f.place(1, order.Buy, "10", 1)
+	receive(t, first, 1)
+	first.Close()
+
+	// The reader is one goroutine: once it has skipped a wake-up, no read is in flight.
+	skipped := f.hub.Stats().Skipped
+	f.insertEvent(f.pool, o.ID, "UNWATCHED")
+	waitFor(t, "the hub to skip a wake-up", func() bool { return f.hub.Stats().Skipped > skipped })
+	before := f.hub.Stats()
+	f.insertEvent(f.pool, o.ID, "UNWATCHED")
+	waitFor(t, "the hub to skip the next one", func() bool { return f.hub.Stats().Skipped > before.Skipped })
+	if after := f.hub.Stats(); after.Reads != before.Reads {
+		t.Errorf("the hub read %d times with no subscriber, want none", after.Reads-before.Reads)
+	}
+
+	next := f.subscribe(eventstream.Filter{UserID: 1})
+	e := f.insertEvent(f.pool, o.ID, "WATCHED")
+	for {
+		got := receive(t, next, 1)
+		if got[len(got)-1].ID == e.ID {
+			break
+		}
+	}
+}
