@@ -434,6 +434,13 @@ func TestAStreamReplaysAtMostTenThousandEventsThenAsksForAResync(t *testing.T) {
 	t.Parallel()
 	s := newStreamHarness(t, eventstream.Config{}, testConfig(), nil)
 	key := bearer(s.key(1, auth.ScopeRead))
+	// Someone else's stream keeps the hub reading (with none it reads nothing), so its
+	// cursor passes the events below and they can only be replayed.
+	other, err := s.hub.Subscribe(context.Background(), eventstream.Filter{UserID: 999})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
 	o := s.mustPlace(limitBody(1, "10", 1))
 	s.exec(`INSERT INTO order_events (order_id, seq, event_type, to_status)
 		SELECT $1, 1 + g, 'NOTE', 'CREATED' FROM generate_series(1, 10005) g`, o.OrderID)
