@@ -432,6 +432,9 @@ func (h *Hub) Subscribe(ctx context.Context, f Filter) (*Subscription, error) {
 				h.cursor = p
 			}
 			h.idle = false
+			// Events that committed at or above the horizon before now notified no
+			// read: read them now, and follow them while they are held back.
+			h.poke()
 		}
 	}
 	switch {

@@ -426,3 +426,34 @@ func TestAHubWithoutSubscribersReadsNothing(t *testing.T) {
 		}
 	}
 }
+
+// An event that committed before a subscription, but above the horizon it started at
+// (an older transaction was open), reaches the subscriber once that transaction ends,
+// though nothing notifies any more.
+func TestASubscriberAfterAnIdleSpellGetsWhatCommittedAboveItsStart(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, eventstream.Config{})
+	o := f.place(1, order.Buy, "10", 1)
+	skipped := f.hub.Stats().Skipped
+	// An open transaction with an id holds the horizon below the event written next.
+	held, err := f.pool.Begin(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = held.Rollback(f.ctx) }()
+	if _, err := held.Exec(f.ctx, `SELECT pg_current_xact_id()`); err != nil {
+		t.Fatal(err)
+	}
+	e := f.insertEvent(f.pool, o.ID, "ABOVE_THE_HORIZON")
+	waitFor(t, "the hub to skip the wake-up, having no subscriber", func() bool { return f.hub.Stats().Skipped > skipped })
+	sub := f.subscribe(eventstream.Filter{UserID: 1})
+	if err := held.Rollback(f.ctx); err != nil { // writes no event: notifies no one
+		t.Fatal(err)
+	}
+	for {
+		got := receive(t, sub, 1)
+		if got[len(got)-1].ID == e.ID {
+			return
+		}
+	}
+}
