@@ -32,6 +32,9 @@ var amendFields = []string{"quantity", "price"}
 // decodeAmendment reads a PATCH body: quantity (the new total, what has filled counting
 // towards it) and price (the new limit), at least one of them.
 func decodeAmendment(r *http.Request) (qty int64, price decimal.NullDecimal, err error) {
+	if err := requireJSON(r); err != nil {
+		return 0, price, err
+	}
 	fields, err := readObject(r)
 	if err != nil {
 		return 0, price, err

@@ -141,6 +141,7 @@ func TestAnAmendmentThatCannotApplyIsRefusedAndChangesNothing(t *testing.T) {
 	path := fmt.Sprintf("/api/v1/orders/%d", o.OrderID)
 	etag := h.get(path).header.Get("ETag")
 
+	wantProblem(t, h.do(http.MethodPatch, path, `{"quantity":8}`, "Content-Type", "text/plain"), http.StatusUnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE", "")
 	wantProblem(t, h.patch(o.OrderID, `{}`), http.StatusBadRequest, "VALIDATION_FAILED", "quantity")
 	wantProblem(t, h.patch(o.OrderID, `{"quantity":5,"side":"BUY"}`), http.StatusBadRequest, "VALIDATION_FAILED", "side")
 	wantProblem(t, h.patch(o.OrderID, `{"quantity":-1}`), http.StatusBadRequest, "VALIDATION_FAILED", "quantity")
