@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,17 +38,7 @@ func decodeAmendment(r *http.Request) (qty int64, price decimal.NullDecimal, err
 	if err != nil {
 		return 0, price, err
 	}
-	var errs []fieldError
-	var unknown []string
-	for name := range fields {
-		if !slices.Contains(amendFields, name) {
-			unknown = append(unknown, name)
-		}
-	}
-	slices.Sort(unknown)
-	for _, name := range unknown {
-		errs = append(errs, fieldError{name, "is not a known field: an amendment changes quantity, price or both"})
-	}
+	errs := unknownFields(fields, amendFields, "is not a known field: an amendment changes quantity, price or both")
 	if raw, ok := fields["quantity"]; ok {
 		if qty, err = positiveInt(raw); err != nil {
 			errs = append(errs, fieldError{"quantity", err.Error()})
@@ -106,7 +95,7 @@ func (s *server) amendOrder(w http.ResponseWriter, r *http.Request) error {
 	}
 	if match != nil && !match(o) {
 		w.Header().Set("ETag", etag(o))
-		return newError(codePreconditionFailed, "order %d has changed (its ETag is now %s); nothing was done: read it again and decide", o.ID, etag(o))
+		return preconditionFailed(o)
 	}
 	if err := amendable(o); err != nil {
 		return err
@@ -168,7 +157,7 @@ func (s *server) answerAmendment(w http.ResponseWriter, r *http.Request, o queri
 		w.Header().Set("ETag", etag(current))
 		w.Header().Set("Location", "/api/v1/orders/"+strconv.FormatInt(current.ID, 10))
 	case res.Outcome == orderbook.AmendPreconditionFailed:
-		return newError(codePreconditionFailed, "order %d has changed (its ETag is now %s); nothing was done: read it again and decide", o.ID, etag(current))
+		return preconditionFailed(current)
 	case res.Outcome == orderbook.AmendBelowFilled:
 		return newError(codeAmendBelowFilled, "%s; nothing was done", res.Detail)
 	case res.Outcome == orderbook.AmendNotAmendable:

@@ -73,3 +73,8 @@ func names(tags []string, current string, weak bool) bool {
 	}
 	return false
 }
+
+// preconditionFailed is the 412 of a request whose If-Match no longer names o's version.
+func preconditionFailed(o queries.Order) error {
+	return newError(codePreconditionFailed, "order %d has changed (its ETag is now %s); nothing was done: read it again and decide", o.ID, etag(o))
+}

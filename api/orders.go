@@ -526,8 +526,7 @@ func (s *server) recordCancel(ctx context.Context, id int64, by string, match fu
 	case errors.Is(err, orderbook.ErrNotFound):
 		return cancelOutcome{err: orderNotFound(id)}
 	case errors.Is(err, orderbook.ErrPrecondition):
-		return cancelOutcome{current: rec, err: newError(codePreconditionFailed,
-			"order %d has changed (its ETag is now %s); nothing was done: read it again and decide", id, etag(rec))}
+		return cancelOutcome{current: rec, err: preconditionFailed(rec)}
 	case errors.As(err, &st) && errors.Is(err, orderbook.ErrTerminal):
 		return cancelOutcome{err: newError(codeOrderTerminal, "order %d is %s and can no longer be cancelled", id, st.Status)}
 	case err != nil:

@@ -128,17 +128,7 @@ func decodeOrderRequest(r *http.Request, requireUser bool) (orderRequest, error)
 		return orderRequest{}, err
 	}
 
-	var errs []fieldError
-	var unknown []string
-	for name := range fields {
-		if !slices.Contains(orderFields(), name) {
-			unknown = append(unknown, name)
-		}
-	}
-	slices.Sort(unknown)
-	for _, name := range unknown {
-		errs = append(errs, fieldError{name, "is not a known field"})
-	}
+	errs := unknownFields(fields, orderFields(), "is not a known field")
 
 	bad := func(field, msg string) { errs = append(errs, fieldError{field, msg}) }
 	var o orderRequest
@@ -248,6 +238,23 @@ func printableID(s string, maxLen int) error {
 		}
 	}
 	return nil
+}
+
+// unknownFields names, in order, the members of fields that known does not list, each
+// with msg.
+func unknownFields(fields map[string]json.RawMessage, known []string, msg string) []fieldError {
+	var unknown []string
+	for name := range fields {
+		if !slices.Contains(known, name) {
+			unknown = append(unknown, name)
+		}
+	}
+	slices.Sort(unknown)
+	errs := make([]fieldError, 0, len(unknown))
+	for _, name := range unknown {
+		errs = append(errs, fieldError{name, msg})
+	}
+	return errs
 }
 
 // readObject reads the request's body (PAYLOAD_TOO_LARGE past maxBodyBytes) and parses it
