@@ -196,18 +196,39 @@ func (s *Starter) RequestCancel(ctx context.Context, orderID int64, runKey, requ
 	if err != nil {
 		return false, err
 	}
-	waitCtx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
-	if err := run.Get(waitCtx, nil); err != nil {
-		// The wait running out surfaces as gRPC's DeadlineExceeded, sometimes a moment
-		// before waitCtx itself reports it.
-		var deadline *serviceerror.DeadlineExceeded
-		if ctx.Err() == nil && (waitCtx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &deadline)) {
-			return false, nil // still running: accepted, not yet applied
-		}
+	ended, err := awaitEnd(ctx, run, wait)
+	if err != nil {
 		return false, fmt.Errorf("wait for %s: %w", run.GetID(), err)
 	}
-	return true, nil
+	return ended, nil // not ended: still running, the cancel accepted but not yet applied
+}
+
+// awaitEnd waits up to wait for run to end; ended is false when it had not.
+//
+// The wait is a timer of our own, not a deadline on the long poll: the server answers a
+// long poll whose deadline is less than a second away at once, and the SDK polls again,
+// so a deadline of wait turned the wait's last second into a loop of history reads
+// (hundreds per call). Without a deadline the server holds the poll until the run ends,
+// and the timer cancels it.
+func awaitEnd(ctx context.Context, run client.WorkflowRun, wait time.Duration) (ended bool, err error) {
+	pollCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- run.Get(pollCtx, nil) }()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case err := <-done:
+		return err == nil, err
+	case <-timer.C:
+		stop()
+		<-done
+		return false, nil
+	case <-ctx.Done():
+		stop()
+		<-done
+		return false, ctx.Err()
+	}
 }
 
 // Retry tells a parked order's run to retry the step that stalled, and waits up to wait
