@@ -13,6 +13,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/orderflow/orderflow/workflows"
 )
 
 // Ceiling is the rate of the simplest operation a part of the system can do, measured on
@@ -84,7 +86,7 @@ func EmptyWorkflow(workflow.Context) error { return nil }
 // if not nil, is called then, before the worker stops.
 func EngineCeiling(ctx context.Context, c client.Client, runID string, concurrency int, d time.Duration, measured func()) (Ceiling, error) {
 	queue := "orderflow-bench-" + runID
-	w := worker.New(c, queue, worker.Options{})
+	w := worker.New(c, queue, worker.Options{WorkflowTaskPollerBehavior: workflows.WorkflowTaskPollers()})
 	w.RegisterWorkflowWithOptions(EmptyWorkflow, workflow.RegisterOptions{Name: emptyWorkflowName})
 	if err := w.Start(); err != nil {
 		return Ceiling{}, fmt.Errorf("bench: engine ceiling worker: %w", err)

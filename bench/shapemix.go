@@ -15,6 +15,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/orderflow/orderflow/workflows"
 )
 
 // MixClass is how many of the load's orders took one shape of run: ended in their first
@@ -179,7 +181,7 @@ func ShapeMixCeiling(ctx context.Context, c client.Client, runID string, mix []M
 	}
 	queue := "orderflow-bench-mix-" + runID
 	notices := &waitNotices{ch: map[string]chan struct{}{}}
-	w := worker.New(c, queue, worker.Options{})
+	w := worker.New(c, queue, worker.Options{WorkflowTaskPollerBehavior: workflows.WorkflowTaskPollers()})
 	w.RegisterWorkflowWithOptions(func(ctx workflow.Context, s shape) error { return shapeWorkflow(ctx, s, notices.waiting) },
 		workflow.RegisterOptions{Name: shapeWorkflowName})
 	w.RegisterActivity(shapeStep)

@@ -100,7 +100,7 @@ func shapeWorkflow(ctx workflow.Context, s shape, waiting func(workflow.Context)
 // read, which skips the measurement).
 func EngineShapes(ctx context.Context, c client.Client, runID string, runs, concurrency int, serverCPU func() (float64, bool)) ([]ShapeCost, error) {
 	queue := "orderflow-bench-shapes-" + runID
-	w := worker.New(c, queue, worker.Options{})
+	w := worker.New(c, queue, worker.Options{WorkflowTaskPollerBehavior: workflows.WorkflowTaskPollers()})
 	w.RegisterWorkflowWithOptions(func(ctx workflow.Context, s shape) error { return shapeWorkflow(ctx, s, nil) },
 		workflow.RegisterOptions{Name: shapeWorkflowName})
 	w.RegisterActivity(shapeStep)

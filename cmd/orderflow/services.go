@@ -310,7 +310,8 @@ func runWorker(ctx context.Context, g *errgroup.Group, cfg Config, logger *slog.
 		// keeps the whole drain within it. A step's result that comes after its workflow
 		// task was given up is dropped, and the next worker runs the step again once the
 		// server times the task out: a no-op if it had committed.
-		WorkerStopTimeout: cfg.ShutdownTimeout / 3,
+		WorkerStopTimeout:          cfg.ShutdownTimeout / 3,
+		WorkflowTaskPollerBehavior: workflows.WorkflowTaskPollers(),
 	})
 	w.RegisterWorkflowWithOptions(orderWorkflow(), workflow.RegisterOptions{Name: "OrderWorkflow"})
 	w.RegisterWorkflow(workflows.ReconcileWorkflow)
