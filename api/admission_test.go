@@ -146,3 +146,52 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A refusal of a key this API never placed an order with answers from memory: it reads
+// nothing (its look-up would wait here behind a lock), and says, as a refusal without a
+// look-up does, that an order an earlier request with the key placed stands.
+func TestARefusalOfAKeyThisAPINeverPlacedReadsNothing(t *testing.T) {
+	t.Parallel()
+	// A look-up would be waited for, however long it took.
+	pool, adm, h := newAdmissionHarness(t, 10*time.Second)
+	ctx := context.Background()
+	other := newHarnessWith(t, pool, testConfig(), nil)
+	for range 10 {
+		other.mustPlace(limitBody(2, `"10"`, 1))
+	}
+	waitFor(t, "the count to see the backlog", func() bool { n, _ := adm.Backlog(); return n >= 10 })
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, `LOCK TABLE idempotency_keys IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	answered := make(chan response, 1)
+	go func() { answered <- h.place("never-placed", limitBody(1, `"10"`, 1)) }()
+	// Until the refusal is answered, no look-up may wait for the lock.
+	deadline := time.Now().Add(30 * time.Second)
+	var refused response
+	for done := false; !done; {
+		select {
+		case refused = <-answered:
+			done = true
+		case <-time.After(5 * time.Millisecond):
+			var waiting int
+			if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'idempotency_keys'::regclass`).Scan(&waiting); err != nil {
+				t.Fatal(err)
+			}
+			if waiting != 0 {
+				t.Fatalf("the refusal looked its key up in the database (%d waiting for the lock)", waiting)
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no answer to the refused order")
+			}
+		}
+	}
+	p := wantProblem(t, refused, http.StatusServiceUnavailable, "OVERLOADED", "")
+	if !strings.Contains(p.Message, "a retry returns its answer") {
+		t.Errorf("message %q: want it to say a retry returns the answer of an accepted order", p.Message)
+	}
+}

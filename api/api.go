@@ -142,6 +142,8 @@ type server struct {
 	refusalLogs             *limiter // a line a minute per address refused 429
 	// lookups bounds the refusals' key look-ups in flight (see admit).
 	lookups chan struct{}
+	// recent are the keys this process saw place orders: a refusal looks up only those.
+	recent *recentKeys
 }
 
 // NewServer returns the API's HTTP handler over the order-book service on pool. pool
@@ -161,6 +163,7 @@ func NewServer(pool *pgxpool.Pool, cancels Canceller, logger *slog.Logger, cfg C
 		failures:    newLimiter("failed-auth", cfg.Limits.FailedAuth),
 		refusalLogs: newLimiter("log", RateLimit{PerSecond: 1.0 / 60, Burst: 1}),
 		lookups:     make(chan struct{}, maxRefusalLookups),
+		recent:      newRecentKeys(keysPerGeneration),
 	}
 	return s.routes()
 }

@@ -74,6 +74,9 @@ func (s *server) placeOrder(w http.ResponseWriter, r *http.Request) error {
 		Quantity: req.quantity, TimeInForce: req.timeInForce, IdempotencyKey: key, RequestHash: req.hash(),
 		ClientOrderID: req.clientID, ExpireAt: req.expireAt, Details: c.details(), Answer: s.placedAnswer,
 	})
+	if err == nil || errors.Is(err, orderbook.ErrKeyReused) || errors.Is(err, orderbook.ErrKeyInFlight) {
+		s.recent.add(req.userID, key)
+	}
 	switch {
 	case errors.Is(err, orderbook.ErrClientOrderIDInUse):
 		return &apiError{code: codeClientOrderIDInUse, fields: []fieldError{{"clientOrderId", "is the id of another of your orders"}},
@@ -161,9 +164,10 @@ const replayedHeader = "Idempotent-Replayed"
 // admit applies admission control to a new order: while the system could not execute it
 // in bounded time, it is refused (an error: 503 OVERLOADED with Retry-After) and nothing
 // is written. A replay of an order already accepted asks for no new work and gets its
-// answer as ever (answered: admit wrote it), if its key's look-up answers within
-// RefusalLookup; otherwise it is refused like a new order, and its retry gets the answer.
-// Otherwise the order may be placed.
+// answer as ever (answered: admit wrote it), if this process saw its key place the order
+// (recentKeys) and the key's look-up answers within RefusalLookup; otherwise it is
+// refused like a new order, and its retry gets the answer. Otherwise the order may be
+// placed.
 func (s *server) admit(w http.ResponseWriter, r *http.Request, req orderRequest, key string) (answered bool, err error) {
 	if s.cfg.Admission == nil {
 		return false, nil
@@ -172,7 +176,15 @@ func (s *server) admit(w http.ResponseWriter, r *http.Request, req orderRequest,
 	if ok {
 		return false, nil
 	}
-	res, looked, err := s.lookUpReplay(r.Context(), req.userID, key, req.hash())
+	var (
+		res    orderbook.Placed
+		looked bool
+	)
+	// Nearly every refusal is of a new order, whose key this process has not seen place
+	// one: it is answered without a read.
+	if s.recent.mayHave(req.userID, key) {
+		res, looked, err = s.lookUpReplay(r.Context(), req.userID, key, req.hash())
+	}
 	switch {
 	case !looked:
 		return false, &apiError{code: codeOverloaded, retryAfter: retry,
