@@ -235,6 +235,21 @@ func retryPolicy(r RetryConfig) *temporal.RetryPolicy {
 	}
 }
 
+// amendOptions are the Amend step's: a regular activity, unlike the other lifecycle steps
+// (changeDurableAmend), with their timeout, budget and retry policy.
+func amendOptions(r RetryConfig) workflow.ActivityOptions {
+	return workflow.ActivityOptions{StartToCloseTimeout: r.stepTimeout(), ScheduleToCloseTimeout: r.budget(), RetryPolicy: retryPolicy(r)}
+}
+
+// changeDurableAmend is the workflow.GetVersion change id of runs whose Amend step is a
+// regular activity. A client's amendment is an Update, which is in the history only once
+// the workflow task that accepted it completes. As a local activity the step ran inside
+// that task, so a task whose completion the server refused (a fill's signal arrived
+// meanwhile) dropped the Update while the amendment stood committed; a regular activity
+// is scheduled by that completion, so it runs only once the acceptance is recorded, and
+// a task lost after it replays the accepted Update.
+const changeDurableAmend = "durable-amend"
+
 // bookkeepingOptions are for the steps that record an operator's view (parking,
 // resuming, failing): regular activities, so operators can see, pause or reset them in
 // the UI, and retried without limit, because there is no one left to escalate to.
@@ -416,7 +431,12 @@ func (r *run) applyAmendment() (activities.StepResult, error) {
 	var a *activities.Activities
 	in := r.amend.in
 	var res activities.AmendResult
+	durable := workflow.GetVersion(r.ctx, changeDurableAmend, workflow.DefaultVersion, 1) >= 1
 	step, err := r.step("Amend", func(ctx workflow.Context) (activities.StepResult, error) {
+		if durable {
+			err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, amendOptions(r.in.Retry)), a.Amend, in).Get(ctx, &res)
+			return res.StepResult, err
+		}
 		err := workflow.ExecuteLocalActivity(ctx, a.Amend, in).Get(ctx, &res)
 		return res.StepResult, err
 	})

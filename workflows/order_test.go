@@ -34,6 +34,8 @@ type harness struct {
 	env   *testsuite.TestWorkflowEnvironment
 	a     *activities.Activities
 	calls []string
+	// regular are the activities among calls that ran as regular activities.
+	regular []string
 }
 
 func newHarness(t *testing.T) *harness {
@@ -45,6 +47,7 @@ func newHarness(t *testing.T) *harness {
 	// The listener runs on the environment's main loop, so calls needs no lock.
 	h.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
 		h.calls = append(h.calls, info.ActivityType.Name)
+		h.regular = append(h.regular, info.ActivityType.Name)
 	})
 	// The lifecycle steps run as local activities, which have a listener of their own.
 	h.env.SetOnLocalActivityStartedListener(func(info *activity.Info, _ context.Context, _ []any) {
@@ -1099,6 +1102,33 @@ func TestARestingRunAppliesAnAmendmentAndWaitsOn(t *testing.T) {
 
 // An amendment that replaces the order ends its run: the order has ended REPLACED, and
 // the replacement has a run of its own.
+// The Amend step is a regular activity, scheduled in the workflow task that accepts the
+// Update, so it runs only once the acceptance is in the history. As a local activity it
+// ran inside that task: when the server refused the task's completion (a fill's signal
+// came in meanwhile: UnhandledCommand), the Update was dropped with it while its
+// replacement stood committed, the API answered 503 "nothing was amended", and the run
+// went back to waiting for an order that had ended (found by the cluster's chaos run).
+func TestAnAmendmentRunsAsAnActivityScheduledWithItsAcceptance(t *testing.T) {
+	h := newHarness(t)
+	h.onValidate(step(order.SentToExecutor), nil)
+	h.onExecute(activities.ExecuteResult{StepResult: step(order.Executing)}, nil)
+	replaced := h.amend(workflows.AmendRequest{Price: "99.5"}, time.Minute)
+	h.env.OnActivity(h.a.Amend, mock.Anything, mock.Anything).Return(activities.AmendResult{
+		StepResult: activities.StepResult{Status: order.Cancelled, Reason: order.ReasonReplaced},
+		Outcome:    orderbook.AmendReplaced, ReplacementID: 2,
+	}, nil).Once()
+
+	if res := h.run(); res.Status != order.Cancelled {
+		t.Errorf("result = %+v, want CANCELLED (REPLACED)", res)
+	}
+	if !replaced.completed || replaced.err != nil {
+		t.Fatalf("the amend update: %+v", replaced)
+	}
+	if !slices.Equal(h.regular, []string{"Amend"}) {
+		t.Errorf("regular activities %v, want [Amend]", h.regular)
+	}
+}
+
 func TestAnAmendmentThatReplacesTheOrderEndsItsRun(t *testing.T) {
 	h := newHarness(t)
 	h.onValidate(step(order.SentToExecutor), nil)
