@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"os"
@@ -237,14 +238,43 @@ func postgresBindir() (string, error) {
 	return "", ErrNoPostgres
 }
 
-// FreePort asks the kernel for a free TCP port on the loopback interface.
+// FreePort returns a TCP port free on the loopback interface.
+//
+// It picks one below the kernel's ephemeral range: a port the kernel hands out for ":0"
+// is one it also hands to outgoing connections, and under a busy test run one of those
+// took such a port between FreePort and the server's bind ("address already in use").
 func FreePort() (int, error) {
+	lo := ephemeralLow()
+	for range 200 {
+		port := freePortFloor + rand.IntN(lo-freePortFloor)
+		if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
+			_ = l.Close()
+			return port, nil
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("devstack: free port: %w", err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// freePortFloor is the lowest port FreePort picks: above the well-known services'.
+const freePortFloor = 20000
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux's default when it
+// cannot be read), at least freePortFloor+1000.
+func ephemeralLow() int {
+	lo := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				lo = n
+			}
+		}
+	}
+	return max(lo, freePortFloor+1000)
 }
 
 // StartTempPostgres starts a throwaway cluster in a new temporary folder, as a test
