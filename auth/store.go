@@ -72,6 +72,9 @@ func keyOf(k queries.ApiKey) Key {
 // Keys is the API key store, in PostgreSQL.
 type Keys struct {
 	q *queries.Queries
+	// fetch reads a key's row and now tells the time: q's and the clock's, but for tests.
+	fetch func(context.Context, string) (queries.ApiKey, error)
+	now   func() time.Time
 
 	// A cache of keys found valid, so that a busy client's every request does not read
 	// its key (see WithCache); nil, or a zero ttl: none.
@@ -83,41 +86,81 @@ type Keys struct {
 	revokes uint64
 }
 
-// cachedKey is a key found valid, until a time.
+// cachedKey is a key found valid, until a time; refreshing while a read of it runs
+// ahead of that time.
 type cachedKey struct {
-	hash      []byte
-	principal Principal
-	until     time.Time
+	hash       []byte
+	principal  Principal
+	until      time.Time
+	refreshing bool
 }
 
 // maxCachedKeys bounds the cache: past it, it starts again empty.
 const maxCachedKeys = 10000
 
 // NewKeys returns the key store over pool.
-func NewKeys(pool *pgxpool.Pool) *Keys { return &Keys{q: queries.New(pool)} }
+func NewKeys(pool *pgxpool.Pool) *Keys {
+	q := queries.New(pool)
+	return &Keys{q: q, fetch: q.GetAPIKey, now: time.Now}
+}
 
 // WithCache makes Authenticate remember a key it found valid for ttl, and answer from
 // memory meanwhile: a key revoked elsewhere (another replica, the CLI) keeps working here
 // for up to ttl. Revoke through this store forgets the key at once. Unknown, wrong and
 // revoked keys are never remembered, so a guesser's every attempt is read (and charged
 // by the API's throttle). 0 keeps no cache.
+//
+// A key used in the second half of its ttl is read again in the background, and
+// remembered anew from when that read began (or forgotten, if it is revoked now): a key in
+// steady use is never read in a request's path, and none is answered from a read older
+// than ttl.
 func (k *Keys) WithCache(ttl time.Duration) *Keys {
 	k.ttl = ttl
 	k.hot = map[string]cachedKey{}
 	return k
 }
 
-func (k *Keys) cached(id string, hash []byte, now time.Time) (Principal, bool) {
+// cached returns the principal of a remembered key; refresh is true (once per read) when
+// it is time to read the key again ahead of its ttl.
+func (k *Keys) cached(id string, hash []byte, now time.Time) (p Principal, ok, refresh bool) {
 	if k.ttl <= 0 {
-		return Principal{}, false
+		return Principal{}, false, false
 	}
 	k.mu.Lock()
+	defer k.mu.Unlock()
 	c, ok := k.hot[id]
-	k.mu.Unlock()
 	if !ok || now.After(c.until) || !secretMatches(c.hash, hash) {
-		return Principal{}, false
+		return Principal{}, false, false
 	}
-	return c.principal, true
+	if !c.refreshing && now.After(c.until.Add(-k.ttl/2)) {
+		c.refreshing, refresh = true, true
+		k.hot[id] = c
+	}
+	return c.principal, true, refresh
+}
+
+// refresh reads a remembered key again (cached asked for it): remembered anew if still
+// valid, forgotten if not; left to expire if the read fails.
+func (k *Keys) refresh(id string, hash []byte) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	gen, start := k.generation(), k.now()
+	p, err := k.lookup(ctx, id, hash)
+	switch {
+	case err == nil:
+		k.remember(id, hash, p, start, gen)
+	case errors.Is(err, ErrUnknownKey) || errors.Is(err, ErrRevokedKey):
+		k.mu.Lock()
+		delete(k.hot, id)
+		k.mu.Unlock()
+	default:
+		k.mu.Lock()
+		if c, ok := k.hot[id]; ok {
+			c.refreshing = false
+			k.hot[id] = c
+		}
+		k.mu.Unlock()
+	}
 }
 
 // generation returns how many revokes this store has begun.
@@ -222,12 +265,25 @@ func (k *Keys) Authenticate(ctx context.Context, key string) (Principal, error) 
 	if err != nil {
 		return Principal{}, err
 	}
-	now := time.Now()
-	if p, ok := k.cached(id, hash, now); ok {
+	now := k.now()
+	if p, ok, refresh := k.cached(id, hash, now); ok {
+		if refresh {
+			go k.refresh(id, hash)
+		}
 		return p, nil
 	}
 	gen := k.generation()
-	row, err := k.q.GetAPIKey(ctx, id)
+	p, err := k.lookup(ctx, id, hash)
+	if err != nil {
+		return Principal{}, err
+	}
+	k.remember(id, hash, p, now, gen)
+	return p, nil
+}
+
+// lookup reads key id and checks its secret (hash) and that it is not revoked.
+func (k *Keys) lookup(ctx context.Context, id string, hash []byte) (Principal, error) {
+	row, err := k.fetch(ctx, id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Principal{}, ErrUnknownKey
 	}
@@ -242,10 +298,8 @@ func (k *Keys) Authenticate(ctx context.Context, key string) (Principal, error) 
 	}
 	// Last use is for operators reviewing keys; losing one to a failed write is harmless,
 	// and a minute's precision spares a round trip on nearly every request.
-	if row.LastUsedAt == nil || time.Since(*row.LastUsedAt) > time.Minute {
+	if row.LastUsedAt == nil || k.now().Sub(*row.LastUsedAt) > time.Minute {
 		_ = k.q.TouchAPIKey(ctx, id)
 	}
-	p := Principal{UserID: row.UserID, Scopes: keyOf(row).Scopes, KeyID: row.ID}
-	k.remember(id, hash, p, now, gen)
-	return p, nil
+	return Principal{UserID: row.UserID, Scopes: keyOf(row).Scopes, KeyID: row.ID}, nil
 }
