@@ -1102,33 +1102,6 @@ func TestARestingRunAppliesAnAmendmentAndWaitsOn(t *testing.T) {
 
 // An amendment that replaces the order ends its run: the order has ended REPLACED, and
 // the replacement has a run of its own.
-// The Amend step is a regular activity, scheduled in the workflow task that accepts the
-// Update, so it runs only once the acceptance is in the history. As a local activity it
-// ran inside that task: when the server refused the task's completion (a fill's signal
-// came in meanwhile: UnhandledCommand), the Update was dropped with it while its
-// replacement stood committed, the API answered 503 "nothing was amended", and the run
-// went back to waiting for an order that had ended (found by the cluster's chaos run).
-func TestAnAmendmentRunsAsAnActivityScheduledWithItsAcceptance(t *testing.T) {
-	h := newHarness(t)
-	h.onValidate(step(order.SentToExecutor), nil)
-	h.onExecute(activities.ExecuteResult{StepResult: step(order.Executing)}, nil)
-	replaced := h.amend(workflows.AmendRequest{Price: "99.5"}, time.Minute)
-	h.env.OnActivity(h.a.Amend, mock.Anything, mock.Anything).Return(activities.AmendResult{
-		StepResult: activities.StepResult{Status: order.Cancelled, Reason: order.ReasonReplaced},
-		Outcome:    orderbook.AmendReplaced, ReplacementID: 2,
-	}, nil).Once()
-
-	if res := h.run(); res.Status != order.Cancelled {
-		t.Errorf("result = %+v, want CANCELLED (REPLACED)", res)
-	}
-	if !replaced.completed || replaced.err != nil {
-		t.Fatalf("the amend update: %+v", replaced)
-	}
-	if !slices.Equal(h.regular, []string{"Amend"}) {
-		t.Errorf("regular activities %v, want [Amend]", h.regular)
-	}
-}
-
 func TestAnAmendmentThatReplacesTheOrderEndsItsRun(t *testing.T) {
 	h := newHarness(t)
 	h.onValidate(step(order.SentToExecutor), nil)
@@ -1147,6 +1120,15 @@ func TestAnAmendmentThatReplacesTheOrderEndsItsRun(t *testing.T) {
 		t.Errorf("the amend update: %+v, want completed with replacement 2", replaced)
 	}
 	h.assertCalls("Validate", "Execute", "Amend")
+	// The Amend step is a regular activity, scheduled in the workflow task that accepts the
+	// Update, so it runs only once the acceptance is in the history. As a local activity it
+	// ran inside that task: when the server refused the task's completion (a fill's signal
+	// came in meanwhile: UnhandledCommand), the Update was dropped with it while its
+	// replacement stood committed, the API answered 503 "nothing was amended", and the run
+	// went back to waiting for an order that had ended (found by the cluster's chaos run).
+	if !slices.Equal(h.regular, []string{"Amend"}) {
+		t.Errorf("regular activities %v, want [Amend]", h.regular)
+	}
 }
 
 // An amendment is refused before it reaches the order unless the run rests on the book:
