@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orderflow/orderflow/orderbook"
@@ -107,20 +108,7 @@ func TestARefusalDoesNotWaitForASlowKeyLookUp(t *testing.T) {
 	if first.status != http.StatusCreated {
 		t.Fatalf("first order: %d %s", first.status, first.body)
 	}
-	// Well over the bound (5 orders at 5 orders/s), by a replica without admission control.
-	other := newHarnessWith(t, pool, testConfig(), nil)
-	for range 10 {
-		other.mustPlace(limitBody(2, `"10"`, 1))
-	}
-	waitFor(t, "the count to see the backlog", func() bool { n, _ := adm.Backlog(); return n >= 11 })
-	// Every look-up of a key waits behind this lock while it is held.
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec(ctx, `LOCK TABLE idempotency_keys IN ACCESS EXCLUSIVE MODE`); err != nil {
-		t.Fatal(err)
-	}
+	tx := overloadAndLockKeys(t, pool, adm, 11)
 	refused := h.place("k-0", limitBody(1, `"10"`, 1)) // answered while the lock is held
 	p := wantProblem(t, refused, http.StatusServiceUnavailable, "OVERLOADED", "")
 	if !strings.Contains(p.Message, "a retry returns its answer") {
@@ -133,6 +121,29 @@ func TestARefusalDoesNotWaitForASlowKeyLookUp(t *testing.T) {
 		res := h.place("k-0", limitBody(1, `"10"`, 1))
 		return res.status == http.StatusCreated && res.header.Get("Idempotent-Replayed") == "true" && bytes.Equal(res.body, first.body)
 	})
+}
+
+// overloadAndLockKeys puts the backlog well over the bound (5 orders at 5 orders/s) by
+// a replica without admission control, waits until the count sees at least want orders,
+// and locks idempotency_keys, so that every look-up of a key waits while the returned
+// transaction is open (rolled back at the test's end if not before).
+func overloadAndLockKeys(t *testing.T, pool *pgxpool.Pool, adm *orderbook.Admission, want int64) pgx.Tx {
+	t.Helper()
+	ctx := context.Background()
+	other := newHarnessWith(t, pool, testConfig(), nil)
+	for range 10 {
+		other.mustPlace(limitBody(2, `"10"`, 1))
+	}
+	waitFor(t, "the count to see the backlog", func() bool { n, _ := adm.Backlog(); return n >= want })
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(ctx) })
+	if _, err := tx.Exec(ctx, `LOCK TABLE idempotency_keys IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	return tx
 }
 
 // waitFor polls cond until it holds, failing the test after 10s.
@@ -155,19 +166,7 @@ func TestARefusalOfAKeyThisAPINeverPlacedReadsNothing(t *testing.T) {
 	// A look-up would be waited for, however long it took.
 	pool, adm, h := newAdmissionHarness(t, 10*time.Second)
 	ctx := context.Background()
-	other := newHarnessWith(t, pool, testConfig(), nil)
-	for range 10 {
-		other.mustPlace(limitBody(2, `"10"`, 1))
-	}
-	waitFor(t, "the count to see the backlog", func() bool { n, _ := adm.Backlog(); return n >= 10 })
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback(ctx) }()
-	if _, err := tx.Exec(ctx, `LOCK TABLE idempotency_keys IN ACCESS EXCLUSIVE MODE`); err != nil {
-		t.Fatal(err)
-	}
+	overloadAndLockKeys(t, pool, adm, 10)
 	answered := make(chan response, 1)
 	go func() { answered <- h.place("never-placed", limitBody(1, `"10"`, 1)) }()
 	// Until the refusal is answered, no look-up may wait for the lock.
